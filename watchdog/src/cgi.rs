@@ -1,0 +1,103 @@
+//! The command run for a request: `fprocess` exec'd without a shell, with
+//! the request described to it in CGI-style `Http_*` environment variables.
+
+use std::process::{Command, Stdio};
+
+use http::request::Parts;
+
+use crate::config::Config;
+
+/// Builds the command for one request. Stdin and stdout are piped; stderr is
+/// piped too unless `combine_output` gives it the stdout pipe (the caller
+/// sets that up).
+pub fn command(config: &Config, request: Option<&Parts>) -> Command {
+    let mut cmd = Command::new(&config.fprocess[0]);
+    cmd.args(&config.fprocess[1..])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    if let (true, Some(parts)) = (config.cgi_headers, request) {
+        for (name, value) in environment(parts) {
+            cmd.env(name, value);
+        }
+    }
+    cmd
+}
+
+/// `Http_Method`, `Http_Path`, `Http_Query` and one `Http_<Header_Name>` per
+/// header (`X-Call-Id` becomes `Http_X_Call_Id`; repeated headers are
+/// joined with ", ").
+pub fn environment(parts: &Parts) -> Vec<(String, String)> {
+    let mut vars: Vec<(String, String)> = Vec::with_capacity(parts.headers.keys_len() + 3);
+    vars.push(("Http_Method".into(), parts.method.as_str().into()));
+    vars.push(("Http_Path".into(), parts.uri.path().into()));
+    if let Some(query) = parts.uri.query() {
+        vars.push(("Http_Query".into(), query.into()));
+    }
+    for name in parts.headers.keys() {
+        let mut value = String::new();
+        for (i, v) in parts.headers.get_all(name).iter().enumerate() {
+            if i > 0 {
+                value.push_str(", ");
+            }
+            value.push_str(&String::from_utf8_lossy(v.as_bytes()));
+        }
+        vars.push((env_name(name.as_str()), value));
+    }
+    vars
+}
+
+/// `x-custom-header` → `Http_X_Custom_Header`.
+fn env_name(header: &str) -> String {
+    let mut out = String::with_capacity(header.len() + 5);
+    out.push_str("Http_");
+    let mut upper = true;
+    for c in header.chars() {
+        if c == '-' {
+            out.push('_');
+            upper = true;
+        } else if upper {
+            out.push(c.to_ascii_uppercase());
+            upper = false;
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn header_names_become_title_case_with_underscores() {
+        assert_eq!(env_name("x-custom-header"), "Http_X_Custom_Header");
+        assert_eq!(env_name("content-length"), "Http_Content_Length");
+        assert_eq!(env_name("host"), "Http_Host");
+    }
+
+    #[test]
+    fn describes_method_path_query_and_headers() {
+        let req = http::Request::post("/some/path?a=1&b=two")
+            .header("X-Thing", "one")
+            .header("x-thing", "two")
+            .header("Content-Length", "5")
+            .body(())
+            .unwrap();
+        let (parts, ()) = req.into_parts();
+        let env = environment(&parts);
+        let get = |k: &str| env.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
+        assert_eq!(get("Http_Method"), Some("POST"));
+        assert_eq!(get("Http_Path"), Some("/some/path"));
+        assert_eq!(get("Http_Query"), Some("a=1&b=two"));
+        assert_eq!(get("Http_X_Thing"), Some("one, two"));
+        assert_eq!(get("Http_Content_Length"), Some("5"));
+    }
+
+    #[test]
+    fn no_query_no_variable() {
+        let (parts, ()) = http::Request::get("/").body(()).unwrap().into_parts();
+        assert!(environment(&parts).iter().all(|(n, _)| n != "Http_Query"));
+    }
+}

@@ -1,0 +1,261 @@
+//! `fork` mode: a process per request. The body is written to stdin while
+//! stdout and stderr are read, all concurrently, so no pipe can fill and
+//! deadlock whatever the sizes. Output is buffered (up to
+//! `max_output_bytes`) so the status can follow the exit code.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::request::Parts;
+use http::{HeaderValue, Response, StatusCode};
+use http_body_util::BodyExt;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
+use tokio::net::unix::pipe;
+
+use crate::body::{BodyError, RequestBody, ResponseBody};
+use crate::cgi;
+use crate::process::{Child, Exit, combined_output_pipe};
+use crate::server::{State, add_usage, output_content_type, text};
+
+/// Why reading the output failed.
+enum Failure {
+    OutputTooLarge(u64),
+    Io(std::io::Error),
+}
+
+pub async fn invoke(
+    state: &Arc<State>,
+    parts: &Parts,
+    body: RequestBody,
+) -> Response<ResponseBody> {
+    let config = &state.config;
+    let mut child = match spawn(state, Some(parts)) {
+        Ok(child) => child,
+        Err(response) => return response,
+    };
+    let stdin = child.stdin.take().expect("stdin is piped");
+    let mut stdout = child.stdout.take().expect("stdout is piped");
+    let stderr = child.stderr.take();
+    let cap = config.max_output_bytes;
+
+    let run = async {
+        let feed = async {
+            let fed = feed_stdin(body, stdin).await;
+            if fed.is_err() {
+                child.kill();
+            }
+            fed
+        };
+        let out = async {
+            let out = read_capped(&mut stdout, cap).await;
+            if out.is_err() {
+                child.kill();
+            }
+            out
+        };
+        let err = async {
+            match stderr {
+                Some(mut stderr) => read_keeping_head(&mut stderr, cap).await,
+                None => Vec::new(),
+            }
+        };
+        let (fed, out, err) = tokio::join!(feed, out, err);
+        (fed, out, err)
+    };
+
+    let outcome = match config.exec_timeout {
+        Some(limit) => tokio::time::timeout(limit, run).await.ok(),
+        None => Some(run.await),
+    };
+    let Some((fed, out, err)) = outcome else {
+        return timed_out(state, &mut child).await;
+    };
+    let exit = child.wait().await;
+
+    if let Err(e) = fed {
+        return body_failure(e);
+    }
+    let stdout = match out {
+        Ok(stdout) => stdout,
+        Err(Failure::OutputTooLarge(cap)) => {
+            let mut response = text(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format_args!(
+                    "function output exceeds max_output_bytes ({cap} bytes); use mode=stream for large outputs"
+                ),
+            );
+            add_usage(&mut response, &exit.usage);
+            return response;
+        }
+        Err(Failure::Io(e)) => {
+            return text(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format_args!("reading the function's output failed: {e}"),
+            );
+        }
+    };
+    if config.write_debug {
+        tracing::info!(
+            stdout = %String::from_utf8_lossy(&stdout[..stdout.len().min(64 * 1024)]),
+            "function output"
+        );
+    }
+    finish(state, parts, exit, stdout, err)
+}
+
+/// Kills the process group of a run over `exec_timeout` and answers 504
+/// once the process is reaped.
+pub async fn timed_out(state: &State, child: &mut Child) -> Response<ResponseBody> {
+    let limit = state.config.exec_timeout.unwrap_or_default();
+    child.kill();
+    let exit = child.wait().await;
+    tracing::warn!(pid = child.pid(), timeout = ?limit, "exec_timeout exceeded, process group killed");
+    let mut response = text(
+        StatusCode::GATEWAY_TIMEOUT,
+        format_args!(
+            "function exceeded exec_timeout ({}s) and was killed",
+            limit.as_secs_f64()
+        ),
+    );
+    add_usage(&mut response, &exit.usage);
+    response
+}
+
+/// Builds the response once the process has exited.
+fn finish(
+    state: &State,
+    parts: &Parts,
+    exit: Exit,
+    stdout: Vec<u8>,
+    stderr: Vec<u8>,
+) -> Response<ResponseBody> {
+    let mut response = if exit.status.success() {
+        if !stderr.is_empty() {
+            tracing::info!(stderr = %String::from_utf8_lossy(&stderr), "function wrote to stderr");
+        }
+        let mut response = Response::new(ResponseBody::full(Bytes::from(stdout)));
+        if let Some(content_type) = output_content_type(&state.config, parts) {
+            response
+                .headers_mut()
+                .insert(http::header::CONTENT_TYPE, content_type);
+        }
+        response
+    } else {
+        // With combine_output, stderr went into stdout.
+        let detail = if state.config.combine_output {
+            stdout
+        } else {
+            stderr
+        };
+        tracing::warn!(status = %exit.status, stderr = %String::from_utf8_lossy(&detail), "function failed");
+        if detail.is_empty() {
+            text(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format_args!("function failed: {}", exit.status),
+            )
+        } else {
+            let mut response = Response::new(ResponseBody::full(Bytes::from(detail)));
+            *response.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
+            response.headers_mut().insert(
+                http::header::CONTENT_TYPE,
+                HeaderValue::from_static("text/plain; charset=utf-8"),
+            );
+            response
+        }
+    };
+    add_usage(&mut response, &exit.usage);
+    response
+}
+
+/// Spawns `fprocess` for a request, or answers 500 naming why it could not.
+/// With `combine_output`, stdout and stderr share one pipe.
+pub fn spawn(state: &State, parts: Option<&Parts>) -> Result<Child, Response<ResponseBody>> {
+    let config = &state.config;
+    let mut cmd = cgi::command(config, parts);
+    let mut combined: Option<pipe::Receiver> = None;
+    if config.combine_output {
+        match combined_output_pipe() {
+            Ok((read, out, err)) => {
+                cmd.stdout(out).stderr(err);
+                combined = Some(read);
+            }
+            Err(e) => {
+                return Err(text(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    format_args!("cannot create pipes: {e}"),
+                ));
+            }
+        }
+    }
+    let spawned = state.reaper.spawn(&mut cmd);
+    // Drop our copies of the child's pipe ends now, so EOF arrives when the child exits.
+    drop(cmd);
+    match spawned {
+        Ok(mut child) => {
+            if let Some(read) = combined {
+                child.stdout = Some(read);
+            }
+            Ok(child)
+        }
+        Err(e) => {
+            tracing::error!(fprocess = %config.fprocess.join(" "), error = %e, "cannot exec fprocess");
+            Err(text(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format_args!("cannot exec fprocess {:?}: {e}", config.fprocess.join(" ")),
+            ))
+        }
+    }
+}
+
+/// Copies the request body into the child's stdin, then closes it. A child
+/// that stops reading (exits early) is not an error: the rest is dropped.
+pub async fn feed_stdin(mut body: RequestBody, mut stdin: pipe::Sender) -> Result<u64, BodyError> {
+    let mut total = 0u64;
+    while let Some(frame) = body.frame().await {
+        let Ok(data) = frame?.into_data() else {
+            continue;
+        };
+        total += data.len() as u64;
+        if let Err(e) = stdin.write_all(&data).await {
+            tracing::debug!(error = %e, "function stopped reading stdin");
+            break;
+        }
+    }
+    Ok(total)
+}
+
+async fn read_capped<R: AsyncRead + Unpin>(reader: &mut R, cap: u64) -> Result<Vec<u8>, Failure> {
+    let mut out = Vec::new();
+    let read = reader.take(cap + 1).read_to_end(&mut out).await;
+    match read {
+        Err(e) => Err(Failure::Io(e)),
+        Ok(_) if out.len() as u64 > cap => Err(Failure::OutputTooLarge(cap)),
+        Ok(_) => Ok(out),
+    }
+}
+
+/// Reads to EOF, keeping the first `cap` bytes: the pipe is drained so the
+/// writer never blocks on it.
+pub async fn read_keeping_head<R: AsyncRead + Unpin>(reader: &mut R, cap: u64) -> Vec<u8> {
+    let mut kept = Vec::new();
+    let mut chunk = vec![0u8; 16 * 1024];
+    loop {
+        match reader.read(&mut chunk).await {
+            Ok(0) | Err(_) => return kept,
+            Ok(n) => {
+                let room = (cap as usize).saturating_sub(kept.len());
+                kept.extend_from_slice(&chunk[..n.min(room)]);
+            }
+        }
+    }
+}
+
+/// The answer when reading the request body failed.
+pub fn body_failure(e: BodyError) -> Response<ResponseBody> {
+    let status = match e {
+        BodyError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+        BodyError::TimedOut(_) => StatusCode::REQUEST_TIMEOUT,
+        BodyError::Read(_) => StatusCode::BAD_REQUEST,
+    };
+    text(status, e)
+}

@@ -1,0 +1,101 @@
+//! fwatchdog: the process inside every function container. It answers HTTP
+//! on `port`, runs the function's `fprocess` for each request (`fork`,
+//! `stream`) or proxies to it (`http`), and reports health and metrics.
+//!
+//! `main.rs` only reads the configuration and calls [`run`].
+
+pub mod body;
+pub mod cgi;
+pub mod config;
+pub mod fork;
+pub mod health;
+pub mod io;
+pub mod metrics;
+pub mod process;
+pub mod proxy;
+pub mod server;
+pub mod stream;
+
+use std::future::Future;
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+pub use config::{Config, ConfigError, Mode};
+
+use crate::health::Health;
+use crate::server::{State, Timeouts};
+
+/// Serves `listener` (and `metrics` when given) until `shutdown` resolves,
+/// then drains: health turns 503 and the lock file is removed at once, new
+/// requests are still accepted for `healthcheck_interval` so load balancers
+/// can notice, then the listener closes, in-flight requests finish, and
+/// the `http`-mode upstream is stopped.
+pub async fn run(
+    listener: TcpListener,
+    metrics: Option<TcpListener>,
+    config: Config,
+    shutdown: impl Future<Output = ()>,
+) -> std::io::Result<()> {
+    let http_mode = config.mode == Mode::Http;
+    let health = Arc::new(Health::new(&config, !http_mode));
+    health.create_lock()?;
+    let upstream = http_mode.then(|| proxy::Client::new(&config));
+    let state = Arc::new(State::new(config.clone(), health.clone(), upstream));
+    let timeouts = Timeouts {
+        read: config.read_timeout,
+        write: config.write_timeout,
+    };
+
+    let (stop_serving, serving) = watch::channel(false);
+    let (stop_upstream, upstream_stop) = watch::channel(false);
+    let (stop_metrics, metrics_stop) = watch::channel(false);
+
+    let supervisor = http_mode.then(|| {
+        tokio::spawn(proxy::supervise(
+            config.clone(),
+            health.clone(),
+            upstream_stop,
+        ))
+    });
+    let main = {
+        let state = state.clone();
+        tokio::spawn(server::serve(
+            listener,
+            move |req| server::handle(state.clone(), req),
+            timeouts,
+            serving,
+        ))
+    };
+    let metrics = metrics.map(|listener| {
+        let state = state.clone();
+        tokio::spawn(server::serve(
+            listener,
+            move |req| server::metrics(state.clone(), req),
+            timeouts,
+            metrics_stop,
+        ))
+    });
+
+    shutdown.await;
+    tracing::info!(
+        drain_after = ?config.healthcheck_interval,
+        "shutdown requested: reporting unhealthy, still serving until the drain starts"
+    );
+    health.start_draining();
+    tokio::time::sleep(config.healthcheck_interval).await;
+    tracing::info!("no longer accepting connections; finishing in-flight requests");
+    let _ = stop_serving.send(true);
+    let _ = main.await;
+    let _ = stop_upstream.send(true);
+    if let Some(supervisor) = supervisor {
+        let _ = supervisor.await;
+    }
+    let _ = stop_metrics.send(true);
+    if let Some(metrics) = metrics {
+        let _ = metrics.await;
+    }
+    tracing::info!("drained; exiting");
+    Ok(())
+}

@@ -1,0 +1,274 @@
+//! `http` mode: one long-lived `fprocess` that is itself an HTTP server at
+//! `upstream_url`. The supervisor starts it, reports the instance healthy
+//! only once it accepts connections, and restarts it with backoff when it
+//! dies. Requests are forwarded over pooled keep-alive connections.
+
+use std::process::Stdio;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use http::header::{self, HeaderMap, HeaderName};
+use http::request::Parts;
+use http::uri::{Authority, Scheme};
+use http::{Request, Response, StatusCode, Uri};
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
+use tokio::sync::watch;
+
+use crate::body::{BodyError, RequestBody, ResponseBody, find_body_error};
+use crate::cgi;
+use crate::config::Config;
+use crate::fork::body_failure;
+use crate::health::Health;
+use crate::process::Reaper;
+use crate::server::{State, text};
+
+const FIRST_BACKOFF: Duration = Duration::from_millis(100);
+const MAX_BACKOFF: Duration = Duration::from_secs(10);
+/// A child that stayed up this long is healthy again: the next crash
+/// restarts it without delay carried over from earlier ones.
+const STABLE_AFTER: Duration = Duration::from_secs(30);
+const PROBE_EVERY: Duration = Duration::from_millis(10);
+
+/// The pooled client to the upstream.
+pub struct Client {
+    inner: hyper_util::client::legacy::Client<HttpConnector, RequestBody>,
+    authority: Authority,
+}
+
+impl Client {
+    pub fn new(config: &Config) -> Client {
+        let mut connector = HttpConnector::new();
+        connector.set_nodelay(true);
+        connector.set_connect_timeout(Some(config.exec_timeout.unwrap_or(Duration::from_secs(10))));
+        let inner = hyper_util::client::legacy::Client::builder(TokioExecutor::new())
+            .timer(TokioTimer::new())
+            .pool_timer(TokioTimer::new())
+            .pool_idle_timeout(Duration::from_secs(90))
+            .build(connector);
+        Client {
+            inner,
+            authority: config
+                .upstream_url
+                .authority()
+                .cloned()
+                .expect("validated at start-up"),
+        }
+    }
+}
+
+pub async fn invoke(state: &Arc<State>, parts: Parts, body: RequestBody) -> Response<ResponseBody> {
+    let client = state.upstream.as_ref().expect("http mode has a client");
+    if !state.health.upstream_ready() {
+        return text(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "function is not ready: its upstream process is starting or restarting",
+        );
+    }
+    let mut parts = parts;
+    let path = parts
+        .uri
+        .path_and_query()
+        .cloned()
+        .unwrap_or_else(|| http::uri::PathAndQuery::from_static("/"));
+    parts.uri = match Uri::builder()
+        .scheme(Scheme::HTTP)
+        .authority(client.authority.clone())
+        .path_and_query(path)
+        .build()
+    {
+        Ok(uri) => uri,
+        Err(e) => {
+            return text(
+                StatusCode::BAD_REQUEST,
+                format_args!("cannot forward this request path: {e}"),
+            );
+        }
+    };
+    strip_hop_by_hop(&mut parts.headers);
+    let request = Request::from_parts(parts, body);
+
+    let sent = client.inner.request(request);
+    let answered = match state.config.exec_timeout {
+        Some(limit) => match tokio::time::timeout(limit, sent).await {
+            Ok(answered) => answered,
+            Err(_) => {
+                return text(
+                    StatusCode::GATEWAY_TIMEOUT,
+                    format_args!(
+                        "function did not answer within exec_timeout ({}s)",
+                        limit.as_secs_f64()
+                    ),
+                );
+            }
+        },
+        None => sent.await,
+    };
+    match answered {
+        Ok(response) => {
+            let (mut parts, body) = response.into_parts();
+            strip_hop_by_hop(&mut parts.headers);
+            if let Some(content_type) = &state.config.content_type {
+                parts
+                    .headers
+                    .insert(header::CONTENT_TYPE, content_type.clone());
+            }
+            Response::from_parts(parts, ResponseBody::upstream(body))
+        }
+        Err(e) => {
+            if let Some(body_error) = find_body_error(&e) {
+                return body_failure(match body_error {
+                    BodyError::TooLarge { limit } => BodyError::TooLarge { limit: *limit },
+                    BodyError::TimedOut(d) => BodyError::TimedOut(*d),
+                    BodyError::Read(_) => return text(StatusCode::BAD_REQUEST, body_error),
+                });
+            }
+            let cause = error_chain(&e);
+            if e.is_connect() {
+                text(
+                    StatusCode::BAD_GATEWAY,
+                    format_args!(
+                        "function upstream {} is unreachable: {cause}",
+                        client.authority
+                    ),
+                )
+            } else {
+                text(
+                    StatusCode::BAD_GATEWAY,
+                    format_args!("function upstream {} failed: {cause}", client.authority),
+                )
+            }
+        }
+    }
+}
+
+fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        source = s.source();
+    }
+    out
+}
+
+/// Removes the headers that describe one connection, not the message
+/// (RFC 9110 §7.6.1), including any the Connection header names.
+pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    let named: Vec<HeaderName> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
+        .collect();
+    for name in named {
+        headers.remove(name);
+    }
+    for name in [
+        header::CONNECTION,
+        header::TE,
+        header::TRAILER,
+        header::TRANSFER_ENCODING,
+        header::UPGRADE,
+        header::PROXY_AUTHENTICATE,
+        header::PROXY_AUTHORIZATION,
+    ] {
+        headers.remove(name);
+    }
+    headers.remove("keep-alive");
+    headers.remove("proxy-connection");
+}
+
+/// Runs the upstream process until `stop` turns true: starts it, waits
+/// until it accepts connections, restarts it with exponential backoff when
+/// it exits, and finally stops it (SIGTERM, then SIGKILL after
+/// `write_timeout`).
+pub async fn supervise(config: Config, health: Arc<Health>, mut stop: watch::Receiver<bool>) {
+    let reaper = Reaper::global();
+    let target = config
+        .upstream_url
+        .authority()
+        .map(|a| format!("{}:{}", a.host(), a.port_u16().unwrap_or(80)))
+        .expect("validated at start-up");
+    let mut backoff = FIRST_BACKOFF;
+    loop {
+        let started = Instant::now();
+        let mut cmd = cgi::command(&config, None);
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::inherit())
+            .stderr(Stdio::inherit());
+        match reaper.spawn(&mut cmd) {
+            Err(e) => tracing::error!(
+                fprocess = %config.fprocess.join(" "),
+                error = %e,
+                "cannot exec the upstream process"
+            ),
+            Ok(mut child) => {
+                tracing::info!(pid = child.pid(), upstream = %target, "upstream process started");
+                let came_up = tokio::select! {
+                    () = wait_accepting(&target) => true,
+                    exit = child.wait() => {
+                        tracing::error!(status = %exit.status, "upstream process exited before accepting connections");
+                        false
+                    }
+                    () = stopped(&mut stop) => {
+                        terminate(&mut child, config.write_timeout).await;
+                        return;
+                    }
+                };
+                if came_up {
+                    tracing::info!(
+                        pid = child.pid(),
+                        after = ?started.elapsed(),
+                        "upstream accepts connections; instance ready"
+                    );
+                    health.set_upstream_ready(true);
+                    tokio::select! {
+                        exit = child.wait() => {
+                            health.set_upstream_ready(false);
+                            tracing::error!(status = %exit.status, "upstream process exited");
+                        }
+                        () = stopped(&mut stop) => {
+                            health.set_upstream_ready(false);
+                            terminate(&mut child, config.write_timeout).await;
+                            return;
+                        }
+                    }
+                }
+            }
+        }
+        if started.elapsed() >= STABLE_AFTER {
+            backoff = FIRST_BACKOFF;
+        }
+        tracing::info!(after = ?backoff, "restarting the upstream process");
+        tokio::select! {
+            () = tokio::time::sleep(backoff) => {}
+            () = stopped(&mut stop) => return,
+        }
+        backoff = (backoff * 2).min(MAX_BACKOFF);
+    }
+}
+
+async fn stopped(stop: &mut watch::Receiver<bool>) {
+    let _ = stop.wait_for(|s| *s).await;
+}
+
+async fn wait_accepting(target: &str) {
+    loop {
+        if tokio::net::TcpStream::connect(target).await.is_ok() {
+            return;
+        }
+        tokio::time::sleep(PROBE_EVERY).await;
+    }
+}
+
+async fn terminate(child: &mut crate::process::Child, grace: Duration) {
+    child.signal(libc::SIGTERM);
+    if tokio::time::timeout(grace, child.wait()).await.is_err() {
+        tracing::warn!(pid = child.pid(), "upstream ignored SIGTERM; killing it");
+        child.kill();
+        child.wait().await;
+    }
+}

@@ -1,0 +1,272 @@
+//! `stream` mode: a process per request with both bodies streamed, so memory
+//! stays constant whatever their sizes.
+//!
+//! The response waits for the first byte of output (or the end of it): a
+//! process that fails before writing anything still gets a 500 with its
+//! stderr. Once streaming has begun the status is sent, so a later failure
+//! (non-zero exit, `exec_timeout`, a bad request body) aborts the response
+//! instead of ending it cleanly: the client sees a truncated transfer, never
+//! a silently incomplete success.
+
+use std::future::Future;
+use std::io;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll, ready};
+
+use bytes::{Bytes, BytesMut};
+use http::request::Parts;
+use http::{Response, StatusCode};
+use http_body::{Body, Frame};
+use tokio::io::AsyncReadExt;
+use tokio::net::unix::pipe;
+use tokio::task::JoinHandle;
+use tokio::time::Sleep;
+
+use crate::body::{BodyError, RequestBody, ResponseBody};
+use crate::fork::{body_failure, feed_stdin, spawn, timed_out};
+use crate::process::{Child, ExitStatus};
+use crate::server::{State, add_usage, output_content_type, text};
+
+const CHUNK: usize = 64 * 1024;
+
+/// Aborts the task when dropped, so a finished or abandoned request leaves
+/// no task behind.
+struct Task<T>(JoinHandle<T>);
+
+impl<T> Drop for Task<T> {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+pub async fn invoke(
+    state: &Arc<State>,
+    parts: &Parts,
+    body: RequestBody,
+) -> Response<ResponseBody> {
+    let config = &state.config;
+    let mut child = match spawn(state, Some(parts)) {
+        Ok(child) => child,
+        Err(response) => return response,
+    };
+    let stdin = child.stdin.take().expect("stdin is piped");
+    let mut stdout = child.stdout.take().expect("stdout is piped");
+    // Detached on purpose: it ends at EOF, after logging the last lines.
+    let stderr = child
+        .stderr
+        .take()
+        .map(|s| tokio::spawn(log_stderr(s, config.max_output_bytes)));
+    let mut feeder = Some(Task(tokio::spawn(feed_stdin(body, stdin))));
+    let mut deadline = config.exec_timeout.map(|t| Box::pin(tokio::time::sleep(t)));
+
+    let mut buf = BytesMut::with_capacity(CHUNK);
+    let first = loop {
+        tokio::select! {
+            read = stdout.read_buf(&mut buf) => break read,
+            fed = async { (&mut feeder.as_mut().expect("guarded").0).await }, if feeder.is_some() => {
+                feeder = None;
+                if let Some(e) = fed_error(fed) {
+                    child.kill();
+                    return body_failure(e);
+                }
+            }
+            () = async { deadline.as_mut().expect("guarded").await }, if deadline.is_some() => {
+                return timed_out(state, &mut child).await;
+            }
+        }
+    };
+
+    match first {
+        Err(e) => {
+            child.kill();
+            text(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format_args!("reading the function's output failed: {e}"),
+            )
+        }
+        Ok(0) => {
+            // No output at all: the exit status can still decide the answer.
+            let exit = tokio::select! {
+                exit = child.wait() => exit,
+                () = async { deadline.as_mut().expect("guarded").await }, if deadline.is_some() => {
+                    return timed_out(state, &mut child).await;
+                }
+            };
+            if let Some(mut feeder) = feeder.take()
+                && let Some(e) = fed_error((&mut feeder.0).await)
+            {
+                return body_failure(e);
+            }
+            let stderr = match stderr {
+                Some(task) => task.await.unwrap_or_default(),
+                None => Vec::new(),
+            };
+            let mut response = if exit.status.success() {
+                let mut response = Response::new(ResponseBody::empty());
+                if let Some(content_type) = output_content_type(config, parts) {
+                    response
+                        .headers_mut()
+                        .insert(http::header::CONTENT_TYPE, content_type);
+                }
+                response
+            } else if stderr.is_empty() {
+                text(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    format_args!("function failed: {}", exit.status),
+                )
+            } else {
+                let mut response = text(StatusCode::INTERNAL_SERVER_ERROR, "");
+                *response.body_mut() = ResponseBody::full(stderr);
+                response
+            };
+            add_usage(&mut response, &exit.usage);
+            response
+        }
+        Ok(_) => {
+            let output = ChildOutput {
+                child,
+                stdout,
+                first: Some(buf.split().freeze()),
+                buf,
+                feeder,
+                deadline,
+                phase: Phase::Reading,
+            };
+            let mut response = Response::new(ResponseBody::child(output));
+            if let Some(content_type) = output_content_type(config, parts) {
+                response
+                    .headers_mut()
+                    .insert(http::header::CONTENT_TYPE, content_type);
+            }
+            response
+        }
+    }
+}
+
+fn fed_error(joined: Result<Result<u64, BodyError>, tokio::task::JoinError>) -> Option<BodyError> {
+    match joined {
+        Ok(Err(e)) => Some(e),
+        _ => None,
+    }
+}
+
+/// Logs the function's stderr line by line as it arrives, keeping the first
+/// `cap` bytes for an error response.
+async fn log_stderr(mut stderr: pipe::Receiver, cap: u64) -> Vec<u8> {
+    let mut kept = Vec::new();
+    let mut pending = Vec::new();
+    let mut chunk = BytesMut::with_capacity(8 * 1024);
+    loop {
+        chunk.clear();
+        match stderr.read_buf(&mut chunk).await {
+            Ok(0) | Err(_) => break,
+            Ok(_) => {
+                let room = (cap as usize).saturating_sub(kept.len());
+                kept.extend_from_slice(&chunk[..chunk.len().min(room)]);
+                pending.extend_from_slice(&chunk);
+                while let Some(end) = pending.iter().position(|&b| b == b'\n') {
+                    let line: Vec<u8> = pending.drain(..=end).collect();
+                    tracing::info!(stderr = %String::from_utf8_lossy(&line[..end]), "function stderr");
+                }
+                if pending.len() > CHUNK {
+                    tracing::info!(stderr = %String::from_utf8_lossy(&pending), "function stderr");
+                    pending.clear();
+                }
+            }
+        }
+    }
+    if !pending.is_empty() {
+        tracing::info!(stderr = %String::from_utf8_lossy(&pending), "function stderr");
+    }
+    kept
+}
+
+enum Phase {
+    Reading,
+    Exiting,
+    Done,
+}
+
+/// A streamed response body: the child's stdout, then its exit status.
+pub struct ChildOutput {
+    child: Child,
+    stdout: pipe::Receiver,
+    first: Option<Bytes>,
+    buf: BytesMut,
+    feeder: Option<Task<Result<u64, BodyError>>>,
+    deadline: Option<Pin<Box<Sleep>>>,
+    phase: Phase,
+}
+
+impl ChildOutput {
+    fn fail(&mut self, message: String) -> Poll<Option<Result<Frame<Bytes>, io::Error>>> {
+        self.child.kill();
+        self.phase = Phase::Done;
+        tracing::warn!(pid = self.child.pid(), "{message}");
+        Poll::Ready(Some(Err(io::Error::other(message))))
+    }
+
+    fn poll_read_chunk(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
+        loop {
+            ready!(self.stdout.poll_read_ready(cx))?;
+            self.buf.reserve(CHUNK);
+            match self.stdout.try_read_buf(&mut self.buf) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                other => return Poll::Ready(other),
+            }
+        }
+    }
+}
+
+impl Body for ChildOutput {
+    type Data = Bytes;
+    type Error = io::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, io::Error>>> {
+        let this = &mut *self;
+        if let Some(first) = this.first.take() {
+            return Poll::Ready(Some(Ok(Frame::data(first))));
+        }
+        if matches!(this.phase, Phase::Done) {
+            return Poll::Ready(None);
+        }
+        if let Some(deadline) = this.deadline.as_mut()
+            && deadline.as_mut().poll(cx).is_ready()
+        {
+            return this.fail("function exceeded exec_timeout and was killed mid-response".into());
+        }
+        if let Some(feeder) = this.feeder.as_mut()
+            && let Poll::Ready(fed) = Pin::new(&mut feeder.0).poll(cx)
+        {
+            this.feeder = None;
+            if let Some(e) = fed_error(fed) {
+                return this.fail(format!("response aborted: {e}"));
+            }
+        }
+        if let Phase::Reading = this.phase {
+            match ready!(this.poll_read_chunk(cx)) {
+                Ok(0) => this.phase = Phase::Exiting,
+                Ok(_) => return Poll::Ready(Some(Ok(Frame::data(this.buf.split().freeze())))),
+                Err(e) => return this.fail(format!("reading the function's output failed: {e}")),
+            }
+        }
+        let exit = ready!(this.child.poll_wait(cx));
+        this.phase = Phase::Done;
+        match exit.status {
+            ExitStatus::Code(0) => Poll::Ready(None),
+            status => {
+                let message = format!("function failed mid-response: {status}");
+                tracing::warn!(pid = this.child.pid(), "{message}");
+                Poll::Ready(Some(Err(io::Error::other(message))))
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.first.is_none() && matches!(self.phase, Phase::Done)
+    }
+}
