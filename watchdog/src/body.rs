@@ -117,7 +117,7 @@ pub fn find_body_error<'a>(mut err: &'a (dyn StdError + 'static)) -> Option<&'a 
 
 enum Kind {
     Full(Full<Bytes>),
-    Child(ChildOutput),
+    Child(Box<ChildOutput>),
     Upstream(Incoming),
 }
 
@@ -141,7 +141,7 @@ impl ResponseBody {
 
     pub fn child(output: ChildOutput) -> ResponseBody {
         ResponseBody {
-            kind: Kind::Child(output),
+            kind: Kind::Child(Box::new(output)),
             guard: None,
         }
     }
@@ -170,7 +170,7 @@ impl Body for ResponseBody {
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let polled = match &mut self.kind {
             Kind::Full(b) => Pin::new(b).poll_frame(cx).map_err(|never| match never {}),
-            Kind::Child(b) => Pin::new(b).poll_frame(cx).map_err(BoxError::from),
+            Kind::Child(b) => Pin::new(b.as_mut()).poll_frame(cx).map_err(BoxError::from),
             Kind::Upstream(b) => Pin::new(b).poll_frame(cx).map_err(BoxError::from),
         };
         if let Poll::Ready(None) | Poll::Ready(Some(Err(_))) = polled {

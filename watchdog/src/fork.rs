@@ -31,7 +31,7 @@ pub async fn invoke(
     let config = &state.config;
     let mut child = match spawn(state, Some(parts)) {
         Ok(child) => child,
-        Err(response) => return response,
+        Err(message) => return text(StatusCode::INTERNAL_SERVER_ERROR, message),
     };
     let stdin = child.stdin.take().expect("stdin is piped");
     let mut stdout = child.stdout.take().expect("stdout is piped");
@@ -167,9 +167,9 @@ fn finish(
     response
 }
 
-/// Spawns `fprocess` for a request, or answers 500 naming why it could not.
-/// With `combine_output`, stdout and stderr share one pipe.
-pub fn spawn(state: &State, parts: Option<&Parts>) -> Result<Child, Response<ResponseBody>> {
+/// Spawns `fprocess` for a request, or says why it could not. With
+/// `combine_output`, stdout and stderr share one pipe.
+pub fn spawn(state: &State, parts: Option<&Parts>) -> Result<Child, String> {
     let config = &state.config;
     let mut cmd = cgi::command(config, parts);
     let mut combined: Option<pipe::Receiver> = None;
@@ -179,12 +179,7 @@ pub fn spawn(state: &State, parts: Option<&Parts>) -> Result<Child, Response<Res
                 cmd.stdout(out).stderr(err);
                 combined = Some(read);
             }
-            Err(e) => {
-                return Err(text(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    format_args!("cannot create pipes: {e}"),
-                ));
-            }
+            Err(e) => return Err(format!("cannot create pipes: {e}")),
         }
     }
     let spawned = state.reaper.spawn(&mut cmd);
@@ -199,9 +194,9 @@ pub fn spawn(state: &State, parts: Option<&Parts>) -> Result<Child, Response<Res
         }
         Err(e) => {
             tracing::error!(fprocess = %config.fprocess.join(" "), error = %e, "cannot exec fprocess");
-            Err(text(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                format_args!("cannot exec fprocess {:?}: {e}", config.fprocess.join(" ")),
+            Err(format!(
+                "cannot exec fprocess {:?}: {e}",
+                config.fprocess.join(" ")
             ))
         }
     }

@@ -48,6 +48,14 @@ pub async fn run(
         write: config.write_timeout,
     };
 
+    tracing::info!(
+        addr = %listener.local_addr()?,
+        metrics_addr = %metrics.as_ref().map(|m| m.local_addr()).transpose()?.map(|a| a.to_string()).unwrap_or_else(|| "off".into()),
+        mode = config.mode.as_str(),
+        fprocess = %config.fprocess.join(" "),
+        "listening"
+    );
+
     let (stop_serving, serving) = watch::channel(false);
     let (stop_upstream, upstream_stop) = watch::channel(false);
     let (stop_metrics, metrics_stop) = watch::channel(false);

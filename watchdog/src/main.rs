@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use tokio::net::TcpListener;
-use tokio::signal::unix::{SignalKind, signal};
+use tokio::signal::unix::{Signal, SignalKind, signal};
 use tracing_subscriber::filter::LevelFilter;
 use watchdog::config::{self, Config};
 
@@ -92,6 +92,11 @@ fn serve() -> ExitCode {
     };
     let rt = runtime();
     let result = rt.block_on(async move {
+        // Handlers first: a SIGTERM that arrives during start-up must drain, not kill.
+        let term =
+            signal(SignalKind::terminate()).map_err(|e| format!("cannot handle SIGTERM: {e}"))?;
+        let int =
+            signal(SignalKind::interrupt()).map_err(|e| format!("cannot handle SIGINT: {e}"))?;
         let http = SocketAddr::new(config.bind_address, config.port);
         let metrics = SocketAddr::new(config.bind_address, config.metrics_port);
         let listener = TcpListener::bind(http)
@@ -100,16 +105,14 @@ fn serve() -> ExitCode {
         let metrics_listener = TcpListener::bind(metrics)
             .await
             .map_err(|e| format!("cannot listen on {metrics} (metrics_port): {e}"))?;
-        tracing::info!(
-            addr = %listener.local_addr().map_err(|e| e.to_string())?,
-            metrics_addr = %metrics_listener.local_addr().map_err(|e| e.to_string())?,
-            mode = config.mode.as_str(),
-            fprocess = %config.fprocess.join(" "),
-            "listening"
-        );
-        watchdog::run(listener, Some(metrics_listener), config, shutdown_signal())
-            .await
-            .map_err(|e| e.to_string())
+        watchdog::run(
+            listener,
+            Some(metrics_listener),
+            config,
+            shutdown_signal(term, int),
+        )
+        .await
+        .map_err(|e| e.to_string())
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -121,9 +124,7 @@ fn serve() -> ExitCode {
 }
 
 /// Resolves on the first SIGTERM or SIGINT; a second one exits at once.
-async fn shutdown_signal() {
-    let mut term = signal(SignalKind::terminate()).expect("cannot handle SIGTERM");
-    let mut int = signal(SignalKind::interrupt()).expect("cannot handle SIGINT");
+async fn shutdown_signal(mut term: Signal, mut int: Signal) {
     tokio::select! {
         _ = term.recv() => {}
         _ = int.recv() => {}

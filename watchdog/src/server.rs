@@ -265,7 +265,7 @@ pub async fn serve<H, F>(
                 let _ = stream.set_nodelay(true);
                 let io = TokioIo::new(WriteTimeout::new(stream, timeouts.write));
                 let handler = handler.clone();
-                let connection = http.serve_connection(io, service_fn(move |req| handler(req)));
+                let connection = http.serve_connection(io, service_fn(handler));
                 let connection = graceful.watch(connection);
                 tokio::spawn(async move {
                     if let Err(e) = connection.await {

@@ -48,7 +48,7 @@ pub async fn invoke(
     let config = &state.config;
     let mut child = match spawn(state, Some(parts)) {
         Ok(child) => child,
-        Err(response) => return response,
+        Err(message) => return text(StatusCode::INTERNAL_SERVER_ERROR, message),
     };
     let stdin = child.stdin.take().expect("stdin is piped");
     let mut stdout = child.stdout.take().expect("stdout is piped");

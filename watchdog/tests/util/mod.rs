@@ -110,13 +110,13 @@ impl Watchdog {
     }
 
     /// Waits for the watchdog to exit, up to `limit`.
-    pub fn wait_exit(&mut self, limit: Duration) -> Option<ExitStatus> {
+    pub async fn wait_exit(&mut self, limit: Duration) -> Option<ExitStatus> {
         let deadline = Instant::now() + limit;
         while Instant::now() < deadline {
             if let Some(status) = self.child.try_wait().unwrap() {
                 return Some(status);
             }
-            std::thread::sleep(Duration::from_millis(10));
+            tokio::time::sleep(Duration::from_millis(10)).await;
         }
         None
     }
@@ -307,6 +307,15 @@ impl Chunks {
 /// The byte at `offset` of a [`Chunks`] stream.
 pub fn pattern_byte(offset: u64) -> u8 {
     (offset % 251) as u8
+}
+
+/// `len` bytes of the [`Chunks`] stream starting at `offset` (len ≤ 1 MiB),
+/// by slicing a precomputed buffer: cheap even in debug builds.
+pub fn pattern(offset: u64, len: usize) -> &'static [u8] {
+    static PATTERN: std::sync::OnceLock<Vec<u8>> = std::sync::OnceLock::new();
+    let all = PATTERN.get_or_init(|| (0..251 + (1 << 20) as u64).map(pattern_byte).collect());
+    let start = (offset % 251) as usize;
+    &all[start..start + len]
 }
 
 impl http_body::Body for Chunks {
