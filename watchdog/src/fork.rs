@@ -40,7 +40,7 @@ pub async fn invoke(
 
     let run = async {
         let feed = async {
-            let fed = feed_stdin(body, stdin).await;
+            let fed = feed_stdin(body, stdin, config.write_debug).await;
             if fed.is_err() {
                 child.kill();
             }
@@ -204,12 +204,24 @@ pub fn spawn(state: &State, parts: Option<&Parts>) -> Result<Child, String> {
 
 /// Copies the request body into the child's stdin, then closes it. A child
 /// that stops reading (exits early) is not an error: the rest is dropped.
-pub async fn feed_stdin(mut body: RequestBody, mut stdin: pipe::Sender) -> Result<u64, BodyError> {
+/// With `debug` (write_debug), each chunk is logged (its first KiB).
+pub async fn feed_stdin(
+    mut body: RequestBody,
+    mut stdin: pipe::Sender,
+    debug: bool,
+) -> Result<u64, BodyError> {
     let mut total = 0u64;
     while let Some(frame) = body.frame().await {
         let Ok(data) = frame?.into_data() else {
             continue;
         };
+        if debug {
+            tracing::info!(
+                bytes = data.len(),
+                head = %String::from_utf8_lossy(&data[..data.len().min(1024)]),
+                "function input"
+            );
+        }
         total += data.len() as u64;
         if let Err(e) = stdin.write_all(&data).await {
             tracing::debug!(error = %e, "function stopped reading stdin");

@@ -108,7 +108,11 @@ pub fn text(status: StatusCode, message: impl std::fmt::Display) -> Response<Res
 
 /// Adds the child's `wait4` resource use to a response.
 pub fn add_usage(response: &mut Response<ResponseBody>, usage: &Usage) {
-    let headers = response.headers_mut();
+    usage_headers(response.headers_mut(), usage);
+}
+
+/// The child's `wait4` resource use as headers (or trailers).
+pub fn usage_headers(headers: &mut http::HeaderMap, usage: &Usage) {
     headers.insert(X_CPU_USER_SECONDS, seconds(usage.user));
     headers.insert(X_CPU_SYSTEM_SECONDS, seconds(usage.system));
     headers.insert(X_MAX_RSS_BYTES, HeaderValue::from(usage.max_rss_bytes));

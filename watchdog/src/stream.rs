@@ -26,7 +26,7 @@ use tokio::time::Sleep;
 use crate::body::{BodyError, RequestBody, ResponseBody};
 use crate::fork::{body_failure, feed_stdin, spawn, timed_out};
 use crate::process::{Child, ExitStatus};
-use crate::server::{State, add_usage, output_content_type, text};
+use crate::server::{State, add_usage, output_content_type, text, usage_headers};
 
 const CHUNK: usize = 64 * 1024;
 
@@ -57,7 +57,11 @@ pub async fn invoke(
         .stderr
         .take()
         .map(|s| tokio::spawn(log_stderr(s, config.max_output_bytes)));
-    let mut feeder = Some(Task(tokio::spawn(feed_stdin(body, stdin))));
+    let mut feeder = Some(Task(tokio::spawn(feed_stdin(
+        body,
+        stdin,
+        config.write_debug,
+    ))));
     let mut deadline = config.exec_timeout.map(|t| Box::pin(tokio::time::sleep(t)));
 
     let mut buf = BytesMut::with_capacity(CHUNK);
@@ -124,7 +128,10 @@ pub async fn invoke(
             response
         }
         Ok(_) => {
+            // Resource use is known only at the end: trailers, for clients that accept them.
+            let usage_trailers = accepts_trailers(parts);
             let output = ChildOutput {
+                usage_trailers,
                 child,
                 stdout,
                 first: Some(buf.split().freeze()),
@@ -139,9 +146,28 @@ pub async fn invoke(
                     .headers_mut()
                     .insert(http::header::CONTENT_TYPE, content_type);
             }
+            if usage_trailers {
+                response.headers_mut().insert(
+                    http::header::TRAILER,
+                    http::HeaderValue::from_static(
+                        "X-Cpu-User-Seconds, X-Cpu-System-Seconds, X-Max-Rss-Bytes",
+                    ),
+                );
+            }
             response
         }
     }
+}
+
+/// Whether the client sent `TE: trailers`.
+fn accepts_trailers(parts: &Parts) -> bool {
+    parts
+        .headers
+        .get_all(http::header::TE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|t| t.trim().eq_ignore_ascii_case("trailers"))
 }
 
 fn fed_error(joined: Result<Result<u64, BodyError>, tokio::task::JoinError>) -> Option<BodyError> {
@@ -197,6 +223,7 @@ pub struct ChildOutput {
     feeder: Option<Task<Result<u64, BodyError>>>,
     deadline: Option<Pin<Box<Sleep>>>,
     phase: Phase,
+    usage_trailers: bool,
 }
 
 impl ChildOutput {
@@ -257,6 +284,11 @@ impl Body for ChildOutput {
         let exit = ready!(this.child.poll_wait(cx));
         this.phase = Phase::Done;
         match exit.status {
+            ExitStatus::Code(0) if this.usage_trailers => {
+                let mut trailers = http::HeaderMap::new();
+                usage_headers(&mut trailers, &exit.usage);
+                Poll::Ready(Some(Ok(Frame::trailers(trailers))))
+            }
             ExitStatus::Code(0) => Poll::Ready(None),
             status => {
                 let message = format!("function failed mid-response: {status}");

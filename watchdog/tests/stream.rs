@@ -186,3 +186,30 @@ async fn bodies_over_max_body_bytes_are_413() {
     let reply = send(wd.addr, request).await.unwrap();
     assert_eq!(reply.status, StatusCode::PAYLOAD_TOO_LARGE);
 }
+
+#[tokio::test]
+async fn resource_use_arrives_as_trailers_when_the_client_accepts_them() {
+    let wd = Watchdog::start(&[("mode", "stream"), ("fprocess", "cat")]);
+    let stream = tokio::net::TcpStream::connect(wd.addr).await.unwrap();
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let request = Request::post("/")
+        .header("host", "wd")
+        .header("te", "trailers")
+        .body(Chunks::new(2, 1000))
+        .unwrap();
+    let response = sender.send_request(request).await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let collected = response.into_body().collect().await.unwrap();
+    let trailers = collected.trailers().cloned().expect("no trailers");
+    assert_eq!(collected.to_bytes().len(), 2000);
+    for name in [
+        "x-cpu-user-seconds",
+        "x-cpu-system-seconds",
+        "x-max-rss-bytes",
+    ] {
+        assert!(trailers.contains_key(name), "{name} missing: {trailers:?}");
+    }
+}
