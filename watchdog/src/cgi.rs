@@ -1,21 +1,17 @@
 //! The command run for a request: `fprocess` exec'd without a shell, with
 //! the request described to it in CGI-style `Http_*` environment variables.
 
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use http::request::Parts;
 
 use crate::config::Config;
 
-/// Builds the command for one request. Stdin and stdout are piped; stderr is
-/// piped too unless `combine_output` gives it the stdout pipe (the caller
-/// sets that up).
+/// Builds the command for one request (`None`: the long-lived `http`-mode
+/// process). The reaper sets up its standard streams.
 pub fn command(config: &Config, request: Option<&Parts>) -> Command {
     let mut cmd = Command::new(&config.fprocess[0]);
-    cmd.args(&config.fprocess[1..])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
+    cmd.args(&config.fprocess[1..]);
     if let (true, Some(parts)) = (config.cgi_headers, request) {
         for (name, value) in environment(parts) {
             cmd.env(name, value);

@@ -28,6 +28,7 @@ pub const CGI_HEADERS: &str = "cgi_headers";
 pub const WRITE_DEBUG: &str = "write_debug";
 pub const SUPPRESS_LOCK: &str = "suppress_lock";
 pub const HEALTHCHECK_INTERVAL: &str = "healthcheck_interval";
+pub const REAPER: &str = "reaper";
 
 pub const DEFAULT_UPSTREAM_URL: &str = "http://127.0.0.1:8082";
 pub const DEFAULT_BIND_ADDRESS: &str = "0.0.0.0";
@@ -91,6 +92,9 @@ pub struct Config {
     pub suppress_lock: bool,
     pub healthcheck_interval: Duration,
     pub lock_path: PathBuf,
+    /// How process exits are learnt of; `auto` is right everywhere but on
+    /// kernels (or seccomp profiles) without pidfds, where it falls back.
+    pub reaper: crate::process::Strategy,
 }
 
 /// A configuration problem, naming the variable at fault.
@@ -201,6 +205,16 @@ impl Config {
             parse_duration,
         )?;
 
+        let reaper = match get(REAPER) {
+            None => crate::process::Strategy::Auto,
+            Some(v) => match v.trim().to_ascii_lowercase().as_str() {
+                "auto" => crate::process::Strategy::Auto,
+                "pidfd" => crate::process::Strategy::Pidfd,
+                "thread" => crate::process::Strategy::Thread,
+                _ => return Err(invalid(REAPER, &v, "expected one of auto, pidfd, thread")),
+            },
+        };
+
         if max_output_bytes == 0 {
             return Err(invalid(
                 MAX_OUTPUT_BYTES,
@@ -229,6 +243,7 @@ impl Config {
             suppress_lock,
             healthcheck_interval,
             lock_path: std::env::temp_dir().join(LOCK_FILE_NAME),
+            reaper,
         })
     }
 }
@@ -398,6 +413,7 @@ mod tests {
             ("cgi_headers", "2"),
             ("upstream_url", "ftp://x:1"),
             ("bind_address", "localhost"),
+            ("reaper", "sometimes"),
         ] {
             let err = config(&[("fprocess", "cat"), (var, value)]).unwrap_err();
             let msg = err.to_string();

@@ -9,12 +9,11 @@ use bytes::Bytes;
 use http::request::Parts;
 use http::{HeaderValue, Response, StatusCode};
 use http_body_util::BodyExt;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
-use tokio::net::unix::pipe;
+use tokio::io::{AsyncRead, AsyncReadExt};
 
 use crate::body::{BodyError, RequestBody, ResponseBody};
 use crate::cgi;
-use crate::process::{Child, Exit, combined_output_pipe};
+use crate::process::{Child, Exit, Stdin, Stdio3};
 use crate::server::{State, add_usage, output_content_type, text};
 
 /// Why reading the output failed.
@@ -37,19 +36,23 @@ pub async fn invoke(
     let mut stdout = child.stdout.take().expect("stdout is piped");
     let stderr = child.stderr.take();
     let cap = config.max_output_bytes;
+    let group = child.group();
 
+    // Waiting for the exit runs beside the readers: reaping the leader kills
+    // whatever it left behind, which is what lets a pipe held open by a
+    // leftover background process reach EOF.
     let run = async {
         let feed = async {
             let fed = feed_stdin(body, stdin, config.write_debug).await;
             if fed.is_err() {
-                child.kill();
+                group.kill();
             }
             fed
         };
         let out = async {
             let out = read_capped(&mut stdout, cap).await;
             if out.is_err() {
-                child.kill();
+                group.kill();
             }
             out
         };
@@ -59,18 +62,16 @@ pub async fn invoke(
                 None => Vec::new(),
             }
         };
-        let (fed, out, err) = tokio::join!(feed, out, err);
-        (fed, out, err)
+        tokio::join!(feed, out, err, child.wait())
     };
 
     let outcome = match config.exec_timeout {
         Some(limit) => tokio::time::timeout(limit, run).await.ok(),
         None => Some(run.await),
     };
-    let Some((fed, out, err)) = outcome else {
+    let Some((fed, out, err, exit)) = outcome else {
         return timed_out(state, &mut child).await;
     };
-    let exit = child.wait().await;
 
     if let Err(e) = fed {
         return body_failure(e);
@@ -171,35 +172,18 @@ fn finish(
 /// `combine_output`, stdout and stderr share one pipe.
 pub fn spawn(state: &State, parts: Option<&Parts>) -> Result<Child, String> {
     let config = &state.config;
-    let mut cmd = cgi::command(config, parts);
-    let mut combined: Option<pipe::Receiver> = None;
-    if config.combine_output {
-        match combined_output_pipe() {
-            Ok((read, out, err)) => {
-                cmd.stdout(out).stderr(err);
-                combined = Some(read);
-            }
-            Err(e) => return Err(format!("cannot create pipes: {e}")),
-        }
-    }
-    let spawned = state.reaper.spawn(&mut cmd);
-    // Drop our copies of the child's pipe ends now, so EOF arrives when the child exits.
-    drop(cmd);
-    match spawned {
-        Ok(mut child) => {
-            if let Some(read) = combined {
-                child.stdout = Some(read);
-            }
-            Ok(child)
-        }
-        Err(e) => {
+    let stdio = if config.combine_output {
+        Stdio3::Combined
+    } else {
+        Stdio3::Piped
+    };
+    state
+        .reaper
+        .spawn(&mut cgi::command(config, parts), stdio)
+        .map_err(|e| {
             tracing::error!(fprocess = %config.fprocess.join(" "), error = %e, "cannot exec fprocess");
-            Err(format!(
-                "cannot exec fprocess {:?}: {e}",
-                config.fprocess.join(" ")
-            ))
-        }
-    }
+            format!("cannot exec fprocess {:?}: {e}", config.fprocess.join(" "))
+        })
 }
 
 /// Copies the request body into the child's stdin, then closes it. A child
@@ -207,7 +191,7 @@ pub fn spawn(state: &State, parts: Option<&Parts>) -> Result<Child, String> {
 /// With `debug` (write_debug), each chunk is logged (its first KiB).
 pub async fn feed_stdin(
     mut body: RequestBody,
-    mut stdin: pipe::Sender,
+    mut stdin: Stdin,
     debug: bool,
 ) -> Result<u64, BodyError> {
     let mut total = 0u64;
@@ -242,17 +226,23 @@ async fn read_capped<R: AsyncRead + Unpin>(reader: &mut R, cap: u64) -> Result<V
 }
 
 /// Reads to EOF, keeping the first `cap` bytes: the pipe is drained so the
-/// writer never blocks on it.
+/// writer never blocks on it. Allocates nothing when there is nothing.
 pub async fn read_keeping_head<R: AsyncRead + Unpin>(reader: &mut R, cap: u64) -> Vec<u8> {
+    let cap = usize::try_from(cap).unwrap_or(usize::MAX);
     let mut kept = Vec::new();
-    let mut chunk = vec![0u8; 16 * 1024];
+    let mut discard = [0u8; 4096];
     loop {
-        match reader.read(&mut chunk).await {
-            Ok(0) | Err(_) => return kept,
-            Ok(n) => {
-                let room = (cap as usize).saturating_sub(kept.len());
-                kept.extend_from_slice(&chunk[..n.min(room)]);
+        let read = if kept.len() < cap {
+            reader.read_buf(&mut kept).await
+        } else {
+            reader.read(&mut discard).await
+        };
+        match read {
+            Ok(0) | Err(_) => {
+                kept.truncate(cap);
+                return kept;
             }
+            Ok(_) => {}
         }
     }
 }

@@ -1,29 +1,43 @@
 //! Spawning function processes, killing their process groups, and reaping
 //! every child with its resource use.
 //!
-//! One reaper thread owns `wait`: it blocks in `waitid(P_ALL, WNOWAIT)`, so
-//! it learns of an exit without consuming it, kills what is left of the
-//! child's process group while the zombie still pins the group id, and only
-//! then reaps it with `wait4`, which also yields the child's `rusage`. The
-//! watchdog marks itself a child subreaper, so orphaned grandchildren come
-//! back to it and are reaped too: no zombies, whether or not it is PID 1.
+//! Every child runs in a process group of its own, led by itself. When the
+//! leader exits, whatever it left in the group is killed while the zombie
+//! still pins the group id, and only then is the leader reaped with `wait4`,
+//! which also yields its `rusage`. The watchdog is a child subreaper, so
+//! orphaned grandchildren come back to it and are reaped too: no zombies,
+//! whether or not it is PID 1.
 //!
-//! A read/write gate makes spawning and reaping exclusive: a spawner holds
-//! it shared from fork until its pid is registered, and the reaper holds it
-//! exclusively while it reaps, so a fresh child can never be mistaken for an
-//! orphan, and a group is never signalled after its leader was reaped (when
-//! its id could belong to someone else).
+//! Who reaps: on Linux 5.3+ each child gets a pidfd, registered with Tokio,
+//! so the task that owns the child learns of its exit straight from epoll
+//! and reaps it itself: no other thread is woken on the way. A sweeper
+//! thread reaps, once a second, what no task owns (orphans, abandoned
+//! children). Where pidfds are unavailable, a reaper thread blocks in
+//! `waitid(P_ALL, WNOWAIT)` and hands each exit to its owner instead.
+//!
+//! The registry (`children`) decides ownership. A spawner holds the gate
+//! shared from fork until its pid is registered; a sweep holds it
+//! exclusively. So a fresh child is never mistaken for an orphan. Reaping a
+//! registered child and unregistering it happen under the registry lock, so
+//! a pid reused after the reap can never collide with the old entry, and a
+//! group is never signalled unless its leader is registered, unreaped.
 
 use std::collections::HashMap;
+use std::future::Future as _;
 use std::io;
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
 use std::sync::{Condvar, Mutex, OnceLock, RwLock};
+use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
+use tokio::io::unix::AsyncFd;
 use tokio::net::unix::pipe;
 use tokio::sync::oneshot;
+
+/// How often the sweeper looks for zombies nobody owns.
+const SWEEP_EVERY: Duration = Duration::from_secs(1);
 
 /// How a child ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -61,10 +75,42 @@ pub struct Exit {
     pub usage: Usage,
 }
 
+/// How the child's standard streams are set up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stdio3 {
+    /// stdin, stdout and stderr are pipes to us.
+    Piped,
+    /// stdin is a pipe; stdout and stderr share one pipe (`combine_output`).
+    Combined,
+    /// stdin is /dev/null; stdout and stderr are the watchdog's own.
+    Inherit,
+}
+
+/// What the registry knows of a child.
+struct Entry {
+    /// The owner waits here when another thread reaps (the thread strategy).
+    exit: Option<oneshot::Sender<Exit>>,
+    /// The owner dropped its `Child` unreaped: the sweeper reaps it.
+    abandoned: bool,
+}
+
+/// How exits are learnt of (configured by `reaper`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Strategy {
+    /// Pidfds where the kernel allows them, else the thread.
+    Auto,
+    /// Owners reap through pidfds; a sweeper reaps the rest.
+    Pidfd,
+    /// A reaper thread reaps everything and hands exits to owners.
+    Thread,
+}
+
 pub struct Reaper {
+    strategy: Strategy,
     gate: RwLock<()>,
-    waiters: Mutex<HashMap<libc::pid_t, oneshot::Sender<Exit>>>,
-    /// Bumped on every spawn, so a reaper with no children knows when to look again.
+    children: Mutex<HashMap<libc::pid_t, Entry>>,
+    /// Thread strategy: bumped on every spawn, so a reaper with no children
+    /// knows when to look again.
     generation: Mutex<u64>,
     spawned: Condvar,
 }
@@ -72,91 +118,235 @@ pub struct Reaper {
 static REAPER: OnceLock<&'static Reaper> = OnceLock::new();
 
 impl Reaper {
-    /// The process-wide reaper, started on first use.
+    /// The process-wide reaper, started on first use with `Strategy::Auto`.
     pub fn global() -> &'static Reaper {
+        Reaper::start(Strategy::Auto)
+    }
+
+    /// Starts the process-wide reaper with `strategy` (the first call
+    /// decides) and returns it.
+    pub fn start(strategy: Strategy) -> &'static Reaper {
         REAPER.get_or_init(|| {
             // SAFETY: prctl with PR_SET_CHILD_SUBREAPER takes an integer flag.
             unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
+            let strategy = match strategy {
+                Strategy::Auto | Strategy::Pidfd if pidfds_work() => Strategy::Pidfd,
+                Strategy::Pidfd => {
+                    tracing::warn!("reaper=pidfd asked for, but pidfd_open is unavailable: using the reaper thread");
+                    Strategy::Thread
+                }
+                Strategy::Auto | Strategy::Thread => Strategy::Thread,
+            };
+            tracing::debug!(?strategy, "reaper started");
             let reaper: &'static Reaper = Box::leak(Box::new(Reaper {
+                strategy,
                 gate: RwLock::new(()),
-                waiters: Mutex::new(HashMap::new()),
+                children: Mutex::new(HashMap::new()),
                 generation: Mutex::new(0),
                 spawned: Condvar::new(),
             }));
+            let (name, body): (&str, fn(&'static Reaper)) = match strategy {
+                Strategy::Thread => ("reaper", Reaper::reap_forever),
+                _ => ("sweeper", Reaper::sweep_forever),
+            };
             std::thread::Builder::new()
-                .name("reaper".into())
-                .spawn(move || reaper.reap_forever())
+                .name(name.into())
+                .spawn(move || body(reaper))
                 .expect("cannot start the reaper thread");
             reaper
         })
     }
 
-    /// Spawns `cmd` in a process group of its own. Its piped stdio handles
-    /// become non-blocking pipes on the current Tokio runtime.
-    pub fn spawn(&'static self, cmd: &mut Command) -> io::Result<Child> {
+    /// Spawns `cmd` in a process group of its own, with its standard streams
+    /// set up as `stdio` says. Must run inside a Tokio runtime.
+    pub fn spawn(&'static self, cmd: &mut Command, stdio: Stdio3) -> io::Result<Child> {
         cmd.process_group(0);
-        reset_peak_rss();
-        let gate = self.gate.read().unwrap_or_else(|e| e.into_inner());
-        let mut std_child = cmd.spawn()?;
-        let pid = std_child.id() as libc::pid_t;
-        let (tx, rx) = oneshot::channel();
-        self.waiters.lock().unwrap().insert(pid, tx);
-        drop(gate);
-        {
-            let mut generation = self.generation.lock().unwrap();
-            *generation += 1;
+        let mut ours = Pipes::default();
+        match stdio {
+            Stdio3::Inherit => {
+                cmd.stdin(Stdio::null());
+            }
+            Stdio3::Piped | Stdio3::Combined => {
+                let (theirs, mine) = pipe(End::Write)?;
+                cmd.stdin(Stdio::from(theirs));
+                ours.stdin = Some(mine);
+                let (mine, theirs) = pipe(End::Read)?;
+                if stdio == Stdio3::Combined {
+                    cmd.stderr(Stdio::from(theirs.try_clone()?));
+                } else {
+                    let (err_mine, err_theirs) = pipe(End::Read)?;
+                    cmd.stderr(Stdio::from(err_theirs));
+                    ours.stderr = Some(err_mine);
+                }
+                cmd.stdout(Stdio::from(theirs));
+                ours.stdout = Some(mine);
+            }
         }
-        self.spawned.notify_one();
+        reset_peak_rss();
 
+        let gate = self.gate.read().unwrap_or_else(|e| e.into_inner());
+        let spawned = cmd.spawn();
+        // Our copies of the child's pipe ends close here, so EOF comes when it exits.
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        let std_child = spawned?;
+        let pid = std_child.id() as libc::pid_t;
+        drop(std_child);
+        let pidfd = match self.strategy {
+            Strategy::Pidfd => match pidfd_open(pid) {
+                Ok(fd) => Some(fd),
+                Err(e) => {
+                    // Unwatchable: do not leave it running. It is unregistered, so the sweeper reaps it.
+                    // SAFETY: our own child, not yet reaped.
+                    unsafe { libc::kill(-pid, libc::SIGKILL) };
+                    return Err(io::Error::new(
+                        e.kind(),
+                        format!("cannot watch the process: {e}"),
+                    ));
+                }
+            },
+            _ => None,
+        };
+        let (tx, rx) = oneshot::channel();
+        self.lock().insert(
+            pid,
+            Entry {
+                exit: Some(tx),
+                abandoned: false,
+            },
+        );
+        drop(gate);
+        if self.strategy == Strategy::Thread {
+            *self.generation.lock().unwrap_or_else(|e| e.into_inner()) += 1;
+            self.spawned.notify_one();
+        }
+
+        let watch = match pidfd {
+            // SAFETY: the AsyncFd owns the OwnedFd, which stays open, and the same, until dropped.
+            Some(fd) => match unsafe { AsyncFd::register(fd) } {
+                Ok(fd) => Some(fd),
+                Err(e) => {
+                    self.abandon(pid);
+                    return Err(e.into());
+                }
+            },
+            None => None,
+        };
         let mut child = Child {
             pid,
             reaper: self,
             stdin: None,
             stdout: None,
             stderr: None,
+            pidfd: watch,
             exit: rx,
             exited: None,
         };
-        // On error the Child is dropped, which kills the group.
-        child.stdin = std_child
-            .stdin
-            .take()
-            .map(|s| pipe::Sender::from_owned_fd(OwnedFd::from(s)))
-            .transpose()?;
-        child.stdout = std_child
+        // SAFETY (all three): fresh pipe ends, set non-blocking by `pipe`.
+        child.stdin = ours.stdin.map(Stdin::new);
+        child.stdout = ours
             .stdout
-            .take()
-            .map(|s| pipe::Receiver::from_owned_fd(OwnedFd::from(s)))
+            .map(pipe::Receiver::from_owned_fd_unchecked)
             .transpose()?;
-        child.stderr = std_child
+        child.stderr = ours
             .stderr
-            .take()
-            .map(|s| pipe::Receiver::from_owned_fd(OwnedFd::from(s)))
+            .map(pipe::Receiver::from_owned_fd_unchecked)
             .transpose()?;
         Ok(child)
     }
 
-    /// Sends `signal` to the process group led by `pid`, if that child has
-    /// not been reaped yet. Returns whether it was sent.
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<libc::pid_t, Entry>> {
+        self.children.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Sends `signal` to the process group led by `pid`, if that child is
+    /// registered (so unreaped, and the group id still its own).
     pub fn signal_group(&self, pid: libc::pid_t, signal: libc::c_int) -> bool {
-        let _gate = self.gate.read().unwrap_or_else(|e| e.into_inner());
-        if !self.waiters.lock().unwrap().contains_key(&pid) {
+        let children = self.lock();
+        if !children.contains_key(&pid) {
             return false;
         }
         // SAFETY: plain syscall; the registered, unreaped leader pins the group id.
         unsafe { libc::kill(-pid, signal) == 0 }
     }
 
-    fn reap_forever(&self) {
+    /// Reaps `pid` if it is registered and has exited: kills its group's
+    /// leftovers, collects its status and unregisters it, all under the
+    /// registry lock.
+    fn reap_registered(&self, pid: libc::pid_t) -> Option<(Exit, Option<oneshot::Sender<Exit>>)> {
+        let mut children = self.lock();
+        if !children.contains_key(&pid) || !is_zombie(pid) {
+            return None;
+        }
+        // SAFETY: the zombie leader pins the group id.
+        unsafe { libc::kill(-pid, libc::SIGKILL) };
+        let exit = wait4_nohang(pid)?;
+        let entry = children.remove(&pid);
+        Some((exit, entry.and_then(|e| e.exit)))
+    }
+
+    /// The owner is gone: kill the group, and reap now if possible, else
+    /// leave it to the sweeper (or the reaper thread).
+    fn abandon(&self, pid: libc::pid_t) {
+        self.signal_group(pid, libc::SIGKILL);
+        if self.reap_registered(pid).is_none()
+            && let Some(entry) = self.lock().get_mut(&pid)
+        {
+            entry.abandoned = true;
+        }
+    }
+
+    /// Pidfd strategy: every second, reap zombies that no task will: orphans
+    /// and abandoned children.
+    fn sweep_forever(&'static self) {
         loop {
-            let seen = *self.generation.lock().unwrap();
+            std::thread::sleep(SWEEP_EVERY);
+            self.sweep();
+        }
+    }
+
+    fn sweep(&self) {
+        let _gate = self.gate.write().unwrap_or_else(|e| e.into_inner());
+        // waitid reports one zombie at a time: walk them by pid instead,
+        // so an owned zombie (reaped by its task any moment now) cannot
+        // hide an orphan behind it.
+        for pid in zombie_children() {
+            let owned = self.lock().get(&pid).map(|e| !e.abandoned);
+            match owned {
+                Some(true) => {}
+                Some(false) => {
+                    self.reap_registered(pid);
+                }
+                None => {
+                    wait4_nohang(pid);
+                }
+            }
+        }
+    }
+
+    /// Thread strategy: reap every child as it exits and hand the exit to
+    /// its owner.
+    fn reap_forever(&'static self) {
+        loop {
+            let seen = *self.generation.lock().unwrap_or_else(|e| e.into_inner());
             match wait_any_nowait() {
-                Ok(Some(pid)) => self.reap(pid),
-                Ok(None) => {}
+                Ok(pid) => {
+                    let _gate = self.gate.write().unwrap_or_else(|e| e.into_inner());
+                    if let Some((exit, Some(owner))) = self.reap_registered(pid) {
+                        let _ = owner.send(exit);
+                    } else if !self.lock().contains_key(&pid) {
+                        // An orphan (or a child std already reaped after a failed exec).
+                        wait4_nohang(pid);
+                    }
+                }
                 Err(e) if e.raw_os_error() == Some(libc::ECHILD) => {
-                    let mut generation = self.generation.lock().unwrap();
+                    let mut generation = self.generation.lock().unwrap_or_else(|e| e.into_inner());
                     while *generation == seen {
-                        generation = self.spawned.wait(generation).unwrap();
+                        generation = self
+                            .spawned
+                            .wait(generation)
+                            .unwrap_or_else(|e| e.into_inner());
                     }
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -167,21 +357,87 @@ impl Reaper {
             }
         }
     }
+}
 
-    fn reap(&self, pid: libc::pid_t) {
-        let _gate = self.gate.write().unwrap_or_else(|e| e.into_inner());
-        let waiter = self.waiters.lock().unwrap().remove(&pid);
-        if waiter.is_some() {
-            // Whatever the leader left running dies with it: leftovers would
-            // hold the output pipe open and outlive the request.
-            // SAFETY: the zombie leader still pins the group id.
-            unsafe { libc::kill(-pid, libc::SIGKILL) };
+#[derive(Default)]
+struct Pipes {
+    stdin: Option<OwnedFd>,
+    stdout: Option<OwnedFd>,
+    stderr: Option<OwnedFd>,
+}
+
+/// Which end of a pipe is ours.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum End {
+    Read,
+    Write,
+}
+
+/// A close-on-exec pipe; our end is non-blocking, the child's stays
+/// blocking (programs expect that of their stdio). Returns (read, write).
+fn pipe(ours: End) -> io::Result<(OwnedFd, OwnedFd)> {
+    let mut fds = [0; 2];
+    // SAFETY: pipe2 fills two descriptors we then own.
+    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: freshly created, owned by nobody else.
+    let (read, write) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+    let mine = if ours == End::Read { &read } else { &write };
+    // SAFETY: setting a flag on a descriptor we own.
+    if unsafe { libc::fcntl(mine.as_raw_fd(), libc::F_SETFL, libc::O_NONBLOCK) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok((read, write))
+}
+
+/// The write end of a child's stdin. Small bodies are written straight
+/// into the fresh pipe, which has room for 64 KiB: registering with the
+/// reactor (and waiting for its first readiness event) happens only when a
+/// write would block.
+pub struct Stdin {
+    direct: Option<OwnedFd>,
+    registered: Option<pipe::Sender>,
+}
+
+impl Stdin {
+    /// `fd` must be the non-blocking write end of a pipe.
+    fn new(fd: OwnedFd) -> Stdin {
+        Stdin {
+            direct: Some(fd),
+            registered: None,
         }
-        let Some(exit) = wait4_nohang(pid) else {
-            return;
-        };
-        if let Some(waiter) = waiter {
-            let _ = waiter.send(exit);
+    }
+
+    pub async fn write_all(&mut self, mut data: &[u8]) -> io::Result<()> {
+        if let Some(fd) = &self.direct {
+            while !data.is_empty() {
+                // SAFETY: writing from a valid slice to a descriptor we own.
+                let n = unsafe { libc::write(fd.as_raw_fd(), data.as_ptr().cast(), data.len()) };
+                if n >= 0 {
+                    data = &data[n as usize..];
+                    continue;
+                }
+                let err = io::Error::last_os_error();
+                match err.kind() {
+                    io::ErrorKind::Interrupted => continue,
+                    io::ErrorKind::WouldBlock => break,
+                    _ => return Err(err),
+                }
+            }
+            if data.is_empty() {
+                return Ok(());
+            }
+            let fd = self.direct.take().expect("checked above");
+            self.registered = Some(pipe::Sender::from_owned_fd_unchecked(fd)?);
+        }
+        use tokio::io::AsyncWriteExt;
+        match &mut self.registered {
+            Some(sender) => sender.write_all(data).await,
+            None => Err(io::Error::new(
+                io::ErrorKind::BrokenPipe,
+                "stdin already failed",
+            )),
         }
     }
 }
@@ -192,16 +448,39 @@ impl Reaper {
 pub struct Child {
     pid: libc::pid_t,
     reaper: &'static Reaper,
-    pub stdin: Option<pipe::Sender>,
+    pub stdin: Option<Stdin>,
     pub stdout: Option<pipe::Receiver>,
     pub stderr: Option<pipe::Receiver>,
+    pidfd: Option<AsyncFd<OwnedFd>>,
     exit: oneshot::Receiver<Exit>,
     exited: Option<Exit>,
+}
+
+/// A copyable handle that kills a child's group, for code running beside
+/// the one that waits for it.
+#[derive(Clone, Copy)]
+pub struct Group {
+    pid: libc::pid_t,
+    reaper: &'static Reaper,
+}
+
+impl Group {
+    /// SIGKILLs the whole process group (a no-op once the leader is reaped).
+    pub fn kill(self) {
+        self.reaper.signal_group(self.pid, libc::SIGKILL);
+    }
 }
 
 impl Child {
     pub fn pid(&self) -> libc::pid_t {
         self.pid
+    }
+
+    pub fn group(&self) -> Group {
+        Group {
+            pid: self.pid,
+            reaper: self.reaper,
+        }
     }
 
     /// SIGKILLs the child's whole process group.
@@ -219,26 +498,47 @@ impl Child {
         std::future::poll_fn(|cx| self.poll_wait(cx)).await
     }
 
-    pub fn poll_wait(&mut self, cx: &mut std::task::Context<'_>) -> std::task::Poll<Exit> {
-        use std::future::Future;
+    pub fn poll_wait(&mut self, cx: &mut Context<'_>) -> Poll<Exit> {
         if let Some(exit) = self.exited {
-            return std::task::Poll::Ready(exit);
+            return Poll::Ready(exit);
         }
-        let exit = std::task::ready!(std::pin::Pin::new(&mut self.exit).poll(cx)).unwrap_or(Exit {
-            // The reaper never drops a registered sender without sending;
-            // this only guards against a poisoned reaper.
-            status: ExitStatus::Signal(libc::SIGKILL),
-            usage: Usage::default(),
-        });
+        let exit = match &self.pidfd {
+            Some(pidfd) => loop {
+                // Readable once the process has exited.
+                let Ok(mut ready) = ready!(pidfd.poll_read_ready(cx)) else {
+                    break lost_exit();
+                };
+                if let Some((exit, _)) = self.reaper.reap_registered(self.pid) {
+                    break exit;
+                }
+                if !self.reaper.lock().contains_key(&self.pid) {
+                    // Reaped elsewhere (cannot happen while we own it); do not hang.
+                    break lost_exit();
+                }
+                ready.clear_ready();
+            },
+            None => {
+                let received = ready!(std::pin::Pin::new(&mut self.exit).poll(cx));
+                received.unwrap_or_else(|_| lost_exit())
+            }
+        };
         self.exited = Some(exit);
-        std::task::Poll::Ready(exit)
+        Poll::Ready(exit)
+    }
+}
+
+/// Stands in for an exit whose status was lost (a reaper that died).
+fn lost_exit() -> Exit {
+    Exit {
+        status: ExitStatus::Signal(libc::SIGKILL),
+        usage: Usage::default(),
     }
 }
 
 impl Drop for Child {
     fn drop(&mut self) {
         if self.exited.is_none() {
-            self.kill();
+            self.reaper.abandon(self.pid);
         }
     }
 }
@@ -263,36 +563,73 @@ fn reset_peak_rss() {
     }
 }
 
-/// Builds a pipe whose write end can serve as both stdout and stderr of a
-/// child, for `combine_output`.
-pub fn combined_output_pipe() -> io::Result<(pipe::Receiver, Stdio, Stdio)> {
-    let mut fds = [0; 2];
-    // SAFETY: pipe2 fills two descriptors we then own.
-    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+fn pidfd_open(pid: libc::pid_t) -> io::Result<OwnedFd> {
+    // SAFETY: pidfd_open takes a pid and flags and returns a new descriptor.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+    if fd < 0 {
         return Err(io::Error::last_os_error());
     }
-    use std::os::fd::FromRawFd;
-    // SAFETY: freshly created, owned by nobody else.
-    let (read, write) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
-    let write2 = write.try_clone()?;
-    Ok((
-        pipe::Receiver::from_owned_fd(read)?,
-        Stdio::from(write),
-        Stdio::from(write2),
-    ))
+    // SAFETY: a fresh descriptor we own.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) })
+}
+
+/// Whether this kernel (and any seccomp filter) lets us use pidfds.
+fn pidfds_work() -> bool {
+    // SAFETY: getpid cannot fail.
+    pidfd_open(unsafe { libc::getpid() }).is_ok()
+}
+
+/// Whether our child `pid` has exited and awaits reaping.
+fn is_zombie(pid: libc::pid_t) -> bool {
+    // SAFETY: siginfo_t is plain data; waitid fills it.
+    let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+    let rc = unsafe {
+        libc::waitid(
+            libc::P_PID,
+            pid as libc::id_t,
+            &mut info,
+            libc::WEXITED | libc::WNOHANG | libc::WNOWAIT,
+        )
+    };
+    // SAFETY: on success with WEXITED, si_pid is set (0 when not exited).
+    rc == 0 && unsafe { info.si_pid() } == pid
+}
+
+/// Our children that have exited, found through /proc (the kernel lists a
+/// thread's children in /proc/self/task/TID/children).
+fn zombie_children() -> Vec<libc::pid_t> {
+    let mut found = Vec::new();
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        return found;
+    };
+    for task in tasks.flatten() {
+        let Ok(list) = std::fs::read_to_string(task.path().join("children")) else {
+            continue;
+        };
+        found.extend(
+            list.split_whitespace()
+                .filter_map(|p| p.parse::<libc::pid_t>().ok())
+                .filter(|&pid| is_zombie(pid)),
+        );
+    }
+    found
 }
 
 /// Blocks until some child is a zombie and returns its pid without reaping it.
-fn wait_any_nowait() -> io::Result<Option<libc::pid_t>> {
-    // SAFETY: siginfo_t is plain data; waitid fills it.
-    let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
-    let rc = unsafe { libc::waitid(libc::P_ALL, 0, &mut info, libc::WEXITED | libc::WNOWAIT) };
-    if rc != 0 {
-        return Err(io::Error::last_os_error());
+fn wait_any_nowait() -> io::Result<libc::pid_t> {
+    loop {
+        // SAFETY: siginfo_t is plain data; waitid fills it.
+        let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+        let rc = unsafe { libc::waitid(libc::P_ALL, 0, &mut info, libc::WEXITED | libc::WNOWAIT) };
+        if rc != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: waitid succeeded with WEXITED, so si_pid is set.
+        let pid = unsafe { info.si_pid() };
+        if pid != 0 {
+            return Ok(pid);
+        }
     }
-    // SAFETY: waitid succeeded with WEXITED, so si_pid is set.
-    let pid = unsafe { info.si_pid() };
-    Ok((pid != 0).then_some(pid))
 }
 
 fn wait4_nohang(pid: libc::pid_t) -> Option<Exit> {
@@ -331,14 +668,19 @@ fn wait4_nohang(pid: libc::pid_t) -> Option<Exit> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::io::AsyncReadExt;
+
+    fn sh(script: &str) -> Command {
+        let mut cmd = Command::new("sh");
+        cmd.args(["-c", script]);
+        cmd
+    }
 
     #[tokio::test]
     async fn reports_exit_code_and_usage() {
-        let reaper = Reaper::global();
-        let mut cmd = Command::new("sh");
-        cmd.args(["-c", "exit 3"]);
-        let mut child = reaper.spawn(&mut cmd).unwrap();
+        let mut child = Reaper::global()
+            .spawn(&mut sh("exit 3"), Stdio3::Inherit)
+            .unwrap();
         let exit = child.wait().await;
         assert_eq!(exit.status, ExitStatus::Code(3));
         assert!(exit.usage.max_rss_bytes > 0);
@@ -346,10 +688,9 @@ mod tests {
 
     #[tokio::test]
     async fn pipes_stdin_to_stdout() {
-        let reaper = Reaper::global();
-        let mut cmd = Command::new("cat");
-        cmd.stdin(Stdio::piped()).stdout(Stdio::piped());
-        let mut child = reaper.spawn(&mut cmd).unwrap();
+        let mut child = Reaper::global()
+            .spawn(&mut Command::new("cat"), Stdio3::Piped)
+            .unwrap();
         let mut stdin = child.stdin.take().unwrap();
         stdin.write_all(b"hello").await.unwrap();
         drop(stdin);
@@ -366,14 +707,44 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn combined_output_interleaves_both_streams() {
+        let mut child = Reaper::global()
+            .spawn(
+                &mut sh("echo out; echo err >&2; echo out2"),
+                Stdio3::Combined,
+            )
+            .unwrap();
+        assert!(child.stderr.is_none());
+        let mut out = Vec::new();
+        child
+            .stdout
+            .take()
+            .unwrap()
+            .read_to_end(&mut out)
+            .await
+            .unwrap();
+        assert_eq!(out, b"out\nerr\nout2\n");
+        assert!(child.wait().await.status.success());
+    }
+
+    #[tokio::test]
     async fn kill_reaches_the_whole_group() {
-        let reaper = Reaper::global();
-        let mut cmd = Command::new("sh");
-        cmd.args(["-c", "sleep 30 & wait"]);
-        let mut child = reaper.spawn(&mut cmd).unwrap();
+        let mut child = Reaper::global()
+            .spawn(&mut sh("sleep 30 & wait"), Stdio3::Inherit)
+            .unwrap();
         tokio::time::sleep(Duration::from_millis(50)).await;
         child.kill();
         let exit = child.wait().await;
         assert_eq!(exit.status, ExitStatus::Signal(libc::SIGKILL));
+    }
+
+    #[tokio::test]
+    async fn a_failed_exec_is_an_error_and_leaves_nothing_registered() {
+        let reaper = Reaper::global();
+        let err = reaper
+            .spawn(&mut Command::new("/no/such/program"), Stdio3::Piped)
+            .err()
+            .unwrap();
+        assert_eq!(err.kind(), io::ErrorKind::NotFound);
     }
 }

@@ -3,7 +3,6 @@
 //! only once it accepts connections, and restarts it with backoff when it
 //! dies. Requests are forwarded over pooled keep-alive connections.
 
-use std::process::Stdio;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -20,7 +19,7 @@ use crate::cgi;
 use crate::config::Config;
 use crate::fork::body_failure;
 use crate::health::Health;
-use crate::process::Reaper;
+use crate::process::{Reaper, Stdio3};
 use crate::server::{State, text};
 
 const FIRST_BACKOFF: Duration = Duration::from_millis(100);
@@ -196,10 +195,7 @@ pub async fn supervise(config: Config, health: Arc<Health>, mut stop: watch::Rec
     loop {
         let started = Instant::now();
         let mut cmd = cgi::command(&config, None);
-        cmd.stdin(Stdio::null())
-            .stdout(Stdio::inherit())
-            .stderr(Stdio::inherit());
-        match reaper.spawn(&mut cmd) {
+        match reaper.spawn(&mut cmd, Stdio3::Inherit) {
             Err(e) => tracing::error!(
                 fprocess = %config.fprocess.join(" "),
                 error = %e,

@@ -49,8 +49,8 @@ pub struct State {
 impl State {
     pub fn new(config: Config, health: Arc<Health>, upstream: Option<proxy::Client>) -> State {
         State {
+            reaper: Reaper::start(config.reaper),
             config,
-            reaper: Reaper::global(),
             health,
             metrics: Metrics::new(),
             upstream,

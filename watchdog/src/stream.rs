@@ -65,9 +65,13 @@ pub async fn invoke(
     let mut deadline = config.exec_timeout.map(|t| Box::pin(tokio::time::sleep(t)));
 
     let mut buf = BytesMut::with_capacity(CHUNK);
+    // Watching the exit beside the first read: reaping the leader kills
+    // leftovers that would otherwise hold stdout open.
+    let mut exited = false;
     let first = loop {
         tokio::select! {
             read = stdout.read_buf(&mut buf) => break read,
+            _ = child.wait(), if !exited => exited = true,
             fed = async { (&mut feeder.as_mut().expect("guarded").0).await }, if feeder.is_some() => {
                 feeder = None;
                 if let Some(e) = fed_error(fed) {
@@ -275,6 +279,9 @@ impl Body for ChildOutput {
             }
         }
         if let Phase::Reading = this.phase {
+            // Reap as soon as the process exits (the result is kept): that
+            // kills leftovers that would hold stdout open.
+            let _ = this.child.poll_wait(cx);
             match ready!(this.poll_read_chunk(cx)) {
                 Ok(0) => this.phase = Phase::Exiting,
                 Ok(_) => return Poll::Ready(Some(Ok(Frame::data(this.buf.split().freeze())))),

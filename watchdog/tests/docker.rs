@@ -46,7 +46,10 @@ fn docker(args: &[&str]) -> Result<String, String> {
 }
 
 fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
 }
 
 fn static_fwatchdog() -> Result<PathBuf, String> {
@@ -133,7 +136,10 @@ async fn catservice_image_echoes_and_turns_healthy() {
                 let _ = e;
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
-            Err(e) => panic!("catservice never answered: {e}\n{}", docker(&["logs", &name]).unwrap_or_default()),
+            Err(e) => panic!(
+                "catservice never answered: {e}\n{}",
+                docker(&["logs", &name]).unwrap_or_default()
+            ),
         }
     };
     assert_eq!(reply.status, StatusCode::OK);

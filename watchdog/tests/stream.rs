@@ -213,3 +213,22 @@ async fn resource_use_arrives_as_trailers_when_the_client_accepts_them() {
         assert!(trailers.contains_key(name), "{name} missing: {trailers:?}");
     }
 }
+
+#[tokio::test]
+async fn leftover_background_processes_do_not_hold_the_stream() {
+    let dir = tempfile::tempdir().unwrap();
+    let leaver = script(dir.path(), "leaver.sh", "sleep 300 &\necho done");
+    let wd = Watchdog::start_in(
+        dir,
+        &[
+            ("mode", "stream"),
+            ("fprocess", &format!("sh {}", leaver.display())),
+        ],
+    );
+    let reply = tokio::time::timeout(Duration::from_secs(5), post(wd.addr, "/", ""))
+        .await
+        .expect("the response waited for the background process");
+    assert_eq!(reply.status, StatusCode::OK);
+    assert_eq!(reply.text(), "done\n");
+    assert!(eventually(Duration::from_secs(3), || wd.children().is_empty()).await);
+}
