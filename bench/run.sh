@@ -1,0 +1,711 @@
+#!/usr/bin/env bash
+# bench/run.sh: load benchmark of fwatchdog against physical references.
+#
+#   1. fork mode   vs rawspawn (spawn + pipes + wait in a loop, no HTTP)
+#   2. http mode   vs a direct call to the same upstream, and vs nginx
+#   3. footprint   idle RSS, binary size, stream mode with a 1 GiB body
+#
+# Everything runs on 127.0.0.1, bounded in time (about 5 minutes). Raw
+# outputs go to bench/out/ (gitignored); the summary is bench/RESULTS.md.
+# Every process started here is stopped by the EXIT trap, even on failure.
+#
+# Knobs (environment): BENCH_DURATION (seconds per measured run, default 6),
+# BENCH_WARMUP (seconds, default 2), BENCH_REPEAT (default 3),
+# BENCH_PORT_BASE (default 39100), BENCH_PIN (1: also run section 1 with
+# taskset, default 1 when there are at least 2 CPUs), BENCH_RESULTS (output
+# file, default bench/RESULTS.md), BENCH_OUT (raw outputs, default bench/out).
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$ROOT"
+BENCH=$ROOT/bench
+OUT=${BENCH_OUT:-$BENCH/out}
+RESULTS=${BENCH_RESULTS:-$BENCH/RESULTS.md}
+DURATION=${BENCH_DURATION:-6}
+WARMUP=${BENCH_WARMUP:-2}
+REPEAT=${BENCH_REPEAT:-3}
+PORT_BASE=${BENCH_PORT_BASE:-39100}
+TARGET=x86_64-unknown-linux-musl
+TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
+BUSYBOX=/bin/busybox
+HELLO_BODY=$'hello world\n'
+MD_BODY=$'# Hello\n\nSome *text*.\n'
+MD_HTML=$'<h1>Hello</h1>\n<p>Some <em>text</em>.</p>'
+STREAM_BYTES=$((1024 * 1024 * 1024))
+
+# Ports: each server gets its own.
+P_FORK=$((PORT_BASE + 10))    # fwatchdog mode=fork
+P_FORK_PIN=$((PORT_BASE + 20)) # fwatchdog mode=fork, pinned to CPU 0
+P_FOOT=$((PORT_BASE + 30))    # fwatchdog mode=fork, fresh, for the footprint
+P_HTTP=$((PORT_BASE + 40))    # fwatchdog mode=http
+P_MD=$((PORT_BASE + 42))      # markdown (started by the http-mode fwatchdog)
+P_NGINX=$((PORT_BASE + 50))   # nginx
+P_STREAM=$((PORT_BASE + 60))  # fwatchdog mode=stream
+
+log() { printf '==> %s\n' "$*" >&2; }
+die() {
+    printf 'bench/run.sh: %s\n' "$*" >&2
+    exit 1
+}
+
+# --- process bookkeeping -----------------------------------------------------
+
+PIDS=()       # servers we started, stopped first
+CHILD_PIDS=() # their long-lived children (markdown), stopped if still alive
+
+alive() { kill -0 "$1" 2>/dev/null; }
+
+stop_pids() {
+    local pid i any
+    for pid in "$@"; do kill -TERM "$pid" 2>/dev/null || true; done
+    for ((i = 0; i < 50; i++)); do
+        any=0
+        for pid in "$@"; do alive "$pid" && any=1; done
+        ((any)) || return 0
+        sleep 0.1
+    done
+    for pid in "$@"; do kill -KILL "$pid" 2>/dev/null || true; done
+}
+
+cleanup() {
+    local rc=$?
+    set +e
+    trap - EXIT INT TERM
+    ((${#PIDS[@]})) && stop_pids "${PIDS[@]}"
+    ((${#CHILD_PIDS[@]})) && stop_pids "${CHILD_PIDS[@]}"
+    wait 2>/dev/null
+    if ((rc != 0)); then
+        printf 'bench/run.sh: failed (exit %s); logs in %s\n' "$rc" "$OUT/logs" >&2
+    fi
+    exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+# --- dependencies and build ----------------------------------------------------
+
+install_deps() {
+    local missing=()
+    command -v wrk >/dev/null || missing+=(wrk)
+    command -v nginx >/dev/null || [[ -x /usr/sbin/nginx ]] || missing+=(nginx-light)
+    [[ -x $BUSYBOX ]] || missing+=(busybox-static)
+    command -v curl >/dev/null || missing+=(curl)
+    command -v taskset >/dev/null || missing+=(util-linux)
+    if ((${#missing[@]})); then
+        log "installing ${missing[*]}"
+        command -v apt-get >/dev/null || die "missing ${missing[*]} and no apt-get"
+        local sudo=()
+        ((EUID == 0)) || sudo=(sudo)
+        "${sudo[@]}" apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq "${missing[@]}" >/dev/null
+    fi
+    NGINX=$(command -v nginx || echo /usr/sbin/nginx)
+    if command -v rustup >/dev/null && ! rustup target list --installed | grep -qx "$TARGET"; then
+        log "adding the Rust target $TARGET"
+        rustup target add "$TARGET"
+    fi
+}
+
+BUILD_CMD=(cargo build --release --locked --target "$TARGET" -p watchdog -p markdown -p rawspawn)
+build() {
+    log "${BUILD_CMD[*]}"
+    "${BUILD_CMD[@]}"
+    BIN=$TARGET_DIR/$TARGET/release
+    FWATCHDOG=$BIN/fwatchdog
+    MARKDOWN=$BIN/markdown
+    RAWSPAWN=$BIN/rawspawn
+    for b in "$FWATCHDOG" "$MARKDOWN" "$RAWSPAWN"; do [[ -x $b ]] || die "$b was not built"; done
+}
+
+# --- servers -------------------------------------------------------------------
+
+port_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+# wait_http URL [SECONDS]: until URL answers 2xx.
+wait_http() {
+    local url=$1 limit=${2:-15} pid=${3:-} i
+    for ((i = 0; i < limit * 20; i++)); do
+        curl -fsS -o /dev/null --max-time 1 "$url" 2>/dev/null && return 0
+        if [[ -n $pid ]] && ! alive "$pid"; then return 1; fi
+        sleep 0.05
+    done
+    return 1
+}
+
+declare -A CMDS # label -> the exact command line, for RESULTS.md
+record_cmd() {
+    local label=$1
+    shift
+    [[ -n ${CMDS[$label]:-} ]] && return 0
+    CMDS[$label]=$(printf '%q ' "$@")
+    printf '%s: %s\n' "$label" "${CMDS[$label]}" >>"$OUT/commands.log"
+}
+
+# start_watchdog NAME PORT [taskset-cpu|-] VAR=VALUE...: starts fwatchdog,
+# waits for /_/health, sets WD_PID.
+start_watchdog() {
+    local name=$1 port=$2 cpu=$3
+    shift 3
+    port_free "$port" || die "port $port is in use (set BENCH_PORT_BASE)"
+    port_free $((port + 1)) || die "port $((port + 1)) is in use (set BENCH_PORT_BASE)"
+    local tmp=$OUT/tmp/$name
+    mkdir -p "$tmp"
+    local cmd=(env "TMPDIR=$tmp" bind_address=127.0.0.1 "port=$port" "metrics_port=$((port + 1))"
+        healthcheck_interval=0s "$@" "$FWATCHDOG")
+    [[ $cpu != - ]] && cmd=(taskset -c "$cpu" "${cmd[@]}")
+    record_cmd "server $name" "${cmd[@]}"
+    "${cmd[@]}" >"$OUT/logs/$name.log" 2>&1 &
+    WD_PID=$!
+    PIDS+=("$WD_PID")
+    wait_http "http://127.0.0.1:$port/_/health" 20 "$WD_PID" ||
+        die "fwatchdog $name did not become healthy; see $OUT/logs/$name.log"
+    grep -q 'listening addr=' "$OUT/logs/$name.log" || die "fwatchdog $name did not log its address"
+}
+
+start_nginx() {
+    port_free "$P_NGINX" || die "port $P_NGINX is in use (set BENCH_PORT_BASE)"
+    local prefix=$OUT/nginx
+    mkdir -p "$prefix/tmp"
+    sed -e "s/@LISTEN_PORT@/$P_NGINX/" -e "s/@UPSTREAM_PORT@/$P_MD/" \
+        "$BENCH/nginx.conf" >"$prefix/nginx.conf"
+    local cmd=("$NGINX" -p "$prefix/" -c nginx.conf -e error.log -g 'daemon off;')
+    record_cmd "server nginx" "${cmd[@]}"
+    "${cmd[@]}" >"$OUT/logs/nginx.log" 2>&1 &
+    NGINX_PID=$!
+    PIDS+=("$NGINX_PID")
+    wait_http "http://127.0.0.1:$P_NGINX/" 10 "$NGINX_PID" ||
+        die "nginx did not start; see $prefix/error.log"
+}
+
+# check_echo URL BODY EXPECTED: one request must answer 200 with EXPECTED.
+check_response() {
+    local url=$1 body=$2 expected=$3 got
+    got=$(curl -fsS --max-time 5 --data-binary "$body" "$url") || die "POST $url failed"
+    [[ $got == "$expected" ]] || die "POST $url answered ${got@Q}, expected ${expected@Q}"
+}
+
+# kib PID FIELD: a /proc/PID/status field in KiB.
+kib() { awk -v f="$2:" '$1 == f { print $2 }' "/proc/$1/status"; }
+
+# --- measurements -------------------------------------------------------------
+
+# One row per run: label rep p50_us p90_us p99_us rate errors
+TSV=$OUT/results.tsv
+
+# parse_wrk FILE: prints "p50 p90 p99 rps errors" (latencies in microseconds).
+parse_wrk() {
+    awk '
+        function us(v) {
+            if (v ~ /us$/) return v + 0
+            if (v ~ /ms$/) return (v + 0) * 1e3
+            if (v ~ /m$/) return (v + 0) * 60e6
+            if (v ~ /s$/) return (v + 0) * 1e6
+            return v + 0
+        }
+        $1 == "50%" { p50 = us($2) }
+        $1 == "90%" { p90 = us($2) }
+        $1 == "99%" { p99 = us($2) }
+        $1 == "Requests/sec:" { rps = $2 }
+        /Non-2xx or 3xx responses:/ { bad += $NF }
+        /Socket errors:/ { gsub(/,/, ""); bad += $4 + $6 + $8 + $10 }
+        END {
+            if (p50 == "" || rps == "") exit 1
+            printf "%.1f %.1f %.1f %.1f %d\n", p50, p90, p99, rps, bad
+        }' "$1"
+}
+
+# wrk_run LABEL REP CONNS URL SCRIPT [taskset-cpu|-]
+wrk_run() {
+    local label=$1 rep=$2 conns=$3 url=$4 script=$5 cpu=${6:--}
+    local cmd=(wrk -t1 -c"$conns" -d"${DURATION}s" --latency -s "$script" "$url")
+    [[ $cpu != - ]] && cmd=(taskset -c "$cpu" "${cmd[@]}")
+    record_cmd "$label" "${cmd[@]}"
+    local file=$OUT/raw/$label.$rep.txt
+    "${cmd[@]}" >"$file" 2>&1 || die "wrk failed: $file"
+    local row
+    row=$(parse_wrk "$file") || die "cannot parse $file"
+    printf '%s\t%s\t%s\n' "$label" "$rep" "${row// /$'\t'}" >>"$TSV"
+    log "$(printf '%-22s rep %s: p50 %8.1f us  rate %9.1f/s  errors %s' "$label" "$rep" \
+        "$(cut -d' ' -f1 <<<"$row")" "$(cut -d' ' -f4 <<<"$row")" "$(cut -d' ' -f5 <<<"$row")")"
+}
+
+wrk_warmup() {
+    local conns=$1 url=$2 script=$3 cpu=${4:--}
+    local cmd=(wrk -t1 -c"$conns" -d"${WARMUP}s" -s "$script" "$url")
+    [[ $cpu != - ]] && cmd=(taskset -c "$cpu" "${cmd[@]}")
+    "${cmd[@]}" >/dev/null 2>&1 || die "wrk warm-up against $url failed"
+}
+
+# raw_run LABEL REP THREADS [taskset-cpu|-]
+raw_run() {
+    local label=$1 rep=$2 threads=$3 cpu=${4:--}
+    local cmd=("$RAWSPAWN" --threads "$threads" --duration "$DURATION" --warmup 1
+        --body "$HELLO_BODY" "$BUSYBOX" cat)
+    [[ $cpu != - ]] && cmd=(taskset -c "$cpu" "${cmd[@]}")
+    record_cmd "$label" "${cmd[@]}"
+    local file=$OUT/raw/$label.$rep.txt
+    "${cmd[@]}" >"$file" 2>&1 || die "rawspawn failed: $file"
+    get() { awk -F= -v k="$1" '$1 == k { print $2 }' "$file"; }
+    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$label" "$rep" "$(get p50_us)" "$(get p90_us)" \
+        "$(get p99_us)" "$(get rate_per_s)" "$(get errors)" >>"$TSV"
+    log "$(printf '%-22s rep %s: p50 %8.1f us  rate %9.1f/s' "$label" "$rep" "$(get p50_us)" "$(get rate_per_s)")"
+}
+
+# med LABEL COLUMN: median over the repetitions (3=p50 4=p90 5=p99 6=rate 7=errors).
+med() {
+    awk -F'\t' -v l="$1" -v c="$2" '$1 == l { print $c }' "$TSV" | sort -g |
+        awk '{ a[NR] = $1 } END { if (NR == 0) { print "nan"; exit }
+             if (NR % 2) print a[(NR + 1) / 2]; else print (a[NR / 2] + a[NR / 2 + 1]) / 2 }'
+}
+# paired A B COLUMN ratio|diff: the median over the repetitions of A/B (or
+# A-B), each run of A compared with the run of B of the same repetition,
+# which ran right next to it.
+paired() {
+    awk -F'\t' -v a="$1" -v b="$2" -v c="$3" -v op="$4" '
+        $1 == a { va[$2] = $c } $1 == b { vb[$2] = $c }
+        END { for (r in va) if (r in vb) print (op == "ratio" ? va[r] / vb[r] : va[r] - vb[r]) }' "$TSV" |
+        sort -g | awk '{ a[NR] = $1 } END { if (NR == 0) { print "nan"; exit }
+             if (NR % 2) print a[(NR + 1) / 2]; else print (a[NR / 2] + a[NR / 2 + 1]) / 2 }'
+}
+# spread LABEL COLUMN: "min–max" over the repetitions.
+spread() {
+    awk -F'\t' -v l="$1" -v c="$2" '$1 == l { v = $c + 0; if (n++ == 0 || v < lo) lo = v; if (n == 1 || v > hi) hi = v }
+        END { printf "%.0f–%.0f", lo, hi }' "$TSV"
+}
+calc() { awk "BEGIN { printf \"$1\", $2 }"; }
+verdict() { # verdict EXPR [HOW-MUCH]: "met" when the awk expression is true
+    if awk "BEGIN { exit !($1) }"; then echo "**met**"; else echo "**missed**${2:+ ($2)}"; fi
+}
+
+# cpu_snapshot: "busy total steal" jiffies over all CPUs, from /proc/stat.
+cpu_snapshot() {
+    awk '$1 == "cpu" { t = 0; for (i = 2; i <= NF; i++) t += $i
+        print t - $5 - $6, t, $9; exit }' /proc/stat
+}
+# cpu_percent BEFORE AFTER FIELD: busy (1) or steal (3) as % of the elapsed CPU time.
+cpu_percent() {
+    awk -v a="$1" -v b="$2" -v f="$3" 'BEGIN { split(a, x, " "); split(b, y, " ")
+        d = y[2] - x[2]; printf "%.0f", (d > 0 ? 100 * (y[f] - x[f]) / d : 0) }'
+}
+
+# --- main -------------------------------------------------------------------------
+
+START=$(date +%s)
+rm -rf "$OUT"
+mkdir -p "$OUT/raw" "$OUT/logs" "$OUT/tmp"
+: >"$OUT/commands.log"
+printf 'label\trep\tp50_us\tp90_us\tp99_us\trate_per_s\terrors\n' >"$TSV"
+
+install_deps
+build
+
+NPROC=$(nproc)
+# How busy the machine is without us: other work would skew every figure.
+QUIET_0=$(cpu_snapshot)
+sleep 2
+QUIET_BUSY=$(cpu_percent "$QUIET_0" "$(cpu_snapshot)" 1)
+LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
+((QUIET_BUSY < 20)) || log "warning: the machine is already ${QUIET_BUSY}% busy before the benchmark"
+RUN_CPU_0=$(cpu_snapshot)
+PIN=${BENCH_PIN:-$((NPROC >= 2 ? 1 : 0))}
+HELLO_LUA=$BENCH/wrk/hello.lua
+MD_LUA=$BENCH/wrk/markdown.lua
+
+log "starting servers"
+start_watchdog fork "$P_FORK" - mode=fork "fprocess=$BUSYBOX cat"
+FORK_PID=$WD_PID
+check_response "http://127.0.0.1:$P_FORK/" "$HELLO_BODY" "${HELLO_BODY%$'\n'}"
+if ((PIN)); then
+    start_watchdog fork-pinned "$P_FORK_PIN" 0 mode=fork "fprocess=$BUSYBOX cat"
+    check_response "http://127.0.0.1:$P_FORK_PIN/" "$HELLO_BODY" "${HELLO_BODY%$'\n'}"
+fi
+start_watchdog http "$P_HTTP" - mode=http "fprocess=$MARKDOWN" "PORT=$P_MD" \
+    "upstream_url=http://127.0.0.1:$P_MD"
+HTTP_PID=$WD_PID
+# The long-lived upstream it started: stopped by the trap too, if still alive.
+# shellcheck disable=SC2013 # one pid per word
+for kid in $(cat /proc/"$HTTP_PID"/task/*/children 2>/dev/null); do CHILD_PIDS+=("$kid"); done
+check_response "http://127.0.0.1:$P_MD/" "$MD_BODY" "$MD_HTML"
+check_response "http://127.0.0.1:$P_HTTP/" "$MD_BODY" "$MD_HTML"
+start_nginx
+check_response "http://127.0.0.1:$P_NGINX/" "$MD_BODY" "$MD_HTML"
+
+# 1. fork mode vs rawspawn ------------------------------------------------------
+# Repetitions interleave the reference and the system under test, so a slow
+# phase of the machine hits both.
+log "1. fork mode vs rawspawn (${REPEAT} x ${DURATION}s each)"
+FORK_URL=http://127.0.0.1:$P_FORK/
+wrk_warmup 1 "$FORK_URL" "$HELLO_LUA"
+for ((r = 1; r <= REPEAT; r++)); do
+    raw_run raw-t1 "$r" 1
+    wrk_run fork-c1 "$r" 1 "$FORK_URL" "$HELLO_LUA"
+done
+wrk_warmup 8 "$FORK_URL" "$HELLO_LUA"
+for ((r = 1; r <= REPEAT; r++)); do
+    raw_run raw-t8 "$r" 8
+    wrk_run fork-c8 "$r" 8 "$FORK_URL" "$HELLO_LUA"
+done
+if ((PIN)); then
+    log "1b. the same, pinned: fwatchdog and rawspawn on CPU 0, wrk on CPU 1"
+    PIN_URL=http://127.0.0.1:$P_FORK_PIN/
+    wrk_warmup 1 "$PIN_URL" "$HELLO_LUA" 1
+    for ((r = 1; r <= REPEAT; r++)); do
+        raw_run raw-t1-pinned "$r" 1 0
+        wrk_run fork-c1-pinned "$r" 1 "$PIN_URL" "$HELLO_LUA" 1
+    done
+    wrk_warmup 8 "$PIN_URL" "$HELLO_LUA" 1
+    for ((r = 1; r <= REPEAT; r++)); do
+        raw_run raw-t8-pinned "$r" 8 0
+        wrk_run fork-c8-pinned "$r" 8 "$PIN_URL" "$HELLO_LUA" 1
+    done
+fi
+
+# 2. http mode vs direct and nginx ------------------------------------------------
+log "2. http mode vs direct and nginx (${REPEAT} x ${DURATION}s each)"
+DIRECT_URL=http://127.0.0.1:$P_MD/
+HTTP_URL=http://127.0.0.1:$P_HTTP/
+NGINX_URL=http://127.0.0.1:$P_NGINX/
+for c in 1 32; do
+    wrk_warmup "$c" "$DIRECT_URL" "$MD_LUA"
+    wrk_warmup "$c" "$HTTP_URL" "$MD_LUA"
+    wrk_warmup "$c" "$NGINX_URL" "$MD_LUA"
+    for ((r = 1; r <= REPEAT; r++)); do
+        wrk_run "direct-c$c" "$r" "$c" "$DIRECT_URL" "$MD_LUA"
+        wrk_run "fwatchdog-c$c" "$r" "$c" "$HTTP_URL" "$MD_LUA"
+        wrk_run "nginx-c$c" "$r" "$c" "$NGINX_URL" "$MD_LUA"
+    done
+done
+
+# 3. footprint --------------------------------------------------------------------
+log "3. footprint"
+sleep 2
+FORK_RSS_LOADED=$(kib "$FORK_PID" VmRSS)
+HTTP_RSS_LOADED=$(kib "$HTTP_PID" VmRSS)
+
+start_watchdog footprint "$P_FOOT" - mode=fork "fprocess=$BUSYBOX cat"
+FOOT_PID=$WD_PID
+sleep 1
+FOOT_RSS_START=$(kib "$FOOT_PID" VmRSS)
+FOOT_CURL=(curl -sS -o /dev/null -w '%{http_code}\n' --data-binary "$HELLO_BODY"
+    "http://127.0.0.1:$P_FOOT/?n=[1-1000]")
+record_cmd "1000 requests" "${FOOT_CURL[@]}"
+FOOT_OK=$("${FOOT_CURL[@]}" | grep -c '^200$' || true)
+[[ $FOOT_OK == 1000 ]] || die "footprint: only $FOOT_OK of 1000 requests answered 200"
+sleep 2
+FOOT_RSS_IDLE=$(kib "$FOOT_PID" VmRSS)
+FOOT_HWM=$(kib "$FOOT_PID" VmHWM)
+
+BIN_SIZE=$(stat -c %s "$FWATCHDOG")
+BIN_FILE=$(file -b "$FWATCHDOG" 2>/dev/null || echo "?")
+BIN_STRIPPED_SIZE=$BIN_SIZE
+if command -v strip >/dev/null; then
+    cp "$FWATCHDOG" "$OUT/fwatchdog.stripped"
+    strip "$OUT/fwatchdog.stripped"
+    BIN_STRIPPED_SIZE=$(stat -c %s "$OUT/fwatchdog.stripped")
+fi
+
+log "3b. stream mode, 1 GiB through /bin/busybox cat"
+start_watchdog stream "$P_STREAM" - mode=stream "fprocess=$BUSYBOX cat" \
+    exec_timeout=120s read_timeout=120s write_timeout=120s
+STREAM_PID=$WD_PID
+check_response "http://127.0.0.1:$P_STREAM/" "$HELLO_BODY" "${HELLO_BODY%$'\n'}"
+sleep 1
+STREAM_RSS_BEFORE=$(kib "$STREAM_PID" VmRSS)
+STREAM_HWM_BEFORE=$(kib "$STREAM_PID" VmHWM)
+STREAM_CURL=(curl -sS -o /dev/null -T - -X POST -H 'Content-Type: application/octet-stream'
+    -w '%{http_code} %{size_download} %{time_total}\n' "http://127.0.0.1:$P_STREAM/")
+record_cmd "stream 1 GiB" head -c "$STREAM_BYTES" /dev/zero '|' "${STREAM_CURL[@]}"
+# Sample VmRSS while the body flows, as a cross-check of VmHWM.
+(
+    max=0
+    while v=$(kib "$STREAM_PID" VmRSS 2>/dev/null) && [[ -n $v ]]; do
+        ((v > max)) && max=$v && echo "$max" >"$OUT/stream.rss.max"
+        [[ -e $OUT/stream.done ]] && break
+        sleep 0.02
+    done
+) &
+SAMPLER=$!
+STREAM_RESULT=$(head -c "$STREAM_BYTES" /dev/zero | "${STREAM_CURL[@]}")
+touch "$OUT/stream.done"
+wait "$SAMPLER" || true
+STREAM_RSS_SAMPLED=$(cat "$OUT/stream.rss.max" 2>/dev/null || echo 0)
+STREAM_HWM_AFTER=$(kib "$STREAM_PID" VmHWM)
+STREAM_RSS_AFTER=$(kib "$STREAM_PID" VmRSS)
+read -r STREAM_CODE STREAM_SIZE STREAM_TIME <<<"$STREAM_RESULT"
+[[ $STREAM_CODE == 200 && $STREAM_SIZE == "$STREAM_BYTES" ]] ||
+    die "stream: got HTTP $STREAM_CODE with $STREAM_SIZE bytes, expected 200 with $STREAM_BYTES"
+# Reference: the same bytes through the same cat with a plain pipe.
+PIPE_CMD="head -c $STREAM_BYTES /dev/zero | $BUSYBOX cat >/dev/null"
+record_cmd "stream reference" bash -c "$PIPE_CMD"
+PIPE_T0=$(date +%s.%N)
+bash -c "$PIPE_CMD"
+PIPE_TIME=$(calc '%.3f' "$(date +%s.%N) - $PIPE_T0")
+
+RUN_CPU_1=$(cpu_snapshot)
+LOAD_END=$(cut -d' ' -f1-3 /proc/loadavg)
+RUN_STEAL=$(cpu_percent "$RUN_CPU_0" "$RUN_CPU_1" 3)
+
+# Stop the servers now, so the report is written with the machine quiet.
+stop_pids "${PIDS[@]}"
+((${#CHILD_PIDS[@]})) && stop_pids "${CHILD_PIDS[@]}"
+PIDS=()
+CHILD_PIDS=()
+ELAPSED=$(($(date +%s) - START))
+
+# --- report -------------------------------------------------------------------------
+log "writing $RESULTS"
+
+MIB=$((1024 * 1024))
+us() { calc '%.0f' "$1"; }
+k() { calc '%.0f' "$1"; }
+
+R1_RAW=$(med raw-t1 3)
+R1_WD=$(med fork-c1 3)
+R1_RATIO=$(calc '%.2f' "$(paired fork-c1 raw-t1 3 ratio)")
+R8_RAW=$(med raw-t8 6)
+R8_WD=$(med fork-c8 6)
+R8_RATIO=$(calc '%.2f' "$(paired fork-c8 raw-t8 6 ratio)")
+
+D1=$(med direct-c1 3)
+W1=$(med fwatchdog-c1 3)
+N1=$(med nginx-c1 3)
+W_ADD=$(calc '%.1f' "$(paired fwatchdog-c1 direct-c1 3 diff)")
+N_ADD=$(calc '%.1f' "$(paired nginx-c1 direct-c1 3 diff)")
+D32=$(med direct-c32 6)
+W32=$(med fwatchdog-c32 6)
+N32=$(med nginx-c32 6)
+T_RATIO=$(calc '%.2f' "$(paired fwatchdog-c32 nginx-c32 6 ratio)")
+
+# rawspawn rows count failed spawns there; any would have stopped the run.
+HTTP_ERRORS=$(awk -F'\t' 'NR > 1 { s += $7 } END { print s + 0 }' "$TSV")
+
+STREAM_MIBS=$(calc '%.0f' "$STREAM_BYTES / $MIB / $STREAM_TIME")
+PIPE_MIBS=$(calc '%.0f' "$STREAM_BYTES / $MIB / $PIPE_TIME")
+STREAM_GROWTH=$((STREAM_HWM_AFTER - STREAM_RSS_BEFORE))
+
+# Verdicts: "met", or "missed (by how much)".
+V_R1=$(verdict "$R1_RATIO <= 1.25" "by $(calc '%.0f' "$R1_WD - 1.25 * $R1_RAW") µs over 1.25× = $(calc '%.0f' "1.25 * $R1_RAW") µs")
+V_R8=$(verdict "$R8_RATIO >= 0.8" "by $(calc '%.0f' "0.8 * $R8_RAW - $R8_WD")/s under 0.8× = $(calc '%.0f' "0.8 * $R8_RAW")/s")
+V_WADD=$(verdict "$W_ADD <= 40" "by $(calc '%.1f' "$W_ADD - 40") µs")
+V_T32=$(verdict "$T_RATIO >= 1.0" "by $(calc '%.0f' "100 * (1 - $T_RATIO)")%")
+V_RSS0=$(verdict "$FOOT_RSS_START <= 4096" "by $(calc '%.2f' "($FOOT_RSS_START - 4096) / 1024") MiB")
+V_RSS1=$(verdict "$FOOT_RSS_IDLE <= 4096" "by $(calc '%.2f' "($FOOT_RSS_IDLE - 4096) / 1024") MiB")
+V_RSS2=$(verdict "$FORK_RSS_LOADED <= 4096" "by $(calc '%.2f' "($FORK_RSS_LOADED - 4096) / 1024") MiB")
+V_RSS3=$(verdict "$HTTP_RSS_LOADED <= 4096" "by $(calc '%.2f' "($HTTP_RSS_LOADED - 4096) / 1024") MiB")
+V_BIN=$(verdict "$BIN_SIZE <= 3 * $MIB" "by $(calc '%.2f' "($BIN_SIZE - 3 * $MIB) / $MIB") MiB")
+V_BIN2=$(verdict "$BIN_STRIPPED_SIZE <= 3 * $MIB" "by $(calc '%.2f' "($BIN_STRIPPED_SIZE - 3 * $MIB) / $MIB") MiB")
+V_STREAM=$(verdict "$STREAM_GROWTH <= 4096" "by $(calc '%.2f' "($STREAM_GROWTH - 4096) / 1024") MiB")
+if ((PIN)); then
+    P1_RAW=$(med raw-t1-pinned 3)
+    P1_WD=$(med fork-c1-pinned 3)
+    P1_RATIO=$(calc '%.2f' "$(paired fork-c1-pinned raw-t1-pinned 3 ratio)")
+    P8_RAW=$(med raw-t8-pinned 6)
+    P8_WD=$(med fork-c8-pinned 6)
+    P8_RATIO=$(calc '%.2f' "$(paired fork-c8-pinned raw-t8-pinned 6 ratio)")
+    V_P1=$(verdict "$P1_RATIO <= 1.25" "by $(calc '%.0f' "$P1_WD - 1.25 * $P1_RAW") µs over 1.25× = $(calc '%.0f' "1.25 * $P1_RAW") µs")
+    V_P8=$(verdict "$P8_RATIO >= 0.8" "by $(calc '%.0f' "0.8 * $P8_RAW - $P8_WD")/s under 0.8× = $(calc '%.0f' "0.8 * $P8_RAW")/s")
+fi
+
+{
+    cat <<EOF
+# fwatchdog benchmark results
+
+Produced by \`./bench/run.sh\` (or \`./build.sh bench\`) on $(date -u '+%Y-%m-%d %H:%M UTC'), in ${ELAPSED} s.
+Raw outputs: \`bench/out/\` (gitignored): one file per run in \`raw/\`, all rows in
+\`results.tsv\`, the exact command lines in \`commands.log\`, server logs in \`logs/\`.
+Where fwatchdog spends its time, and what could close the gaps: \`bench/ANALYSIS.md\`
+(hand-written from profiling; not regenerated by this script).
+
+## Summary
+
+| target | measured | result |
+|---|---|---|
+| fork mode p50 at 1 connection ≤ 1.25 × rawspawn p50 | ${R1_RATIO}× | $V_R1 |
+| fork mode throughput at 8 connections ≥ 0.8 × rawspawn | ${R8_RATIO}× | $V_R8 |
+| http mode adds ≤ 40 µs p50 at 1 connection (nginx adds +${N_ADD} µs) | +${W_ADD} µs | $V_WADD |
+| http mode throughput at 32 connections ≥ nginx | ${T_RATIO}× | $V_T32 |
+| idle RSS ≤ 4 MiB (after 1000 requests) | $(calc '%.2f' "$FOOT_RSS_IDLE / 1024") MiB | $V_RSS1 |
+| static binary ≤ 3 MiB | $(calc '%.2f' "$BIN_SIZE / $MIB") MiB | $V_BIN |
+| stream mode, 1 GiB body: memory growth a few MiB (≤ 4 MiB) | $(calc '%.2f' "$STREAM_GROWTH / 1024") MiB | $V_STREAM |
+EOF
+    if ((PIN)); then
+        cat <<EOF
+| pinned: fork mode p50 at 1 connection ≤ 1.25× | ${P1_RATIO}× | $V_P1 |
+| pinned: fork mode throughput at 8 connections ≥ 0.8× | ${P8_RATIO}× | $V_P8 |
+EOF
+    fi
+    cat <<EOF
+
+## Machine
+
+| | |
+|---|---|
+| CPUs (nproc) | $NPROC |
+| CPU model | $(lscpu | awk -F: '/^Model name/ { gsub(/^ +/, "", $2); print $2; exit }') |
+| Hypervisor | $(lscpu | awk -F: '/^Hypervisor vendor/ { gsub(/^ +/, "", $2); print $2; exit }' | grep . || echo none) |
+| Memory | $(awk '/^MemTotal/ { printf "%.1f GiB", $2 / 1048576 }' /proc/meminfo) |
+| Kernel | $(uname -srm) |
+| OS | $(. /etc/os-release && echo "$PRETTY_NAME") |
+| Rust | $(rustc --version) |
+| Source | $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)$(git -C "$ROOT" status --porcelain -- watchdog sample-functions/markdown 2>/dev/null | grep -q . && echo " plus uncommitted changes in watchdog/ or sample-functions/markdown/") |
+| Build | \`${BUILD_CMD[*]}\` |
+| wrk | $(wrk -v 2>&1 | head -n1 | awk '{ print $1, $2 }') |
+| nginx | $("$NGINX" -v 2>&1 | sed 's/^nginx version: //') |
+| busybox | $("$BUSYBOX" 2>&1 | head -n1 | awk '{ print $1, $2 }') (static) |
+| Background load | ${QUIET_BUSY}% of all CPUs busy during the 2 s before the run; load average ${LOAD_START} at the start, ${LOAD_END} at the end |
+| Steal time | ${RUN_STEAL}% of CPU time during the run (hypervisor) |
+
+## Method
+
+- Every figure is the **median of $REPEAT runs** of ${DURATION} s (range over the runs in
+  parentheses). Runs of the reference and of the system under test are interleaved
+  (A, B, A, B, …) so a slow phase of the machine hits both; each server got a
+  ${WARMUP} s wrk warm-up first, rawspawn a 1 s warm-up inside each run.
+- Ratios and differences (and so the verdicts) are **paired**: each run is compared
+  with the reference run of the same repetition, right before or after it, and the
+  median of those $REPEAT ratios is reported. This is more robust to other load on
+  the machine than a ratio of medians, which can pair runs from different moments.
+- Latency percentiles come from \`wrk --latency\` (units us/ms/s converted to µs);
+  rawspawn sorts its own per-spawn samples. wrk always runs with **one thread**
+  (\`-t1\`) and HTTP/1.1 keep-alive; one wrk thread is enough for these rates and
+  leaves more of the second core to the server.
+- **The load generator shares the machine.** With $NPROC CPUs, wrk competes for the
+  same cores as fwatchdog, its children and the upstream, while rawspawn needs no
+  load generator at all. The main tables report that honestly, as measured.
+  Section 1 is also run pinned (\`taskset\`): fwatchdog (with the children it
+  forks) and rawspawn each get CPU 0 alone, wrk gets CPU 1, so both sides spend
+  the same single core and the comparison is of CPU work per spawn.
+  Section 2 is not pinned: proxy, upstream and wrk would have to share cores
+  either way, and nginx and fwatchdog see exactly the same conditions.
+- Bodies: fork mode posts \`hello world\\n\` (12 bytes; rawspawn writes the same to
+  \`$BUSYBOX cat\`); http mode posts \`# Hello\\n\\nSome *text*.\\n\` to the
+  \`markdown\` sample function, which answers \`<h1>Hello</h1>…\`. Every response was
+  checked once before the load; non-2xx answers and socket errors over all wrk
+  runs: **$HTTP_ERRORS**.
+- fwatchdog runs with \`bind_address=127.0.0.1 healthcheck_interval=0s\`, its own
+  \`TMPDIR\`, default \`RUST_LOG\` (info: no per-request logs). nginx uses
+  \`bench/nginx.conf\`: \`worker_processes 1\`, upstream \`keepalive 64\`,
+  \`proxy_http_version 1.1\`, \`proxy_set_header Connection ""\`, \`access_log off\`,
+  and \`keepalive_requests 1000000\` on both sides so that, like hyper, it never
+  closes a keep-alive connection during a run.
+
+## 1. fork mode vs the physical limit (rawspawn)
+
+fwatchdog \`mode=fork fprocess="$BUSYBOX cat"\` driven by wrk, against
+\`rawspawn\` spawning the same static cat with stdin/stdout/stderr piped, writing
+the same body, reading stdout to EOF and waiting, in a loop, no HTTP at all.
+
+| measurement | fwatchdog | reference (rawspawn) | ratio (paired median) | target | result |
+|---|---|---|---|---|---|
+| p50 latency, 1 connection (\`wrk -t1 -c1\`) vs \`--threads 1\` | $(us "$R1_WD") µs ($(spread fork-c1 3)) | $(us "$R1_RAW") µs ($(spread raw-t1 3)) | ${R1_RATIO}× | ≤ 1.25× | $V_R1 |
+| throughput, 8 connections (\`wrk -t1 -c8\`) vs \`--threads 8\` | $(k "$R8_WD")/s ($(spread fork-c8 6)) | $(k "$R8_RAW")/s ($(spread raw-t8 6)) | ${R8_RATIO}× | ≥ 0.8× | $V_R8 |
+
+Other percentiles (medians, µs):
+
+| run | p50 | p90 | p99 | rate/s |
+|---|---|---|---|---|
+EOF
+    for l in raw-t1 fork-c1 raw-t8 fork-c8; do
+        printf '| %s | %s | %s | %s | %s |\n' "$l" "$(us "$(med "$l" 3)")" "$(us "$(med "$l" 4)")" \
+            "$(us "$(med "$l" 5)")" "$(k "$(med "$l" 6)")"
+    done
+    if ((PIN)); then
+        cat <<EOF
+
+Pinned (fwatchdog and its children, or rawspawn, on CPU 0; wrk on CPU 1):
+
+| measurement | fwatchdog | reference (rawspawn) | ratio (paired median) | target | result |
+|---|---|---|---|---|---|
+| p50 latency, 1 connection | $(us "$P1_WD") µs ($(spread fork-c1-pinned 3)) | $(us "$P1_RAW") µs ($(spread raw-t1-pinned 3)) | ${P1_RATIO}× | ≤ 1.25× | $V_P1 |
+| throughput, 8 connections | $(k "$P8_WD")/s ($(spread fork-c8-pinned 6)) | $(k "$P8_RAW")/s ($(spread raw-t8-pinned 6)) | ${P8_RATIO}× | ≥ 0.8× | $V_P8 |
+EOF
+    fi
+    cat <<EOF
+
+## 2. http mode vs a direct call and vs nginx
+
+The same \`markdown\` upstream process (started by the http-mode fwatchdog, port
+$P_MD) is called directly, through fwatchdog \`mode=http\`, and through nginx.
+
+| measurement | fwatchdog (added: paired median) | reference | ratio / difference (paired median) | target | result |
+|---|---|---|---|---|---|
+| added p50 latency, 1 connection | +$W_ADD µs ($(us "$W1") µs vs direct $(us "$D1") µs) | nginx: +$N_ADD µs ($(us "$N1") µs) | $(calc '%+.1f' "$W_ADD - $N_ADD") µs vs nginx | ≤ 40 µs | $V_WADD |
+| throughput, 32 connections (\`wrk -t1 -c32\`) | $(k "$W32")/s ($(spread fwatchdog-c32 6)) | nginx: $(k "$N32")/s ($(spread nginx-c32 6)) | ${T_RATIO}× nginx | ≥ 1.0× nginx | $V_T32 |
+
+All runs (medians):
+
+| run | p50 µs | p90 µs | p99 µs | rate/s | p50 range µs | rate range/s |
+|---|---|---|---|---|---|---|
+EOF
+    for l in direct-c1 fwatchdog-c1 nginx-c1 direct-c32 fwatchdog-c32 nginx-c32; do
+        printf '| %s | %s | %s | %s | %s | %s | %s |\n' "$l" "$(us "$(med "$l" 3)")" "$(us "$(med "$l" 4)")" \
+            "$(us "$(med "$l" 5)")" "$(k "$(med "$l" 6)")" "$(spread "$l" 3)" "$(spread "$l" 6)"
+    done
+    cat <<EOF
+
+Direct at 32 connections, $(k "$D32")/s, is the upstream's own ceiling on this machine
+with wrk beside it; a proxy adds a hop that needs CPU from the same two cores.
+
+## 3. Footprint
+
+| measurement | value | target | result |
+|---|---|---|---|
+| idle RSS, fresh \`mode=fork\` instance, 1 s after start | $(calc '%.2f' "$FOOT_RSS_START / 1024") MiB | ≤ 4 MiB | $V_RSS0 |
+| idle RSS, same instance after 1000 requests + 2 s idle | $(calc '%.2f' "$FOOT_RSS_IDLE / 1024") MiB (VmHWM $(calc '%.2f' "$FOOT_HWM / 1024") MiB) | ≤ 4 MiB | $V_RSS1 |
+| idle RSS, the section-1 fork instance after all its load + 2 s | $(calc '%.2f' "$FORK_RSS_LOADED / 1024") MiB | ≤ 4 MiB | $V_RSS2 |
+| idle RSS, the section-2 http instance after all its load + 2 s | $(calc '%.2f' "$HTTP_RSS_LOADED / 1024") MiB | ≤ 4 MiB | $V_RSS3 |
+| binary size, \`fwatchdog\` as built (static, release profile \`strip = true\`) | $(calc '%.2f' "$BIN_SIZE / $MIB") MiB ($BIN_SIZE bytes) | ≤ 3 MiB | $V_BIN |
+| binary size after \`strip\` again | $(calc '%.2f' "$BIN_STRIPPED_SIZE / $MIB") MiB ($BIN_STRIPPED_SIZE bytes) | ≤ 3 MiB | $V_BIN2 |
+
+\`file\`: $BIN_FILE
+
+Stream mode (\`mode=stream fprocess="$BUSYBOX cat"\`), a 1 GiB body sent chunked
+by curl from \`head -c 1G /dev/zero\`, all of it echoed back (checked: $STREAM_SIZE bytes):
+
+| measurement | value | target | result |
+|---|---|---|---|
+| VmRSS before / VmHWM before | $(calc '%.2f' "$STREAM_RSS_BEFORE / 1024") / $(calc '%.2f' "$STREAM_HWM_BEFORE / 1024") MiB | | |
+| VmHWM after | $(calc '%.2f' "$STREAM_HWM_AFTER / 1024") MiB | | |
+| growth (VmHWM after − VmRSS before) | $(calc '%.2f' "$STREAM_GROWTH / 1024") MiB | ≤ 4 MiB | $V_STREAM |
+| highest VmRSS sampled every 20 ms during the request | $(calc '%.2f' "$STREAM_RSS_SAMPLED / 1024") MiB | | |
+| VmRSS after | $(calc '%.2f' "$STREAM_RSS_AFTER / 1024") MiB | | |
+| throughput, 1 GiB in and 1 GiB out | $STREAM_MIBS MiB/s ($(calc '%.2f' "$STREAM_TIME") s) | | |
+| reference: \`head -c 1G /dev/zero \| busybox cat >/dev/null\` | $PIPE_MIBS MiB/s ($PIPE_TIME s) | | |
+
+fwatchdog resets its own peak-RSS counter (\`/proc/self/clear_refs\`) at every
+spawn so that children's \`X-Max-Rss-Bytes\` is accurate; "VmHWM after" therefore
+covers the streamed request itself, which is what the growth line needs. The
+throughput includes curl and head, which run on the same two cores.
+
+## Commands
+
+Exactly as run (shell-quoted; the repetitions repeat the same line):
+
+\`\`\`
+EOF
+    for label in "server fork" "server fork-pinned" "server http" "server nginx" \
+        raw-t1 fork-c1 raw-t8 fork-c8 raw-t1-pinned fork-c1-pinned raw-t8-pinned fork-c8-pinned \
+        direct-c1 fwatchdog-c1 nginx-c1 direct-c32 fwatchdog-c32 nginx-c32 \
+        "server footprint" "1000 requests" "server stream" "stream 1 GiB" "stream reference"; do
+        [[ -n ${CMDS[$label]:-} ]] && printf '# %s\n%s\n' "$label" "${CMDS[$label]}"
+    done
+    cat <<EOF
+\`\`\`
+
+Paths: \`$TARGET_DIR\` is the cargo target directory, \`$OUT\` is \`bench/out\`.
+
+## How to reproduce
+
+\`\`\`
+./bench/run.sh          # or: ./build.sh bench
+\`\`\`
+
+It installs wrk, nginx-light and busybox-static with apt when missing, builds
+the release binaries with \`cargo build --release --locked\`, runs everything
+above (about 5 minutes) and rewrites this file. \`BENCH_DURATION\`,
+\`BENCH_WARMUP\`, \`BENCH_REPEAT\`, \`BENCH_PORT_BASE\` and \`BENCH_PIN=0\` adjust it.
+EOF
+} >"$RESULTS"
+
+log "done in ${ELAPSED}s: $RESULTS"
