@@ -2,6 +2,9 @@
 //! only says so.
 
 fn main() -> std::process::ExitCode {
-    eprintln!("faas {}: not implemented yet (see the README's roadmap)", env!("CARGO_PKG_VERSION"));
+    eprintln!(
+        "faas {}: not implemented yet: only the watchdog is built so far (see README.md)",
+        env!("CARGO_PKG_VERSION")
+    );
     std::process::ExitCode::from(2)
 }

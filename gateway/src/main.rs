@@ -2,6 +2,9 @@
 //! says so, rather than pretending to route.
 
 fn main() -> std::process::ExitCode {
-    eprintln!("gateway {}: not implemented yet (see the README's roadmap)", env!("CARGO_PKG_VERSION"));
+    eprintln!(
+        "gateway {}: not implemented yet: only the watchdog is built so far (see README.md)",
+        env!("CARGO_PKG_VERSION")
+    );
     std::process::ExitCode::from(2)
 }

@@ -8,6 +8,7 @@
 //! instead of ending it cleanly: the client sees a truncated transfer, never
 //! a silently incomplete success.
 
+use std::collections::VecDeque;
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
@@ -29,6 +30,8 @@ use crate::process::{Child, ExitStatus};
 use crate::server::{State, add_usage, output_content_type, text, usage_headers};
 
 const CHUNK: usize = 64 * 1024;
+/// How many sent chunks are kept for reuse.
+const RECYCLE: usize = 4;
 
 /// Aborts the task when dropped, so a finished or abandoned request leaves
 /// no task behind.
@@ -140,6 +143,7 @@ pub async fn invoke(
                 stdout,
                 first: Some(buf.split().freeze()),
                 buf,
+                sent: VecDeque::with_capacity(RECYCLE),
                 feeder,
                 deadline,
                 phase: Phase::Reading,
@@ -224,6 +228,10 @@ pub struct ChildOutput {
     stdout: pipe::Receiver,
     first: Option<Bytes>,
     buf: BytesMut,
+    /// Clones of the last chunks handed to hyper: once hyper has written and
+    /// dropped one, its buffer is ours again. Reusing them keeps a long
+    /// stream from allocating (and, with musl, mapping) a buffer per chunk.
+    sent: VecDeque<Bytes>,
     feeder: Option<Task<Result<u64, BodyError>>>,
     deadline: Option<Pin<Box<Sleep>>>,
     phase: Phase,
@@ -238,10 +246,36 @@ impl ChildOutput {
         Poll::Ready(Some(Err(io::Error::other(message))))
     }
 
+    /// Makes room for the next chunk, in a recycled buffer when one is free.
+    fn make_room(&mut self) {
+        if self.buf.capacity() - self.buf.len() >= CHUNK {
+            return;
+        }
+        if self.sent.front().is_some_and(Bytes::is_unique)
+            && let Some(done) = self.sent.pop_front()
+            && let Ok(mut reused) = done.try_into_mut()
+        {
+            reused.clear();
+            reused.reserve(CHUNK);
+            self.buf = reused;
+            return;
+        }
+        self.buf = BytesMut::with_capacity(CHUNK);
+    }
+
+    /// Hands a chunk to hyper, keeping a clone to recycle its buffer later.
+    fn send(&mut self, chunk: Bytes) -> Bytes {
+        if self.sent.len() == RECYCLE {
+            self.sent.pop_front();
+        }
+        self.sent.push_back(chunk.clone());
+        chunk
+    }
+
     fn poll_read_chunk(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
         loop {
             ready!(self.stdout.poll_read_ready(cx))?;
-            self.buf.reserve(CHUNK);
+            self.make_room();
             match self.stdout.try_read_buf(&mut self.buf) {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
                 other => return Poll::Ready(other),
@@ -284,7 +318,10 @@ impl Body for ChildOutput {
             let _ = this.child.poll_wait(cx);
             match ready!(this.poll_read_chunk(cx)) {
                 Ok(0) => this.phase = Phase::Exiting,
-                Ok(_) => return Poll::Ready(Some(Ok(Frame::data(this.buf.split().freeze())))),
+                Ok(_) => {
+                    let chunk = this.buf.split().freeze();
+                    return Poll::Ready(Some(Ok(Frame::data(this.send(chunk)))));
+                }
                 Err(e) => return this.fail(format!("reading the function's output failed: {e}")),
             }
         }
