@@ -1,10 +1,133 @@
-//! The faas gateway. It is built in issue 3; until then this binary only
-//! says so, rather than pretending to route.
+//! `gateway`: parses the configuration, picks the provider, binds the port
+//! and calls [`gateway::run`]. `gateway fwatchdog …` runs the embedded
+//! watchdog (the process provider's fallback when no `fwatchdog` binary is
+//! around); `gateway --healthcheck` probes a running gateway.
 
-fn main() -> std::process::ExitCode {
-    eprintln!(
-        "gateway {}: not implemented yet: only the watchdog is built so far (see README.md)",
-        env!("CARGO_PKG_VERSION")
-    );
-    std::process::ExitCode::from(2)
+use std::io::IsTerminal;
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::Parser;
+use gateway::config::{Config, ProviderKind};
+use gateway::provider::Provider;
+use gateway::provider::process::{Launcher, ProcessProvider};
+use gateway::provider::swarm::SwarmProvider;
+use tokio::net::TcpListener;
+use tokio::signal::unix::{SignalKind, signal};
+use tracing_subscriber::filter::LevelFilter;
+
+fn main() -> ExitCode {
+    if std::env::args_os().nth(1).is_some_and(|a| a == "fwatchdog") {
+        return watchdog::cli::main(std::env::args().skip(2));
+    }
+    let config = Config::parse();
+    let level = std::env::var("RUST_LOG")
+        .ok()
+        .and_then(|v| v.parse::<LevelFilter>().ok())
+        .unwrap_or(LevelFilter::INFO);
+    tracing_subscriber::fmt()
+        .with_max_level(level)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("cannot start the Tokio runtime");
+    let result = runtime.block_on(async move {
+        if config.healthcheck {
+            return healthcheck(config.port).await;
+        }
+        let term =
+            signal(SignalKind::terminate()).map_err(|e| format!("cannot handle SIGTERM: {e}"))?;
+        let int =
+            signal(SignalKind::interrupt()).map_err(|e| format!("cannot handle SIGINT: {e}"))?;
+        let provider = choose_provider(&config).await?;
+        let addr = SocketAddr::new(config.bind_address, config.port);
+        let listener = TcpListener::bind(addr)
+            .await
+            .map_err(|e| format!("cannot listen on {addr} (--port): {e}"))?;
+        gateway::run(listener, config, provider, shutdown_signal(term, int))
+            .await
+            .map_err(|e| e.to_string())
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("gateway: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn choose_provider(config: &Config) -> Result<Arc<dyn Provider>, String> {
+    let swarm = || SwarmProvider::connect(config).map_err(|e| e.to_string());
+    Ok(match config.provider {
+        ProviderKind::Swarm => Arc::new(swarm()?),
+        ProviderKind::Process => Arc::new(process(config)?),
+        ProviderKind::Auto => match swarm() {
+            Ok(provider) if provider.health().await.is_ok() => Arc::new(provider),
+            _ => {
+                tracing::info!("no Docker engine answers: using the process provider");
+                Arc::new(process(config)?)
+            }
+        },
+    })
+}
+
+fn process(config: &Config) -> Result<ProcessProvider, String> {
+    let launcher = match &config.fwatchdog {
+        Some(path) => Launcher::Binary(path.clone()),
+        None => Launcher::find(),
+    };
+    ProcessProvider::new(launcher, config.stack_file.as_deref()).map_err(|e| e.to_string())
+}
+
+async fn healthcheck(port: u16) -> Result<(), String> {
+    use http_body_util::BodyExt;
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build_http::<http_body_util::Empty<bytes::Bytes>>();
+    let uri: http::Uri = format!("http://127.0.0.1:{port}/healthz")
+        .parse()
+        .map_err(|e| format!("{e}"))?;
+    let response = tokio::time::timeout(Duration::from_secs(3), client.get(uri))
+        .await
+        .map_err(|_| "no answer within 3s".to_string())?
+        .map_err(|e| format!("cannot reach 127.0.0.1:{port}: {e}"))?;
+    let status = response.status();
+    let body = response
+        .into_body()
+        .collect()
+        .await
+        .map(|b| b.to_bytes())
+        .unwrap_or_default();
+    if status.is_success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "unhealthy: {status}: {}",
+            String::from_utf8_lossy(&body).trim()
+        ))
+    }
+}
+
+/// Resolves on the first SIGTERM or SIGINT; a second one exits at once.
+async fn shutdown_signal(
+    mut term: tokio::signal::unix::Signal,
+    mut int: tokio::signal::unix::Signal,
+) {
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+    tokio::spawn(async move {
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
+        }
+        tracing::warn!("second signal: exiting without draining");
+        std::process::exit(130);
+    });
 }

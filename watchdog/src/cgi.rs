@@ -1,6 +1,8 @@
 //! The command run for a request: `fprocess` exec'd without a shell, with
 //! the request described to it in CGI-style `Http_*` environment variables.
 
+use std::ffi::{OsStr, OsString};
+use std::os::unix::ffi::OsStrExt;
 use std::process::Command;
 
 use http::request::Parts;
@@ -20,25 +22,29 @@ pub fn command(config: &Config, request: Option<&Parts>) -> Command {
     cmd
 }
 
-/// `Http_Method`, `Http_Path`, `Http_Query` and one `Http_<Header_Name>` per
-/// header (`X-Call-Id` becomes `Http_X_Call_Id`; repeated headers are
-/// joined with ", ").
-pub fn environment(parts: &Parts) -> Vec<(String, String)> {
-    let mut vars: Vec<(String, String)> = Vec::with_capacity(parts.headers.keys_len() + 3);
+/// One `Http_<Header_Name>` per header (`X-Call-Id` becomes
+/// `Http_X_Call_Id`; repeated headers are joined with ", "; values are
+/// passed as raw bytes), then `Http_Method`, `Http_Path` and `Http_Query`,
+/// last so that no header can pose as them.
+pub fn environment(parts: &Parts) -> Vec<(String, OsString)> {
+    let mut vars: Vec<(String, OsString)> = Vec::with_capacity(parts.headers.keys_len() + 3);
+    for name in parts.headers.keys() {
+        let mut value: Vec<u8> = Vec::new();
+        for (i, v) in parts.headers.get_all(name).iter().enumerate() {
+            if i > 0 {
+                value.extend_from_slice(b", ");
+            }
+            value.extend_from_slice(v.as_bytes());
+        }
+        vars.push((
+            env_name(name.as_str()),
+            OsStr::from_bytes(&value).to_owned(),
+        ));
+    }
     vars.push(("Http_Method".into(), parts.method.as_str().into()));
     vars.push(("Http_Path".into(), parts.uri.path().into()));
     if let Some(query) = parts.uri.query() {
         vars.push(("Http_Query".into(), query.into()));
-    }
-    for name in parts.headers.keys() {
-        let mut value = String::new();
-        for (i, v) in parts.headers.get_all(name).iter().enumerate() {
-            if i > 0 {
-                value.push_str(", ");
-            }
-            value.push_str(&String::from_utf8_lossy(v.as_bytes()));
-        }
-        vars.push((env_name(name.as_str()), value));
     }
     vars
 }
@@ -83,12 +89,38 @@ mod tests {
             .unwrap();
         let (parts, ()) = req.into_parts();
         let env = environment(&parts);
-        let get = |k: &str| env.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
+        let get = |k: &str| {
+            env.iter()
+                .rev()
+                .find(|(n, _)| n == k)
+                .and_then(|(_, v)| v.to_str())
+        };
         assert_eq!(get("Http_Method"), Some("POST"));
         assert_eq!(get("Http_Path"), Some("/some/path"));
         assert_eq!(get("Http_Query"), Some("a=1&b=two"));
         assert_eq!(get("Http_X_Thing"), Some("one, two"));
         assert_eq!(get("Http_Content_Length"), Some("5"));
+    }
+
+    #[test]
+    fn headers_cannot_pose_as_the_request_line() {
+        let req = http::Request::get("/real?x=1")
+            .header("Method", "DELETE")
+            .header("Path", "/evil")
+            .header("Query", "admin=1")
+            .body(())
+            .unwrap();
+        let (parts, ()) = req.into_parts();
+        let env = environment(&parts);
+        let last = |k: &str| {
+            env.iter()
+                .rev()
+                .find(|(n, _)| n == k)
+                .map(|(_, v)| v.clone())
+        };
+        assert_eq!(last("Http_Method"), Some("GET".into()));
+        assert_eq!(last("Http_Path"), Some("/real".into()));
+        assert_eq!(last("Http_Query"), Some("x=1".into()));
     }
 
     #[test]

@@ -8,6 +8,7 @@ use std::net::IpAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use faas_common::parse::{parse_bool, parse_bytes, parse_duration};
 use http::{HeaderValue, Uri};
 
 pub const FPROCESS: &str = "fprocess";
@@ -268,71 +269,34 @@ fn parse_with<T>(
     }
 }
 
-/// Reads only the port, for `fwatchdog --healthcheck`, which must work even
-/// when the rest of the configuration would not.
-pub fn healthcheck_port(lookup: impl Fn(&str) -> Option<String>) -> Result<u16, ConfigError> {
-    parse_with(
-        lookup(PORT).filter(|v| !v.trim().is_empty()),
-        PORT,
-        DEFAULT_PORT,
-        parse_port,
-    )
+/// Where `fwatchdog --healthcheck` asks: `port` on `bind_address`, or on
+/// 127.0.0.1 when that is a wildcard. Reads only these two, so the probe
+/// works even when the rest of the configuration would not.
+pub fn healthcheck_target(
+    lookup: impl Fn(&str) -> Option<String>,
+) -> Result<std::net::SocketAddr, ConfigError> {
+    let present = |var: &'static str| lookup(var).filter(|v| !v.trim().is_empty());
+    let port = parse_with(present(PORT), PORT, DEFAULT_PORT, parse_port)?;
+    let bind = parse_with(
+        present(BIND_ADDRESS),
+        BIND_ADDRESS,
+        DEFAULT_BIND_ADDRESS.parse().unwrap(),
+        |v| {
+            v.parse::<IpAddr>()
+                .map_err(|_| "expected an IP address such as 0.0.0.0 or 127.0.0.1".into())
+        },
+    )?;
+    let host = if bind.is_unspecified() {
+        IpAddr::from([127, 0, 0, 1])
+    } else {
+        bind
+    };
+    Ok(std::net::SocketAddr::new(host, port))
 }
 
 fn parse_port(v: &str) -> Result<u16, String> {
     v.parse::<u16>()
         .map_err(|_| "expected a TCP port number between 0 and 65535".into())
-}
-
-/// Accepts `10` (seconds), `10s`, `500ms`, `1.5s`, `2m`, `1h`, `250us`.
-pub fn parse_duration(v: &str) -> Result<Duration, String> {
-    const HINT: &str = "expected a duration such as 10, 10s, 500ms or 2m";
-    let v = v.trim();
-    let split = v
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(v.len());
-    let (number, unit) = v.split_at(split);
-    let number: f64 = number.parse().map_err(|_| HINT.to_string())?;
-    let scale = match unit.trim() {
-        "" | "s" | "sec" | "secs" => 1.0,
-        "ms" => 1e-3,
-        "us" | "µs" => 1e-6,
-        "ns" => 1e-9,
-        "m" | "min" => 60.0,
-        "h" => 3600.0,
-        _ => return Err(HINT.to_string()),
-    };
-    let secs = number * scale;
-    if !secs.is_finite() || !(0.0..=1e9).contains(&secs) {
-        return Err(HINT.to_string());
-    }
-    Ok(Duration::from_secs_f64(secs))
-}
-
-/// Accepts `1048576`, `64k`, `64KiB`, `64m`, `64MB`, `1g` (multiples of 1024).
-pub fn parse_bytes(v: &str) -> Result<u64, String> {
-    const HINT: &str = "expected a size in bytes such as 1048576, 512k or 64m";
-    let v = v.trim();
-    let split = v.find(|c: char| !c.is_ascii_digit()).unwrap_or(v.len());
-    let (number, unit) = v.split_at(split);
-    let number: u64 = number.parse().map_err(|_| HINT.to_string())?;
-    let scale: u64 = match unit.trim().to_ascii_lowercase().as_str() {
-        "" | "b" => 1,
-        "k" | "kb" | "kib" => 1 << 10,
-        "m" | "mb" | "mib" => 1 << 20,
-        "g" | "gb" | "gib" => 1 << 30,
-        _ => return Err(HINT.to_string()),
-    };
-    number.checked_mul(scale).ok_or_else(|| HINT.to_string())
-}
-
-/// Accepts true/false, 1/0, yes/no, on/off in any case.
-pub fn parse_bool(v: &str) -> Result<bool, String> {
-    match v.trim().to_ascii_lowercase().as_str() {
-        "true" | "1" | "yes" | "on" => Ok(true),
-        "false" | "0" | "no" | "off" => Ok(false),
-        _ => Err("expected true or false".into()),
-    }
 }
 
 fn parse_upstream(v: &str) -> Result<Uri, String> {
@@ -423,31 +387,9 @@ mod tests {
     }
 
     #[test]
-    fn durations_accept_bare_seconds_and_units() {
-        assert_eq!(parse_duration("10"), Ok(Duration::from_secs(10)));
-        assert_eq!(parse_duration("10s"), Ok(Duration::from_secs(10)));
-        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
-        assert_eq!(parse_duration("1.5s"), Ok(Duration::from_millis(1500)));
-        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
-        assert_eq!(parse_duration("0"), Ok(Duration::ZERO));
-        assert!(parse_duration("").is_err());
-        assert!(parse_duration("s").is_err());
-    }
-
-    #[test]
     fn zero_exec_timeout_means_none() {
         let c = config(&[("fprocess", "cat"), ("exec_timeout", "0")]).unwrap();
         assert_eq!(c.exec_timeout, None);
-    }
-
-    #[test]
-    fn sizes_accept_binary_suffixes() {
-        assert_eq!(parse_bytes("1024"), Ok(1024));
-        assert_eq!(parse_bytes("64k"), Ok(64 << 10));
-        assert_eq!(parse_bytes("64MiB"), Ok(64 << 20));
-        assert_eq!(parse_bytes("1g"), Ok(1 << 30));
-        assert!(parse_bytes("1.5m").is_err());
-        assert!(parse_bytes("99999999999999999999g").is_err());
     }
 
     #[test]

@@ -10,11 +10,19 @@ use http::request::Parts;
 use http::{HeaderValue, Response, StatusCode};
 use http_body_util::BodyExt;
 use tokio::io::{AsyncRead, AsyncReadExt};
+use tokio::sync::watch;
 
 use crate::body::{BodyError, RequestBody, ResponseBody};
 use crate::cgi;
 use crate::process::{Child, Exit, Stdin, Stdio3};
 use crate::server::{State, add_usage, output_content_type, text};
+
+/// How long the output pipes may stay open after the leader exited (held
+/// by a process that left its group) before the answer is sent anyway.
+pub const EXIT_GRACE: std::time::Duration = std::time::Duration::from_millis(200);
+/// How long a killed process may take to be reaped before the answer goes
+/// without its resource use.
+pub const REAP_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// Why reading the output failed.
 enum Failure {
@@ -30,17 +38,22 @@ pub async fn invoke(
     let config = &state.config;
     let mut child = match spawn(state, Some(parts)) {
         Ok(child) => child,
-        Err(message) => return text(StatusCode::INTERNAL_SERVER_ERROR, message),
+        Err(response) => return *response,
     };
     let stdin = child.stdin.take().expect("stdin is piped");
     let mut stdout = child.stdout.take().expect("stdout is piped");
     let stderr = child.stderr.take();
     let cap = config.max_output_bytes;
     let group = child.group();
+    let (exited, exited_rx) = watch::channel(false);
 
     // Waiting for the exit runs beside the readers: reaping the leader kills
-    // whatever it left behind, which is what lets a pipe held open by a
-    // leftover background process reach EOF.
+    // whatever it left in its group, which lets the pipes reach EOF. A
+    // process that left the group (setsid) could hold them open forever, so
+    // once the leader is gone the readers get EXIT_GRACE, then the answer is
+    // what was read.
+    let mut stdout_buf = Vec::new();
+    let mut stderr_buf = Vec::new();
     let run = async {
         let feed = async {
             let fed = feed_stdin(body, stdin, config.write_debug).await;
@@ -50,28 +63,39 @@ pub async fn invoke(
             fed
         };
         let out = async {
-            let out = read_capped(&mut stdout, cap).await;
+            let out = tokio::select! {
+                out = read_capped(&mut stdout, cap, &mut stdout_buf) => out,
+                () = grace_after_exit(exited_rx.clone()) => Ok(()),
+            };
             if out.is_err() {
                 group.kill();
             }
             out
         };
         let err = async {
-            match stderr {
-                Some(mut stderr) => read_keeping_head(&mut stderr, cap).await,
-                None => Vec::new(),
+            if let Some(mut stderr) = stderr {
+                tokio::select! {
+                    () = read_keeping_head(&mut stderr, cap, &mut stderr_buf) => {}
+                    () = grace_after_exit(exited_rx.clone()) => {}
+                }
             }
         };
-        tokio::join!(feed, out, err, child.wait())
+        let wait = async {
+            let exit = child.wait().await;
+            let _ = exited.send(true);
+            exit
+        };
+        tokio::join!(feed, out, err, wait)
     };
 
     let outcome = match config.exec_timeout {
         Some(limit) => tokio::time::timeout(limit, run).await.ok(),
         None => Some(run.await),
     };
-    let Some((fed, out, err, exit)) = outcome else {
+    let Some((fed, out, (), exit)) = outcome else {
         return timed_out(state, &mut child).await;
     };
+    let (out, err) = (out.map(|()| stdout_buf), stderr_buf);
 
     if let Err(e) = fed {
         return body_failure(e);
@@ -105,11 +129,11 @@ pub async fn invoke(
 }
 
 /// Kills the process group of a run over `exec_timeout` and answers 504
-/// once the process is reaped.
+/// once the process is reaped (waiting a bounded while for that).
 pub async fn timed_out(state: &State, child: &mut Child) -> Response<ResponseBody> {
     let limit = state.config.exec_timeout.unwrap_or_default();
     child.kill();
-    let exit = child.wait().await;
+    let exit = tokio::time::timeout(REAP_WAIT, child.wait()).await.ok();
     tracing::warn!(pid = child.pid(), timeout = ?limit, "exec_timeout exceeded, process group killed");
     let mut response = text(
         StatusCode::GATEWAY_TIMEOUT,
@@ -118,8 +142,18 @@ pub async fn timed_out(state: &State, child: &mut Child) -> Response<ResponseBod
             limit.as_secs_f64()
         ),
     );
-    add_usage(&mut response, &exit.usage);
+    if let Some(exit) = exit {
+        add_usage(&mut response, &exit.usage);
+    }
     response
+}
+
+/// Resolves `EXIT_GRACE` after the leader's exit was observed.
+pub async fn grace_after_exit(mut exited: watch::Receiver<bool>) {
+    if exited.wait_for(|e| *e).await.is_err() {
+        std::future::pending::<()>().await;
+    }
+    tokio::time::sleep(EXIT_GRACE).await;
 }
 
 /// Builds the response once the process has exited.
@@ -170,7 +204,7 @@ fn finish(
 
 /// Spawns `fprocess` for a request, or says why it could not. With
 /// `combine_output`, stdout and stderr share one pipe.
-pub fn spawn(state: &State, parts: Option<&Parts>) -> Result<Child, String> {
+pub fn spawn(state: &State, parts: Option<&Parts>) -> Result<Child, Box<Response<ResponseBody>>> {
     let config = &state.config;
     let stdio = if config.combine_output {
         Stdio3::Combined
@@ -181,8 +215,19 @@ pub fn spawn(state: &State, parts: Option<&Parts>) -> Result<Child, String> {
         .reaper
         .spawn(&mut cgi::command(config, parts), stdio)
         .map_err(|e| {
-            tracing::error!(fprocess = %config.fprocess.join(" "), error = %e, "cannot exec fprocess");
-            format!("cannot exec fprocess {:?}: {e}", config.fprocess.join(" "))
+            Box::new(if e.raw_os_error() == Some(libc::E2BIG) {
+                // One Http_* variable over the kernel's 128 KiB limit: the caller's doing.
+                text(
+                    StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+                    "a request header is too large to pass to the function as an environment variable",
+                )
+            } else {
+                tracing::error!(fprocess = %config.fprocess.join(" "), error = %e, "cannot exec fprocess");
+                text(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    format_args!("cannot exec fprocess {:?}: {e}", config.fprocess.join(" ")),
+                )
+            })
         })
 }
 
@@ -215,32 +260,35 @@ pub async fn feed_stdin(
     Ok(total)
 }
 
-async fn read_capped<R: AsyncRead + Unpin>(reader: &mut R, cap: u64) -> Result<Vec<u8>, Failure> {
-    let mut out = Vec::new();
-    let read = reader.take(cap + 1).read_to_end(&mut out).await;
-    match read {
+/// Reads into `out` until EOF; more than `cap` bytes is an error.
+async fn read_capped<R: AsyncRead + Unpin>(
+    reader: &mut R,
+    cap: u64,
+    out: &mut Vec<u8>,
+) -> Result<(), Failure> {
+    match reader.take(cap.saturating_add(1)).read_to_end(out).await {
         Err(e) => Err(Failure::Io(e)),
         Ok(_) if out.len() as u64 > cap => Err(Failure::OutputTooLarge(cap)),
-        Ok(_) => Ok(out),
+        Ok(_) => Ok(()),
     }
 }
 
-/// Reads to EOF, keeping the first `cap` bytes: the pipe is drained so the
-/// writer never blocks on it. Allocates nothing when there is nothing.
-pub async fn read_keeping_head<R: AsyncRead + Unpin>(reader: &mut R, cap: u64) -> Vec<u8> {
+/// Reads to EOF, keeping the first `cap` bytes in `kept`: the pipe is
+/// drained so the writer never blocks on it. Allocates nothing when there
+/// is nothing.
+pub async fn read_keeping_head<R: AsyncRead + Unpin>(reader: &mut R, cap: u64, kept: &mut Vec<u8>) {
     let cap = usize::try_from(cap).unwrap_or(usize::MAX);
-    let mut kept = Vec::new();
     let mut discard = [0u8; 4096];
     loop {
         let read = if kept.len() < cap {
-            reader.read_buf(&mut kept).await
+            reader.read_buf(kept).await
         } else {
             reader.read(&mut discard).await
         };
         match read {
             Ok(0) | Err(_) => {
                 kept.truncate(cap);
-                return kept;
+                return;
             }
             Ok(_) => {}
         }

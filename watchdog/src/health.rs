@@ -97,19 +97,19 @@ impl Health {
     }
 }
 
-/// `fwatchdog --healthcheck`: asks the local watchdog's `/_/health`.
+/// `fwatchdog --healthcheck`: asks the watchdog at `target` for `/_/health`.
 /// Returns whether it answered 200 within `timeout`.
-pub async fn probe(port: u16, timeout: Duration) -> Result<(), String> {
+pub async fn probe(target: std::net::SocketAddr, timeout: Duration) -> Result<(), String> {
     let attempt = async {
-        let stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        let stream = tokio::net::TcpStream::connect(target)
             .await
-            .map_err(|e| format!("cannot connect to 127.0.0.1:{port}: {e}"))?;
+            .map_err(|e| format!("cannot connect to {target}: {e}"))?;
         let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
             .await
             .map_err(|e| e.to_string())?;
         tokio::spawn(conn);
         let request = http::Request::get("/_/health")
-            .header(http::header::HOST, format!("127.0.0.1:{port}"))
+            .header(http::header::HOST, target.to_string())
             .body(Empty::<Bytes>::new())
             .map_err(|e| e.to_string())?;
         let response = sender

@@ -2,10 +2,11 @@
 //! on `port`, runs the function's `fprocess` for each request (`fork`,
 //! `stream`) or proxies to it (`http`), and reports health and metrics.
 //!
-//! `main.rs` only reads the configuration and calls [`run`].
+//! `cli.rs` only reads the configuration and calls [`run`].
 
 pub mod body;
 pub mod cgi;
+pub mod cli;
 pub mod config;
 pub mod fork;
 pub mod health;
@@ -63,6 +64,7 @@ pub async fn run(
     let supervisor = http_mode.then(|| {
         tokio::spawn(proxy::supervise(
             config.clone(),
+            state.reaper,
             health.clone(),
             upstream_stop,
         ))

@@ -91,8 +91,18 @@ impl Metrics {
         }
     }
 
+    /// The method label: the standard ones by name, anything else `other`,
+    /// so a client inventing methods cannot grow the series without bound.
+    fn method_label(method: &Method) -> &str {
+        if METHODS.contains(method) || *method == Method::CONNECT || *method == Method::TRACE {
+            method.as_str()
+        } else {
+            "other"
+        }
+    }
+
     fn handles(&self, method: &Method, code: StatusCode) -> Handles {
-        let labels = [code.as_str(), method.as_str()];
+        let labels = [code.as_str(), Metrics::method_label(method)];
         (
             self.requests.with_label_values(&labels),
             self.duration.with_label_values(&labels),
@@ -135,7 +145,7 @@ mod tests {
             "{text}"
         );
         assert!(
-            text.contains(r#"http_requests_total{code="418",method="PURGE"} 1"#),
+            text.contains(r#"http_requests_total{code="418",method="other"} 1"#),
             "{text}"
         );
         assert!(

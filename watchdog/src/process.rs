@@ -17,10 +17,12 @@
 //!
 //! The registry (`children`) decides ownership. A spawner holds the gate
 //! shared from fork until its pid is registered; a sweep holds it
-//! exclusively. So a fresh child is never mistaken for an orphan. Reaping a
-//! registered child and unregistering it happen under the registry lock, so
-//! a pid reused after the reap can never collide with the old entry, and a
-//! group is never signalled unless its leader is registered, unreaped.
+//! exclusively. So a fresh child is never mistaken for an orphan. Every
+//! child gets a serial that is never reused, and every handle acts on
+//! (pid, serial): reaping, unregistering and signalling happen under the
+//! registry lock and only while that very child is registered, so a handle
+//! that outlives its child can never touch a newer one with the same pid,
+//! and a group is signalled only while its unreaped leader pins its id.
 
 use std::collections::HashMap;
 use std::future::Future as _;
@@ -88,6 +90,9 @@ pub enum Stdio3 {
 
 /// What the registry knows of a child.
 struct Entry {
+    /// Unique for the life of the process: a pid is reused, a serial never,
+    /// so a stale handle can never act on a newer child with the same pid.
+    serial: u64,
     /// The owner waits here when another thread reaps (the thread strategy).
     exit: Option<oneshot::Sender<Exit>>,
     /// The owner dropped its `Child` unreaped: the sweeper reaps it.
@@ -109,6 +114,7 @@ pub struct Reaper {
     strategy: Strategy,
     gate: RwLock<()>,
     children: Mutex<HashMap<libc::pid_t, Entry>>,
+    next_serial: std::sync::atomic::AtomicU64,
     /// Thread strategy: bumped on every spawn, so a reaper with no children
     /// knows when to look again.
     generation: Mutex<u64>,
@@ -138,10 +144,15 @@ impl Reaper {
                 Strategy::Auto | Strategy::Thread => Strategy::Thread,
             };
             tracing::debug!(?strategy, "reaper started");
+            // An inherited SIGCHLD=SIG_IGN would make the kernel reap our
+            // children itself, and we would never learn how they ended.
+            // SAFETY: restoring the default disposition of one signal.
+            unsafe { libc::signal(libc::SIGCHLD, libc::SIG_DFL) };
             let reaper: &'static Reaper = Box::leak(Box::new(Reaper {
                 strategy,
                 gate: RwLock::new(()),
                 children: Mutex::new(HashMap::new()),
+                next_serial: std::sync::atomic::AtomicU64::new(1),
                 generation: Mutex::new(0),
                 spawned: Condvar::new(),
             }));
@@ -209,9 +220,13 @@ impl Reaper {
             _ => None,
         };
         let (tx, rx) = oneshot::channel();
+        let serial = self
+            .next_serial
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         self.lock().insert(
             pid,
             Entry {
+                serial,
                 exit: Some(tx),
                 abandoned: false,
             },
@@ -227,7 +242,7 @@ impl Reaper {
             Some(fd) => match unsafe { AsyncFd::register(fd) } {
                 Ok(fd) => Some(fd),
                 Err(e) => {
-                    self.abandon(pid);
+                    self.abandon(pid, serial);
                     return Err(e.into());
                 }
             },
@@ -235,6 +250,7 @@ impl Reaper {
         };
         let mut child = Child {
             pid,
+            serial,
             reaper: self,
             stdin: None,
             stdout: None,
@@ -260,23 +276,40 @@ impl Reaper {
         self.children.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Sends `signal` to the process group led by `pid`, if that child is
-    /// registered (so unreaped, and the group id still its own).
-    pub fn signal_group(&self, pid: libc::pid_t, signal: libc::c_int) -> bool {
+    /// Sends `signal` to the process group led by child `(pid, serial)`, if
+    /// that very child is still registered (so unreaped, and the group id
+    /// still its own).
+    fn signal_group(&self, pid: libc::pid_t, serial: u64, signal: libc::c_int) -> bool {
         let children = self.lock();
-        if !children.contains_key(&pid) {
+        if children.get(&pid).is_none_or(|e| e.serial != serial) {
             return false;
         }
         // SAFETY: plain syscall; the registered, unreaped leader pins the group id.
         unsafe { libc::kill(-pid, signal) == 0 }
     }
 
-    /// Reaps `pid` if it is registered and has exited: kills its group's
-    /// leftovers, collects its status and unregisters it, all under the
-    /// registry lock.
-    fn reap_registered(&self, pid: libc::pid_t) -> Option<(Exit, Option<oneshot::Sender<Exit>>)> {
+    /// SIGKILLs every registered group: the last act of a watchdog told
+    /// twice to stop.
+    pub fn kill_all(&self) {
+        for pid in self.lock().keys() {
+            // SAFETY: registered, unreaped leaders pin their group ids.
+            unsafe { libc::kill(-pid, libc::SIGKILL) };
+        }
+    }
+
+    /// Reaps `pid` if it is registered (as `serial`, when given) and has
+    /// exited: kills its group's leftovers, collects its status and
+    /// unregisters it, all under the registry lock.
+    fn reap_registered(
+        &self,
+        pid: libc::pid_t,
+        serial: Option<u64>,
+    ) -> Option<(Exit, Option<oneshot::Sender<Exit>>)> {
         let mut children = self.lock();
-        if !children.contains_key(&pid) || !is_zombie(pid) {
+        let registered = children
+            .get(&pid)
+            .is_some_and(|e| serial.is_none_or(|s| e.serial == s));
+        if !registered || !is_zombie(pid) {
             return None;
         }
         // SAFETY: the zombie leader pins the group id.
@@ -288,10 +321,11 @@ impl Reaper {
 
     /// The owner is gone: kill the group, and reap now if possible, else
     /// leave it to the sweeper (or the reaper thread).
-    fn abandon(&self, pid: libc::pid_t) {
-        self.signal_group(pid, libc::SIGKILL);
-        if self.reap_registered(pid).is_none()
+    fn abandon(&self, pid: libc::pid_t, serial: u64) {
+        self.signal_group(pid, serial, libc::SIGKILL);
+        if self.reap_registered(pid, Some(serial)).is_none()
             && let Some(entry) = self.lock().get_mut(&pid)
+            && entry.serial == serial
         {
             entry.abandoned = true;
         }
@@ -307,20 +341,27 @@ impl Reaper {
     }
 
     fn sweep(&self) {
-        let _gate = self.gate.write().unwrap_or_else(|e| e.into_inner());
         // waitid reports one zombie at a time: walk them by pid instead,
         // so an owned zombie (reaped by its task any moment now) cannot
-        // hide an orphan behind it.
-        for pid in zombie_children() {
+        // hide an orphan behind it. /proc is read without the gate; each
+        // candidate is checked again under it, so spawning is held up only
+        // while something is actually reaped.
+        let candidates = zombie_children();
+        if candidates.is_empty() {
+            return;
+        }
+        let _gate = self.gate.write().unwrap_or_else(|e| e.into_inner());
+        for pid in candidates {
             let owned = self.lock().get(&pid).map(|e| !e.abandoned);
             match owned {
                 Some(true) => {}
                 Some(false) => {
-                    self.reap_registered(pid);
+                    self.reap_registered(pid, None);
                 }
-                None => {
+                None if is_zombie(pid) => {
                     wait4_nohang(pid);
                 }
+                None => {}
             }
         }
     }
@@ -333,7 +374,7 @@ impl Reaper {
             match wait_any_nowait() {
                 Ok(pid) => {
                     let _gate = self.gate.write().unwrap_or_else(|e| e.into_inner());
-                    if let Some((exit, Some(owner))) = self.reap_registered(pid) {
+                    if let Some((exit, Some(owner))) = self.reap_registered(pid, None) {
                         let _ = owner.send(exit);
                     } else if !self.lock().contains_key(&pid) {
                         // An orphan (or a child std already reaped after a failed exec).
@@ -447,6 +488,7 @@ impl Stdin {
 /// running.
 pub struct Child {
     pid: libc::pid_t,
+    serial: u64,
     reaper: &'static Reaper,
     pub stdin: Option<Stdin>,
     pub stdout: Option<pipe::Receiver>,
@@ -461,13 +503,16 @@ pub struct Child {
 #[derive(Clone, Copy)]
 pub struct Group {
     pid: libc::pid_t,
+    serial: u64,
     reaper: &'static Reaper,
 }
 
 impl Group {
-    /// SIGKILLs the whole process group (a no-op once the leader is reaped).
-    pub fn kill(self) {
-        self.reaper.signal_group(self.pid, libc::SIGKILL);
+    /// SIGKILLs the whole process group; a no-op once this child is reaped
+    /// (even if its pid now belongs to another). Returns whether it was sent.
+    pub fn kill(self) -> bool {
+        self.reaper
+            .signal_group(self.pid, self.serial, libc::SIGKILL)
     }
 }
 
@@ -479,18 +524,21 @@ impl Child {
     pub fn group(&self) -> Group {
         Group {
             pid: self.pid,
+            serial: self.serial,
             reaper: self.reaper,
         }
     }
 
-    /// SIGKILLs the child's whole process group.
+    /// SIGKILLs the child's whole process group (a no-op once it exited).
     pub fn kill(&self) {
-        self.reaper.signal_group(self.pid, libc::SIGKILL);
+        self.signal(libc::SIGKILL);
     }
 
-    /// Signals the child's whole process group.
+    /// Signals the child's whole process group (a no-op once it exited).
     pub fn signal(&self, signal: libc::c_int) {
-        self.reaper.signal_group(self.pid, signal);
+        if self.exited.is_none() {
+            self.reaper.signal_group(self.pid, self.serial, signal);
+        }
     }
 
     /// Waits for the child to exit and be reaped. Cancel-safe.
@@ -506,12 +554,19 @@ impl Child {
             Some(pidfd) => loop {
                 // Readable once the process has exited.
                 let Ok(mut ready) = ready!(pidfd.poll_read_ready(cx)) else {
+                    // The reactor is gone (runtime shutdown): leave it to the sweeper.
+                    self.reaper.abandon(self.pid, self.serial);
                     break lost_exit();
                 };
-                if let Some((exit, _)) = self.reaper.reap_registered(self.pid) {
+                if let Some((exit, _)) = self.reaper.reap_registered(self.pid, Some(self.serial)) {
                     break exit;
                 }
-                if !self.reaper.lock().contains_key(&self.pid) {
+                let still_ours = self
+                    .reaper
+                    .lock()
+                    .get(&self.pid)
+                    .is_some_and(|e| e.serial == self.serial);
+                if !still_ours {
                     // Reaped elsewhere (cannot happen while we own it); do not hang.
                     break lost_exit();
                 }
@@ -537,9 +592,15 @@ fn lost_exit() -> Exit {
 
 impl Drop for Child {
     fn drop(&mut self) {
-        if self.exited.is_none() {
-            self.reaper.abandon(self.pid);
+        if self.exited.is_some() {
+            return;
         }
+        // The reaper thread may have reaped it already: then its exit is
+        // waiting here, and the pid may belong to someone else by now.
+        if self.exit.try_recv().is_ok() {
+            return;
+        }
+        self.reaper.abandon(self.pid, self.serial);
     }
 }
 
@@ -573,10 +634,12 @@ fn pidfd_open(pid: libc::pid_t) -> io::Result<OwnedFd> {
     Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) })
 }
 
-/// Whether this kernel (and any seccomp filter) lets us use pidfds.
+/// Whether this kernel (and any seccomp filter) lets us use pidfds, and
+/// lists children in /proc (the sweeper finds orphans there).
 fn pidfds_work() -> bool {
     // SAFETY: getpid cannot fail.
     pidfd_open(unsafe { libc::getpid() }).is_ok()
+        && std::path::Path::new("/proc/thread-self/children").exists()
 }
 
 /// Whether our child `pid` has exited and awaits reaping.
@@ -736,6 +799,41 @@ mod tests {
         child.kill();
         let exit = child.wait().await;
         assert_eq!(exit.status, ExitStatus::Signal(libc::SIGKILL));
+    }
+
+    #[tokio::test]
+    async fn a_stale_handle_never_signals_a_newer_child_with_the_same_pid() {
+        let reaper = Reaper::global();
+        let mut first = reaper.spawn(&mut sh("exit 0"), Stdio3::Inherit).unwrap();
+        let stale = first.group();
+        let pid = first.pid();
+        first.wait().await;
+        assert!(!stale.kill(), "a reaped child's group was signalled");
+
+        // Make the kernel hand the same pid to the next child (root only:
+        // ns_last_pid), and check the stale handle still cannot touch it.
+        let mut reused = None;
+        for _ in 0..20 {
+            if std::fs::write("/proc/sys/kernel/ns_last_pid", (pid - 1).to_string()).is_err() {
+                eprintln!(
+                    "ns_last_pid is not writable here: pid reuse checked through the registry only"
+                );
+                return;
+            }
+            let next = reaper.spawn(&mut sh("sleep 5"), Stdio3::Inherit).unwrap();
+            if next.pid() == pid {
+                reused = Some(next);
+                break;
+            }
+        }
+        let mut second = reused.expect("could not make the kernel reuse the pid");
+        assert!(!stale.kill(), "a stale handle signalled the newer child");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        second.kill();
+        assert_eq!(
+            second.wait().await.status,
+            ExitStatus::Signal(libc::SIGKILL)
+        );
     }
 
     #[tokio::test]

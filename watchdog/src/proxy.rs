@@ -28,6 +28,10 @@ const MAX_BACKOFF: Duration = Duration::from_secs(10);
 /// restarts it without delay carried over from earlier ones.
 const STABLE_AFTER: Duration = Duration::from_secs(30);
 const PROBE_EVERY: Duration = Duration::from_millis(10);
+/// Idle pooled connections are dropped before common servers' own
+/// keep-alive timeouts (Node's is 5 s), so a call never lands on a
+/// connection the upstream is closing.
+const POOL_IDLE: Duration = Duration::from_secs(4);
 
 /// The pooled client to the upstream.
 pub struct Client {
@@ -43,7 +47,7 @@ impl Client {
         let inner = hyper_util::client::legacy::Client::builder(TokioExecutor::new())
             .timer(TokioTimer::new())
             .pool_timer(TokioTimer::new())
-            .pool_idle_timeout(Duration::from_secs(90))
+            .pool_idle_timeout(POOL_IDLE)
             .build(connector);
         Client {
             inner,
@@ -184,8 +188,12 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
 /// until it accepts connections, restarts it with exponential backoff when
 /// it exits, and finally stops it (SIGTERM, then SIGKILL after
 /// `write_timeout`).
-pub async fn supervise(config: Config, health: Arc<Health>, mut stop: watch::Receiver<bool>) {
-    let reaper = Reaper::global();
+pub async fn supervise(
+    config: Config,
+    reaper: &'static Reaper,
+    health: Arc<Health>,
+    mut stop: watch::Receiver<bool>,
+) {
     let target = config
         .upstream_url
         .authority()
@@ -195,6 +203,14 @@ pub async fn supervise(config: Config, health: Arc<Health>, mut stop: watch::Rec
     loop {
         let started = Instant::now();
         let mut cmd = cgi::command(&config, None);
+        // The upstream must not outlive the watchdog, even one killed outright.
+        // SAFETY: prctl is async-signal-safe; the child only arms its parent-death signal.
+        unsafe {
+            std::os::unix::process::CommandExt::pre_exec(&mut cmd, || {
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                Ok(())
+            });
+        }
         match reaper.spawn(&mut cmd, Stdio3::Inherit) {
             Err(e) => tracing::error!(
                 fprocess = %config.fprocess.join(" "),

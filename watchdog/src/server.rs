@@ -165,7 +165,17 @@ pub async fn handle(
 }
 
 async fn invoke(state: &Arc<State>, request: Request<Incoming>) -> Response<ResponseBody> {
-    let (parts, body) = request.into_parts();
+    let (mut parts, body) = request.into_parts();
+    // A process is told the body's length (Http_Content_Length) even when
+    // the request had none to declare because it had no body.
+    if state.config.mode != Mode::Http
+        && http_body::Body::is_end_stream(&body)
+        && !parts.headers.contains_key(CONTENT_LENGTH)
+    {
+        parts
+            .headers
+            .insert(CONTENT_LENGTH, HeaderValue::from_static("0"));
+    }
     let limit = state.config.max_body_bytes;
     let declared = parts
         .headers

@@ -25,7 +25,7 @@ use tokio::task::JoinHandle;
 use tokio::time::Sleep;
 
 use crate::body::{BodyError, RequestBody, ResponseBody};
-use crate::fork::{body_failure, feed_stdin, spawn, timed_out};
+use crate::fork::{EXIT_GRACE, body_failure, feed_stdin, spawn, timed_out};
 use crate::process::{Child, ExitStatus};
 use crate::server::{State, add_usage, output_content_type, text, usage_headers};
 
@@ -51,7 +51,7 @@ pub async fn invoke(
     let config = &state.config;
     let mut child = match spawn(state, Some(parts)) {
         Ok(child) => child,
-        Err(message) => return text(StatusCode::INTERNAL_SERVER_ERROR, message),
+        Err(response) => return *response,
     };
     let stdin = child.stdin.take().expect("stdin is piped");
     let mut stdout = child.stdout.take().expect("stdout is piped");
@@ -70,11 +70,18 @@ pub async fn invoke(
     let mut buf = BytesMut::with_capacity(CHUNK);
     // Watching the exit beside the first read: reaping the leader kills
     // leftovers that would otherwise hold stdout open.
+    // A process that left the group could hold stdout open forever: after
+    // the leader's exit, EXIT_GRACE, then the output is taken as ended.
     let mut exited = false;
+    let mut grace = Box::pin(tokio::time::sleep(EXIT_GRACE));
     let first = loop {
         tokio::select! {
             read = stdout.read_buf(&mut buf) => break read,
-            _ = child.wait(), if !exited => exited = true,
+            _ = child.wait(), if !exited => {
+                exited = true;
+                grace.as_mut().reset(tokio::time::Instant::now() + EXIT_GRACE);
+            }
+            () = &mut grace, if exited => break Ok(0),
             fed = async { (&mut feeder.as_mut().expect("guarded").0).await }, if feeder.is_some() => {
                 feeder = None;
                 if let Some(e) = fed_error(fed) {
@@ -104,13 +111,20 @@ pub async fn invoke(
                     return timed_out(state, &mut child).await;
                 }
             };
+            // The process is gone; what it left behind (a feeder waiting on
+            // a slow client, stderr held by an escaped process) gets a grace.
             if let Some(mut feeder) = feeder.take()
-                && let Some(e) = fed_error((&mut feeder.0).await)
+                && let Ok(fed) = tokio::time::timeout(EXIT_GRACE, &mut feeder.0).await
+                && let Some(e) = fed_error(fed)
             {
                 return body_failure(e);
             }
             let stderr = match stderr {
-                Some(task) => task.await.unwrap_or_default(),
+                Some(task) => tokio::time::timeout(EXIT_GRACE, task)
+                    .await
+                    .ok()
+                    .and_then(Result::ok)
+                    .unwrap_or_default(),
                 None => Vec::new(),
             };
             let mut response = if exit.status.success() {
@@ -146,6 +160,7 @@ pub async fn invoke(
                 sent: VecDeque::with_capacity(RECYCLE),
                 feeder,
                 deadline,
+                grace: None,
                 phase: Phase::Reading,
             };
             let mut response = Response::new(ResponseBody::child(output));
@@ -190,15 +205,15 @@ fn fed_error(joined: Result<Result<u64, BodyError>, tokio::task::JoinError>) -> 
 async fn log_stderr(mut stderr: pipe::Receiver, cap: u64) -> Vec<u8> {
     let mut kept = Vec::new();
     let mut pending = Vec::new();
-    let mut chunk = BytesMut::with_capacity(8 * 1024);
+    let mut buf = [0u8; 4096];
     loop {
-        chunk.clear();
-        match stderr.read_buf(&mut chunk).await {
+        match stderr.read(&mut buf).await {
             Ok(0) | Err(_) => break,
-            Ok(_) => {
+            Ok(n) => {
+                let chunk = &buf[..n];
                 let room = (cap as usize).saturating_sub(kept.len());
                 kept.extend_from_slice(&chunk[..chunk.len().min(room)]);
-                pending.extend_from_slice(&chunk);
+                pending.extend_from_slice(chunk);
                 while let Some(end) = pending.iter().position(|&b| b == b'\n') {
                     let line: Vec<u8> = pending.drain(..=end).collect();
                     tracing::info!(stderr = %String::from_utf8_lossy(&line[..end]), "function stderr");
@@ -234,6 +249,8 @@ pub struct ChildOutput {
     sent: VecDeque<Bytes>,
     feeder: Option<Task<Result<u64, BodyError>>>,
     deadline: Option<Pin<Box<Sleep>>>,
+    /// Armed when the process has exited while its pipe is still open.
+    grace: Option<Pin<Box<Sleep>>>,
     phase: Phase,
     usage_trailers: bool,
 }
@@ -315,7 +332,18 @@ impl Body for ChildOutput {
         if let Phase::Reading = this.phase {
             // Reap as soon as the process exits (the result is kept): that
             // kills leftovers that would hold stdout open.
-            let _ = this.child.poll_wait(cx);
+            if this.child.poll_wait(cx).is_ready() {
+                // Gone: the pipe gets EXIT_GRACE to end (a process that
+                // left the group could hold it open forever).
+                let grace = this
+                    .grace
+                    .get_or_insert_with(|| Box::pin(tokio::time::sleep(EXIT_GRACE)));
+                if grace.as_mut().poll(cx).is_ready() {
+                    this.phase = Phase::Exiting;
+                }
+            }
+        }
+        if let Phase::Reading = this.phase {
             match ready!(this.poll_read_chunk(cx)) {
                 Ok(0) => this.phase = Phase::Exiting,
                 Ok(_) => {

@@ -322,3 +322,67 @@ async fn content_type_follows_the_request_unless_forced() {
     let reply = send(forced.addr, request).await.unwrap();
     assert_eq!(reply.header("content-type"), Some("text/csv"));
 }
+
+#[tokio::test]
+async fn works_even_when_started_with_sigchld_ignored() {
+    let wd = Watchdog::start_ignoring_sigchld(&[("fprocess", "cat"), ("exec_timeout", "3s")]);
+    let reply = tokio::time::timeout(Duration::from_secs(5), post(wd.addr, "/", "still answered"))
+        .await
+        .expect("hung: exits were reaped by the kernel behind our back");
+    assert_eq!(reply.status, StatusCode::OK);
+    assert_eq!(reply.text(), "still answered");
+}
+
+#[tokio::test]
+async fn a_process_that_escapes_its_group_does_not_hold_the_answer() {
+    let dir = tempfile::tempdir().unwrap();
+    let escaper = script(dir.path(), "escape.sh", "setsid sleep 30 &\necho done");
+    let wd = Watchdog::start_in(
+        dir,
+        &[
+            ("fprocess", &format!("sh {}", escaper.display())),
+            ("exec_timeout", "5s"),
+        ],
+    );
+    let started = std::time::Instant::now();
+    let reply = post(wd.addr, "/", "").await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
+    assert_eq!(reply.text(), "done\n");
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
+#[tokio::test]
+async fn an_oversized_header_is_the_callers_fault() {
+    let wd = Watchdog::start(&[("fprocess", "cat")]);
+    let request = Request::post("/")
+        .header("X-Big", "x".repeat(140 * 1024))
+        .body(Full::new(Bytes::from_static(b"body")))
+        .unwrap();
+    let reply = send(wd.addr, request).await.unwrap();
+    assert_eq!(
+        reply.status,
+        StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+        "{}",
+        reply.text()
+    );
+}
+
+#[tokio::test]
+async fn an_empty_body_is_described_as_length_zero() {
+    let wd = Watchdog::start(&[("fprocess", "env")]);
+    let env = get(wd.addr, "/").await.text();
+    assert!(env.lines().any(|l| l == "Http_Content_Length=0"), "{env}");
+}
+
+#[tokio::test]
+async fn a_huge_max_output_bytes_is_just_unlimited_in_practice() {
+    let wd = Watchdog::start(&[
+        ("fprocess", "cat"),
+        ("max_output_bytes", "18446744073709551615"),
+    ]);
+    assert_eq!(post(wd.addr, "/", "fine").await.text(), "fine");
+}

@@ -217,3 +217,18 @@ async fn sigterm_stops_the_upstream_too() {
             || eventually(Duration::from_secs(2), || !process_exists(upstream)).await
     );
 }
+
+#[tokio::test]
+async fn the_upstream_dies_with_a_watchdog_killed_outright() {
+    let wd = start("0");
+    assert!(wait_healthy(&wd, Duration::from_secs(5)).await);
+    let upstream = wd.children()[0];
+    wd.signal(libc::SIGKILL);
+    assert!(
+        eventually(Duration::from_secs(3), || !process_exists(upstream)
+            || std::fs::read_to_string(format!("/proc/{upstream}/stat"))
+                .is_ok_and(|s| s.contains(") Z ")))
+        .await,
+        "upstream {upstream} outlived its watchdog"
+    );
+}

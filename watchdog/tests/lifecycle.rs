@@ -105,3 +105,27 @@ async fn idle_instance_exits_promptly_on_sigterm() {
     assert!(status.expect("did not exit").success());
     assert!(started.elapsed() < Duration::from_secs(2));
 }
+
+#[tokio::test]
+async fn a_second_signal_kills_running_functions_and_exits_at_once() {
+    let mut wd = Watchdog::start(&[
+        ("fprocess", "sleep 300"),
+        ("exec_timeout", "0"),
+        ("healthcheck_interval", "30s"),
+    ]);
+    let _call = tokio::spawn(post(wd.addr, "/", ""));
+    assert!(eventually(Duration::from_secs(3), || wd.children().len() == 1).await);
+    let child = wd.children()[0];
+    wd.signal(libc::SIGTERM);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    wd.signal(libc::SIGTERM);
+    let status = wd
+        .wait_exit(Duration::from_secs(3))
+        .await
+        .expect("did not exit");
+    assert_eq!(status.code(), Some(130));
+    assert!(
+        eventually(Duration::from_secs(3), || !process_exists(child)).await,
+        "function outlived the watchdog"
+    );
+}

@@ -232,3 +232,30 @@ async fn leftover_background_processes_do_not_hold_the_stream() {
     assert_eq!(reply.text(), "done\n");
     assert!(eventually(Duration::from_secs(3), || wd.children().is_empty()).await);
 }
+
+#[tokio::test]
+async fn a_process_that_escapes_its_group_does_not_hold_the_stream() {
+    let dir = tempfile::tempdir().unwrap();
+    let escaper = script(dir.path(), "escape.sh", "setsid sleep 30 &\necho done");
+    let silent = script(dir.path(), "silent.sh", "setsid sleep 30 &\nexit 0");
+    for (fprocess, expected) in [(escaper, "done\n"), (silent, "")] {
+        let dir = tempfile::tempdir().unwrap();
+        let wd = Watchdog::start_in(
+            dir,
+            &[
+                ("mode", "stream"),
+                ("fprocess", &format!("sh {}", fprocess.display())),
+                ("exec_timeout", "5s"),
+            ],
+        );
+        let started = std::time::Instant::now();
+        let reply = post(wd.addr, "/", "").await;
+        assert_eq!(reply.status, StatusCode::OK);
+        assert_eq!(reply.text(), expected);
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "{:?}",
+            started.elapsed()
+        );
+    }
+}

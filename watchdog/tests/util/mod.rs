@@ -54,7 +54,31 @@ impl Watchdog {
 
     /// Starts in a prepared directory (for tests that put scripts in it).
     pub fn start_in(dir: tempfile::TempDir, vars: &[(&str, &str)]) -> Watchdog {
-        let mut child = base_command(dir.path(), vars)
+        Watchdog::start_custom(dir, vars, |_| {})
+    }
+
+    /// Starts with SIGCHLD ignored, as some process managers leave it.
+    pub fn start_ignoring_sigchld(vars: &[(&str, &str)]) -> Watchdog {
+        use std::os::unix::process::CommandExt;
+        Watchdog::start_custom(tempfile::tempdir().unwrap(), vars, |cmd| {
+            // SAFETY: signal() is async-signal-safe.
+            unsafe {
+                cmd.pre_exec(|| {
+                    libc::signal(libc::SIGCHLD, libc::SIG_IGN);
+                    Ok(())
+                });
+            }
+        })
+    }
+
+    fn start_custom(
+        dir: tempfile::TempDir,
+        vars: &[(&str, &str)],
+        customize: impl FnOnce(&mut Command),
+    ) -> Watchdog {
+        let mut cmd = base_command(dir.path(), vars);
+        customize(&mut cmd);
+        let mut child = cmd
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()

@@ -1,0 +1,121 @@
+//! The gateway's configuration: every flag, its environment variable and
+//! its default, parsed once at start-up. A bad value stops start-up with a
+//! message naming the flag.
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Parser, ValueEnum};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ProviderKind {
+    /// Swarm when the Docker socket answers, else process.
+    Auto,
+    /// Docker Swarm services.
+    Swarm,
+    /// Local fwatchdog processes on loopback ports.
+    Process,
+}
+
+/// faas gateway: routes calls to functions on Docker Swarm (or to local
+/// processes), balances across replicas, and exposes Prometheus metrics.
+#[derive(Debug, Clone, Parser)]
+#[command(name = "gateway", version, after_help = EXAMPLES)]
+pub struct Config {
+    /// Which engine runs the functions.
+    #[arg(long, env = "provider", value_enum, default_value = "auto")]
+    pub provider: ProviderKind,
+
+    /// Stack file (faas-cli format) whose functions the process provider runs at start.
+    #[arg(short = 'f', long = "file", env = "stack_file")]
+    pub stack_file: Option<PathBuf>,
+
+    /// Port for calls, the API and metrics.
+    #[arg(long, env = "port", default_value_t = 8080)]
+    pub port: u16,
+
+    /// Address to listen on.
+    #[arg(long, env = "bind_address", default_value = "0.0.0.0")]
+    pub bind_address: IpAddr,
+
+    /// The attachable overlay network functions join (swarm).
+    #[arg(long, env = "functions_network", default_value = "functions")]
+    pub functions_network: String,
+
+    /// Longest wait for a function's response headers (then 504).
+    #[arg(long, env = "upstream_timeout", default_value = "60s", value_parser = duration)]
+    pub upstream_timeout: Duration,
+
+    /// Longest a call waits for a replica when none is ready (then 503).
+    #[arg(long, env = "replica_wait", default_value = "5s", value_parser = duration)]
+    pub replica_wait: Duration,
+
+    /// Largest body buffered to look for an Alexa intent (then 413).
+    #[arg(long, env = "max_alexa_body", default_value = "1m", value_parser = bytes)]
+    pub max_alexa_body: u64,
+
+    /// Longest wait for a request's headers.
+    #[arg(long, env = "read_timeout", default_value = "10s", value_parser = duration)]
+    pub read_timeout: Duration,
+
+    /// How often the swarm provider re-reads services and tasks, besides
+    /// reacting to Docker events.
+    #[arg(long, env = "resync_interval", default_value = "2s", value_parser = duration)]
+    pub resync_interval: Duration,
+
+    /// Docker API endpoint (swarm), e.g. unix:///var/run/docker.sock.
+    #[arg(long, env = "DOCKER_HOST")]
+    pub docker_host: Option<String>,
+
+    /// The fwatchdog binary for the process provider (default: beside the
+    /// gateway, else on PATH, else the gateway itself).
+    #[arg(long, env = "fwatchdog")]
+    pub fwatchdog: Option<PathBuf>,
+
+    /// Exit 0 if the local gateway's /healthz answers 200, else 1 (for
+    /// Docker's HEALTHCHECK).
+    #[arg(long)]
+    pub healthcheck: bool,
+}
+
+const EXAMPLES: &str = "\
+Examples:
+  gateway                                          # Swarm if Docker answers, else processes
+  gateway --provider process -f sample-functions/stack.yml
+  curl -d hi localhost:8080/function/catservice";
+
+fn duration(v: &str) -> Result<Duration, String> {
+    faas_common::parse::parse_duration(v)
+}
+
+fn bytes(v: &str) -> Result<u64, String> {
+    faas_common::parse::parse_bytes(v)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_follow_the_brief() {
+        let c = Config::try_parse_from(["gateway"]).unwrap();
+        assert_eq!(c.provider, ProviderKind::Auto);
+        assert_eq!(c.port, 8080);
+        assert_eq!(c.functions_network, "functions");
+        assert_eq!(c.upstream_timeout, Duration::from_secs(60));
+        assert_eq!(c.max_alexa_body, 1 << 20);
+    }
+
+    #[test]
+    fn bad_values_name_the_flag() {
+        let err = Config::try_parse_from(["gateway", "--upstream-timeout", "soon"]).unwrap_err();
+        let msg = err.to_string();
+        assert!(
+            msg.contains("--upstream-timeout") && msg.contains("duration"),
+            "{msg}"
+        );
+        let err = Config::try_parse_from(["gateway", "--provider", "k8s"]).unwrap_err();
+        assert!(err.to_string().contains("--provider"));
+    }
+}

@@ -1,0 +1,444 @@
+//! Moving a call's bytes to a replica and back: the only module that talks
+//! to functions. Bodies stream both ways; hop-by-hop headers are stripped;
+//! `X-Call-Id`, `X-Start-Time`, `X-Forwarded-For` and `X-Forwarded-Host` are
+//! set; a replica that refuses the connection is skipped and the call
+//! retried once on another, which is safe because nothing was sent.
+
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use axum::body::Body;
+use bytes::Bytes;
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::request::Parts;
+use http::{Request, Response, StatusCode, Uri};
+use http_body::{Frame, SizeHint};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
+
+use crate::functions::{Function, ReplicaGuard};
+
+pub const X_CALL_ID: HeaderName = HeaderName::from_static("x-call-id");
+pub const X_START_TIME: HeaderName = HeaderName::from_static("x-start-time");
+pub const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+pub const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+
+/// A one-line, plain-text answer from the gateway itself.
+pub fn text(status: StatusCode, message: impl std::fmt::Display) -> Response<Body> {
+    let mut response = Response::new(Body::from(format!("{message}\n")));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    response
+}
+
+/// The request body as the upstream client sees it.
+pub enum ForwardBody {
+    /// Already in memory (an Alexa request): can be sent any number of times.
+    Full(Option<Bytes>),
+    /// The caller's stream, taken from the shared slot on the first poll:
+    /// while it is still in the slot, nothing has been sent and a retry may
+    /// take it instead.
+    Lazy {
+        slot: Arc<Mutex<Option<Body>>>,
+        taken: Option<Body>,
+    },
+}
+
+impl ForwardBody {
+    pub fn lazy(slot: Arc<Mutex<Option<Body>>>) -> ForwardBody {
+        ForwardBody::Lazy { slot, taken: None }
+    }
+}
+
+impl http_body::Body for ForwardBody {
+    type Data = Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, axum::Error>>> {
+        match &mut *self {
+            ForwardBody::Full(bytes) => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
+            ForwardBody::Lazy { slot, taken } => {
+                if taken.is_none() {
+                    *taken = slot.lock().unwrap_or_else(|e| e.into_inner()).take();
+                }
+                match taken {
+                    Some(body) => Pin::new(body).poll_frame(cx),
+                    None => Poll::Ready(None),
+                }
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            ForwardBody::Full(bytes) => bytes.as_ref().is_none_or(Bytes::is_empty),
+            ForwardBody::Lazy { .. } => false,
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            ForwardBody::Full(bytes) => {
+                SizeHint::with_exact(bytes.as_ref().map_or(0, |b| b.len() as u64))
+            }
+            ForwardBody::Lazy { slot, taken } => match taken {
+                Some(body) => body.size_hint(),
+                None => slot
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .as_ref()
+                    .map(http_body::Body::size_hint)
+                    .unwrap_or_default(),
+            },
+        }
+    }
+}
+
+/// What the handler hands over: the body, streaming or in memory.
+pub enum CallBody {
+    Stream(Body),
+    Buffered(Bytes),
+}
+
+/// Keeps the call counted (replica in-flight, function in-flight gauge)
+/// until the response body has been sent.
+struct Tracked {
+    inner: hyper::body::Incoming,
+    _replica: ReplicaGuard,
+    _inflight: InflightGauge,
+}
+
+impl http_body::Body for Tracked {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        Pin::new(&mut self.inner).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+struct InflightGauge(prometheus::IntGauge);
+
+impl InflightGauge {
+    fn new(gauge: &prometheus::IntGauge) -> InflightGauge {
+        gauge.inc();
+        InflightGauge(gauge.clone())
+    }
+}
+
+impl Drop for InflightGauge {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
+
+pub struct Forwarder {
+    client: Client<HttpConnector, ForwardBody>,
+    upstream_timeout: Duration,
+    replica_wait: Duration,
+}
+
+impl Forwarder {
+    pub fn new(upstream_timeout: Duration, replica_wait: Duration) -> Forwarder {
+        let mut connector = HttpConnector::new();
+        connector.set_nodelay(true);
+        connector.set_connect_timeout(Some(Duration::from_secs(5).min(upstream_timeout)));
+        let client = Client::builder(TokioExecutor::new())
+            .timer(TokioTimer::new())
+            .pool_timer(TokioTimer::new())
+            .pool_idle_timeout(Duration::from_secs(90))
+            .build(connector);
+        Forwarder {
+            client,
+            upstream_timeout,
+            replica_wait,
+        }
+    }
+
+    /// Forwards a call to one of `function`'s replicas; `path` is the
+    /// path-and-query the function sees; `peer` the caller's address.
+    pub async fn forward(
+        &self,
+        function: &Arc<Function>,
+        parts: Parts,
+        body: CallBody,
+        path: &str,
+        peer: SocketAddr,
+    ) -> Response<Body> {
+        let started = Instant::now();
+        let metrics = &function.metrics;
+        metrics.started.inc();
+        let inflight = InflightGauge::new(&metrics.inflight);
+        let (response, call_id) = self
+            .attempt(function, parts, body, path, peer, inflight)
+            .await;
+        let mut response = response;
+        metrics.observe(response.status(), started.elapsed());
+        response.headers_mut().insert(X_CALL_ID, call_id);
+        response
+    }
+
+    async fn attempt(
+        &self,
+        function: &Arc<Function>,
+        parts: Parts,
+        body: CallBody,
+        path: &str,
+        peer: SocketAddr,
+        inflight: InflightGauge,
+    ) -> (Response<Body>, HeaderValue) {
+        let Parts {
+            method,
+            mut headers,
+            ..
+        } = parts;
+        let call_id = prepare_headers(&mut headers, peer);
+        let slot = match &body {
+            CallBody::Stream(_) => Some(Arc::new(Mutex::new(None))),
+            CallBody::Buffered(_) => None,
+        };
+        let buffered = match body {
+            CallBody::Stream(stream) => {
+                *slot
+                    .as_ref()
+                    .expect("stream has a slot")
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner()) = Some(stream);
+                None
+            }
+            CallBody::Buffered(bytes) => Some(bytes),
+        };
+
+        let mut refused: Vec<SocketAddr> = Vec::new();
+        let mut last_error = String::new();
+        loop {
+            let picked = if refused.is_empty() {
+                function.pick_or_wait(&refused, self.replica_wait).await
+            } else {
+                function.pick(&refused)
+            };
+            let Some(replica) = picked else {
+                let response = if refused.is_empty() {
+                    text(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        format_args!("function {:?} has no ready replica", function.name),
+                    )
+                } else {
+                    text(
+                        StatusCode::BAD_GATEWAY,
+                        format_args!("function {:?} is unreachable: {last_error}", function.name),
+                    )
+                };
+                return (response, call_id);
+            };
+            let addr = replica.replica().addr;
+            let uri = match Uri::builder()
+                .scheme("http")
+                .authority(addr.to_string())
+                .path_and_query(path)
+                .build()
+            {
+                Ok(uri) => uri,
+                Err(e) => {
+                    return (
+                        text(
+                            StatusCode::BAD_REQUEST,
+                            format_args!("cannot forward path {path:?}: {e}"),
+                        ),
+                        call_id,
+                    );
+                }
+            };
+            let forward_body = match (&slot, &buffered) {
+                (Some(slot), _) => ForwardBody::lazy(slot.clone()),
+                (None, Some(bytes)) => ForwardBody::Full(Some(bytes.clone())),
+                (None, None) => ForwardBody::Full(None),
+            };
+            let mut request = Request::new(forward_body);
+            *request.method_mut() = method.clone();
+            *request.uri_mut() = uri;
+            *request.headers_mut() = headers.clone();
+
+            let sent =
+                tokio::time::timeout(self.upstream_timeout, self.client.request(request)).await;
+            match sent {
+                Ok(Ok(upstream)) => {
+                    let (mut parts, incoming) = upstream.into_parts();
+                    strip_hop_by_hop(&mut parts.headers);
+                    let body = Body::new(Tracked {
+                        inner: incoming,
+                        _replica: replica,
+                        _inflight: inflight,
+                    });
+                    return (Response::from_parts(parts, body), call_id);
+                }
+                Ok(Err(e)) => {
+                    let untouched = slot
+                        .as_ref()
+                        .is_none_or(|s| s.lock().unwrap_or_else(|e| e.into_inner()).is_some());
+                    if e.is_connect() && untouched && refused.is_empty() {
+                        last_error = error_chain(&e);
+                        tracing::warn!(function = %function.name, replica = %addr, error = %last_error, "replica refused the connection; retrying on another");
+                        refused.push(addr);
+                        continue;
+                    }
+                    tracing::warn!(function = %function.name, replica = %addr, error = %error_chain(&e), "call failed");
+                    let message = if e.is_connect() {
+                        format!(
+                            "function {:?} is unreachable: {}",
+                            function.name,
+                            error_chain(&e)
+                        )
+                    } else {
+                        format!("function {:?} failed: {}", function.name, error_chain(&e))
+                    };
+                    return (text(StatusCode::BAD_GATEWAY, message), call_id);
+                }
+                Err(_) => {
+                    return (
+                        text(
+                            StatusCode::GATEWAY_TIMEOUT,
+                            format_args!(
+                                "function {:?} did not answer within upstream_timeout ({}s)",
+                                function.name,
+                                self.upstream_timeout.as_secs_f64()
+                            ),
+                        ),
+                        call_id,
+                    );
+                }
+            }
+        }
+    }
+}
+
+/// Strips hop-by-hop headers and sets the forwarding ones. Returns the call
+/// id (the caller's, or a new one).
+fn prepare_headers(headers: &mut HeaderMap, peer: SocketAddr) -> HeaderValue {
+    strip_hop_by_hop(headers);
+    let call_id = match headers.get(&X_CALL_ID) {
+        Some(id) if !id.is_empty() => id.clone(),
+        _ => {
+            let id = HeaderValue::from_str(&uuid::Uuid::new_v4().to_string())
+                .expect("a uuid is a valid header");
+            headers.insert(X_CALL_ID, id.clone());
+            id
+        }
+    };
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    headers.insert(X_START_TIME, HeaderValue::from(nanos as u64));
+    let client_ip = peer.ip().to_string();
+    let forwarded_for = match headers.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
+        Some(earlier) if !earlier.trim().is_empty() => format!("{earlier}, {client_ip}"),
+        _ => client_ip,
+    };
+    if let Ok(value) = HeaderValue::from_str(&forwarded_for) {
+        headers.insert(X_FORWARDED_FOR, value);
+    }
+    if let Some(host) = headers.get(header::HOST).cloned() {
+        headers.insert(X_FORWARDED_HOST, host);
+    }
+    call_id
+}
+
+/// Removes the headers that describe one connection, not the message
+/// (RFC 9110 §7.6.1), including any the Connection header names.
+pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    if let Some(connection) = headers.get(header::CONNECTION) {
+        let named: Vec<HeaderName> = connection
+            .to_str()
+            .unwrap_or("")
+            .split(',')
+            .filter_map(|n| HeaderName::from_bytes(n.trim().as_bytes()).ok())
+            .collect();
+        for name in named {
+            headers.remove(name);
+        }
+    }
+    for name in [
+        header::CONNECTION,
+        header::TE,
+        header::TRAILER,
+        header::TRANSFER_ENCODING,
+        header::UPGRADE,
+        header::PROXY_AUTHENTICATE,
+        header::PROXY_AUTHORIZATION,
+    ] {
+        headers.remove(name);
+    }
+    headers.remove("keep-alive");
+    headers.remove("proxy-connection");
+}
+
+fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        source = s.source();
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn forwarding_headers_are_set_and_hop_by_hop_ones_dropped() {
+        let mut headers = HeaderMap::new();
+        headers.insert(header::HOST, HeaderValue::from_static("gw.example:8080"));
+        headers.insert(
+            header::CONNECTION,
+            HeaderValue::from_static("keep-alive, X-Secret-Hop"),
+        );
+        headers.insert("x-secret-hop", HeaderValue::from_static("1"));
+        headers.insert(header::TE, HeaderValue::from_static("trailers"));
+        headers.insert(X_FORWARDED_FOR, HeaderValue::from_static("10.0.0.1"));
+        let id = prepare_headers(&mut headers, "192.0.2.7:5555".parse().unwrap());
+        assert!(!headers.contains_key("x-secret-hop"));
+        assert!(!headers.contains_key(header::CONNECTION));
+        assert!(!headers.contains_key(header::TE));
+        assert_eq!(headers[X_FORWARDED_FOR], "10.0.0.1, 192.0.2.7");
+        assert_eq!(headers[X_FORWARDED_HOST], "gw.example:8080");
+        assert_eq!(headers[X_CALL_ID], id);
+        assert_eq!(id.len(), 36);
+        let start: u128 = headers[X_START_TIME].to_str().unwrap().parse().unwrap();
+        assert!(start > 1_700_000_000_000_000_000);
+    }
+
+    #[test]
+    fn a_callers_call_id_is_kept() {
+        let mut headers = HeaderMap::new();
+        headers.insert(X_CALL_ID, HeaderValue::from_static("abc-123"));
+        assert_eq!(
+            prepare_headers(&mut headers, "127.0.0.1:1".parse().unwrap()),
+            "abc-123"
+        );
+    }
+}

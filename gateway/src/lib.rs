@@ -1,0 +1,125 @@
+//! The faas gateway: finds functions through a provider (Docker Swarm or
+//! local processes), routes calls to them by path, `X-Function` header or
+//! Alexa intent, balances across replicas, and exposes Prometheus metrics.
+//!
+//! `main.rs` only parses the configuration and calls [`run`].
+
+pub mod config;
+pub mod forward;
+pub mod functions;
+pub mod invoke;
+pub mod metrics;
+pub mod provider;
+pub mod routing;
+pub mod server;
+
+use std::future::Future;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::State;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use http::StatusCode;
+use http::header::{CONTENT_TYPE, HeaderValue};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+pub use config::Config;
+
+use crate::forward::{Forwarder, text};
+use crate::functions::Table;
+use crate::metrics::Metrics;
+use crate::provider::{Provider, ProviderError};
+
+/// What every handler shares, built once.
+pub struct AppState {
+    pub config: Config,
+    pub table: Arc<Table>,
+    pub metrics: Arc<Metrics>,
+    pub provider: Arc<dyn Provider>,
+    pub forwarder: Forwarder,
+}
+
+/// All routes: the gateway's own, then every other path as a call.
+pub fn router(state: Arc<AppState>) -> Router {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics))
+        .fallback(invoke::invoke)
+        .with_state(state)
+}
+
+async fn healthz(State(state): State<Arc<AppState>>) -> Response {
+    match state.provider.health().await {
+        Ok(()) => text(StatusCode::OK, "OK"),
+        Err(e) => text(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format_args!("{} provider unavailable: {e}", state.provider.name()),
+        ),
+    }
+}
+
+async fn metrics(State(state): State<Arc<AppState>>) -> Response {
+    (
+        [(
+            CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+        )],
+        state.metrics.render(),
+    )
+        .into_response()
+}
+
+/// Why the gateway could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error("the {0} provider could not start: {1}")]
+    Provider(&'static str, ProviderError),
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Starts `provider`, serves `listener` until `shutdown` resolves, then
+/// lets in-flight calls finish and stops the provider's own processes.
+pub async fn run(
+    listener: TcpListener,
+    config: Config,
+    provider: Arc<dyn Provider>,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), RunError> {
+    let metrics = Arc::new(Metrics::new());
+    let table = Arc::new(Table::new(metrics.clone()));
+    provider
+        .clone()
+        .start(table.clone())
+        .await
+        .map_err(|e| RunError::Provider(provider.name(), e))?;
+    let state = Arc::new(AppState {
+        forwarder: Forwarder::new(config.upstream_timeout, config.replica_wait),
+        config: config.clone(),
+        table: table.clone(),
+        metrics,
+        provider: provider.clone(),
+    });
+    tracing::info!(
+        addr = %listener.local_addr()?,
+        provider = provider.name(),
+        functions = ?table.names(),
+        "listening"
+    );
+    let (stop, stopped) = watch::channel(false);
+    let serving = tokio::spawn(server::serve(
+        listener,
+        router(state),
+        config.read_timeout,
+        stopped,
+    ));
+    shutdown.await;
+    tracing::info!("shutting down: finishing in-flight calls");
+    let _ = stop.send(true);
+    let _ = serving.await;
+    provider.shutdown().await;
+    tracing::info!("stopped");
+    Ok(())
+}

@@ -1,0 +1,209 @@
+//! Prometheus metrics at `GET /metrics`, with OpenFaaS's names:
+//! `gateway_function_invocation_total{function_name,code}`,
+//! `gateway_functions_seconds{function_name,code}` (histogram),
+//! `gateway_function_invocation_started{function_name}` and
+//! `gateway_service_count{function_name}` (ready replicas), plus our
+//! `gateway_function_invocation_inflight{function_name}`.
+//!
+//! Each function's handles are resolved once, when the function is first
+//! seen; per status code they are cached on first use. Recording a call
+//! takes no lock on the common codes.
+
+use std::collections::HashMap;
+use std::sync::{Mutex, OnceLock};
+use std::time::Duration;
+
+use http::StatusCode;
+use prometheus::{
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
+};
+
+const CODES: [u16; 12] = [200, 201, 202, 204, 400, 404, 413, 429, 500, 502, 503, 504];
+
+pub struct Metrics {
+    registry: Registry,
+    invocations: IntCounterVec,
+    seconds: HistogramVec,
+    started: IntCounterVec,
+    service_count: IntGaugeVec,
+    inflight: IntGaugeVec,
+}
+
+impl Metrics {
+    pub fn new() -> Metrics {
+        let registry = Registry::new();
+        let invocations = IntCounterVec::new(
+            Opts::new(
+                "gateway_function_invocation_total",
+                "Function calls completed, by function and status code.",
+            ),
+            &["function_name", "code"],
+        )
+        .expect("valid metric");
+        let seconds = HistogramVec::new(
+            HistogramOpts::new(
+                "gateway_functions_seconds",
+                "Time from a call's arrival to its response headers, by function and status code.",
+            ),
+            &["function_name", "code"],
+        )
+        .expect("valid metric");
+        let started = IntCounterVec::new(
+            Opts::new(
+                "gateway_function_invocation_started",
+                "Function calls started, by function.",
+            ),
+            &["function_name"],
+        )
+        .expect("valid metric");
+        let service_count = IntGaugeVec::new(
+            Opts::new("gateway_service_count", "Ready replicas, by function."),
+            &["function_name"],
+        )
+        .expect("valid metric");
+        let inflight = IntGaugeVec::new(
+            Opts::new(
+                "gateway_function_invocation_inflight",
+                "Calls in flight through the gateway, by function.",
+            ),
+            &["function_name"],
+        )
+        .expect("valid metric");
+        for metric in [
+            Box::new(invocations.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(seconds.clone()),
+            Box::new(started.clone()),
+            Box::new(service_count.clone()),
+            Box::new(inflight.clone()),
+        ] {
+            registry.register(metric).expect("unique metric");
+        }
+        Metrics {
+            registry,
+            invocations,
+            seconds,
+            started,
+            service_count,
+            inflight,
+        }
+    }
+
+    /// The handles of one function.
+    pub fn function(&self, name: &str) -> FunctionMetrics {
+        FunctionMetrics {
+            name: name.to_owned(),
+            invocations: self.invocations.clone(),
+            seconds: self.seconds.clone(),
+            service_count_vec: self.service_count.clone(),
+            started: self.started.with_label_values(&[name]),
+            inflight: self.inflight.with_label_values(&[name]),
+            service_count: self.service_count.with_label_values(&[name]),
+            common: Default::default(),
+            other: Mutex::new(HashMap::new()),
+        }
+    }
+
+    pub fn render(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(8192);
+        TextEncoder::new()
+            .encode(&self.registry.gather(), &mut out)
+            .expect("text encoding into a Vec cannot fail");
+        out
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new()
+    }
+}
+
+type ByCode = (IntCounter, Histogram);
+
+pub struct FunctionMetrics {
+    name: String,
+    invocations: IntCounterVec,
+    seconds: HistogramVec,
+    service_count_vec: IntGaugeVec,
+    pub started: IntCounter,
+    pub inflight: IntGauge,
+    service_count: IntGauge,
+    common: [OnceLock<ByCode>; CODES.len()],
+    other: Mutex<HashMap<u16, ByCode>>,
+}
+
+impl FunctionMetrics {
+    pub fn observe(&self, code: StatusCode, elapsed: Duration) {
+        let seconds = elapsed.as_secs_f64();
+        let record = |(count, hist): &ByCode| {
+            count.inc();
+            hist.observe(seconds);
+        };
+        match CODES.iter().position(|&c| c == code.as_u16()) {
+            Some(i) => record(self.common[i].get_or_init(|| self.handles(code))),
+            None => {
+                let mut other = self.other.lock().unwrap_or_else(|e| e.into_inner());
+                record(
+                    other
+                        .entry(code.as_u16())
+                        .or_insert_with(|| self.handles(code)),
+                );
+            }
+        }
+    }
+
+    fn handles(&self, code: StatusCode) -> ByCode {
+        let labels = [self.name.as_str(), code.as_str()];
+        (
+            self.invocations.with_label_values(&labels),
+            self.seconds.with_label_values(&labels),
+        )
+    }
+
+    pub fn set_replicas(&self, ready: usize) {
+        self.service_count.set(ready as i64);
+    }
+
+    /// The function is gone: drop its replica gauge (counters stay, as
+    /// Prometheus expects of counters).
+    pub fn forget(&self) {
+        let _ = self.service_count_vec.remove_label_values(&[&self.name]);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn records_by_function_and_code() {
+        let m = Metrics::new();
+        let f = m.function("echo");
+        f.started.inc();
+        f.observe(StatusCode::OK, Duration::from_millis(2));
+        f.observe(StatusCode::OK, Duration::from_millis(2));
+        f.observe(StatusCode::IM_A_TEAPOT, Duration::ZERO);
+        f.set_replicas(3);
+        let text = String::from_utf8(m.render()).unwrap();
+        assert!(
+            text.contains(
+                r#"gateway_function_invocation_total{code="200",function_name="echo"} 2"#
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                r#"gateway_function_invocation_total{code="418",function_name="echo"} 1"#
+            )
+        );
+        assert!(
+            text.contains(r#"gateway_functions_seconds_count{code="200",function_name="echo"} 2"#)
+        );
+        assert!(text.contains(r#"gateway_function_invocation_started{function_name="echo"} 1"#));
+        assert!(text.contains(r#"gateway_service_count{function_name="echo"} 3"#));
+        f.forget();
+        let text = String::from_utf8(m.render()).unwrap();
+        assert!(!text.contains("gateway_service_count{"), "{text}");
+    }
+}

@@ -1,0 +1,676 @@
+//! The process provider: every replica of a function is a local `fwatchdog`
+//! child listening on a loopback port. It needs no Docker, so a newcomer can
+//! try faas with `cargo run`, and most gateway tests run fast against it.
+//!
+//! Each replica has a supervisor task: it picks a free port, starts the
+//! watchdog (in the function's handler folder, with the function's
+//! environment), publishes the replica once `/_/health` answers 200, and
+//! restarts it with backoff if it dies. Children get SIGTERM when the
+//! gateway stops, and the kernel sends it too if the gateway dies first.
+
+use std::collections::BTreeMap;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant, SystemTime};
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use faas_common::api::{Deployment, FunctionStatus};
+use faas_common::stack::Stack;
+use http_body_util::Empty;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use super::{Provider, ProviderError, min_replicas};
+use crate::functions::{Discovered, ReplicaInfo, ReplicaState, Table};
+
+const NAME: &str = "process";
+const FIRST_BACKOFF: Duration = Duration::from_millis(100);
+const MAX_BACKOFF: Duration = Duration::from_secs(10);
+const STABLE_AFTER: Duration = Duration::from_secs(30);
+const PROBE_EVERY: Duration = Duration::from_millis(20);
+/// How long a stopped replica may take to drain before SIGKILL.
+const STOP_GRACE: Duration = Duration::from_secs(10);
+/// How long `start` waits for the stack's functions to become ready.
+const START_WAIT: Duration = Duration::from_secs(15);
+
+/// How to start a watchdog.
+#[derive(Debug, Clone)]
+pub enum Launcher {
+    /// An `fwatchdog` binary.
+    Binary(PathBuf),
+    /// This executable, which runs the watchdog when its first argument is
+    /// `fwatchdog` (for `cargo run -p gateway`, where no `fwatchdog` is built).
+    Embedded(PathBuf),
+}
+
+impl Launcher {
+    /// `fwatchdog` beside this executable, else on PATH, else this
+    /// executable itself.
+    pub fn find() -> Launcher {
+        let exe = std::env::current_exe().ok();
+        if let Some(beside) = exe
+            .as_ref()
+            .and_then(|e| e.parent())
+            .map(|d| d.join("fwatchdog"))
+            && beside.is_file()
+        {
+            return Launcher::Binary(beside);
+        }
+        if let Some(on_path) = find_on_path("fwatchdog") {
+            return Launcher::Binary(on_path);
+        }
+        Launcher::Embedded(exe.unwrap_or_else(|| PathBuf::from("gateway")))
+    }
+
+    fn command(&self) -> tokio::process::Command {
+        match self {
+            Launcher::Binary(path) => tokio::process::Command::new(path),
+            Launcher::Embedded(exe) => {
+                let mut cmd = tokio::process::Command::new(exe);
+                cmd.arg("fwatchdog");
+                cmd
+            }
+        }
+    }
+}
+
+fn find_on_path(program: &str) -> Option<PathBuf> {
+    std::env::var_os("PATH")
+        .iter()
+        .flat_map(std::env::split_paths)
+        .map(|dir| dir.join(program))
+        .find(|candidate| candidate.is_file())
+}
+
+/// What a replica needs to (re)start.
+struct Spec {
+    function: String,
+    deployment: Deployment,
+    workdir: PathBuf,
+}
+
+struct ReplicaHandle {
+    id: String,
+    stop: watch::Sender<bool>,
+    task: JoinHandle<()>,
+}
+
+struct Managed {
+    spec: Arc<Spec>,
+    created_at: SystemTime,
+    replicas: Vec<ReplicaHandle>,
+    /// Ready replicas: id → port.
+    ready: Arc<Mutex<BTreeMap<String, u16>>>,
+}
+
+pub struct ProcessProvider {
+    launcher: Launcher,
+    stack: Option<(Stack, PathBuf)>,
+    state_dir: PathBuf,
+    functions: tokio::sync::Mutex<BTreeMap<String, Managed>>,
+    table: OnceLock<Arc<Table>>,
+    probe: Client<HttpConnector, Empty<Bytes>>,
+    next_id: std::sync::atomic::AtomicU64,
+}
+
+impl ProcessProvider {
+    /// `stack`: the stack file to run at start, if any.
+    pub fn new(launcher: Launcher, stack: Option<&Path>) -> Result<ProcessProvider, ProviderError> {
+        let stack = match stack {
+            None => None,
+            Some(path) => {
+                let loaded =
+                    Stack::load(path).map_err(|e| ProviderError::Invalid(e.to_string()))?;
+                let dir = path
+                    .parent()
+                    .map(Path::to_path_buf)
+                    .filter(|d| !d.as_os_str().is_empty())
+                    .unwrap_or_else(|| PathBuf::from("."));
+                Some((loaded, dir))
+            }
+        };
+        let state_dir = std::env::temp_dir().join(format!("faas-gateway-{}", std::process::id()));
+        Ok(ProcessProvider {
+            launcher,
+            stack,
+            state_dir,
+            functions: tokio::sync::Mutex::new(BTreeMap::new()),
+            table: OnceLock::new(),
+            probe: Client::builder(TokioExecutor::new()).build_http(),
+            next_id: std::sync::atomic::AtomicU64::new(1),
+        })
+    }
+
+    fn table(&self) -> &Arc<Table> {
+        self.table
+            .get()
+            .expect("the provider is started before use")
+    }
+
+    async fn add(&self, deployment: Deployment, workdir: PathBuf) -> Result<(), ProviderError> {
+        validate(&deployment)?;
+        let replicas = min_replicas(&deployment.labels)?;
+        let mut functions = self.functions.lock().await;
+        if functions.contains_key(&deployment.service) {
+            return Err(ProviderError::Conflict(deployment.service.clone()));
+        }
+        let spec = Arc::new(Spec {
+            function: deployment.service.clone(),
+            deployment,
+            workdir,
+        });
+        let mut managed = Managed {
+            spec: spec.clone(),
+            created_at: SystemTime::now(),
+            replicas: Vec::new(),
+            ready: Arc::new(Mutex::new(BTreeMap::new())),
+        };
+        for _ in 0..replicas {
+            let handle = self.start_replica(&managed, spec.clone());
+            managed.replicas.push(handle);
+        }
+        // Known (and answering 503 until a replica is ready) from now on.
+        self.publish(&spec.function, &managed.ready, &spec.deployment.labels);
+        functions.insert(spec.function.clone(), managed);
+        Ok(())
+    }
+
+    fn start_replica(&self, managed: &Managed, spec: Arc<Spec>) -> ReplicaHandle {
+        let id = format!(
+            "{}-{}",
+            spec.function,
+            self.next_id
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        );
+        let (stop, stopped) = watch::channel(false);
+        let ctx = ReplicaCtx {
+            id: id.clone(),
+            spec,
+            launcher: self.launcher.clone(),
+            tmpdir: self.state_dir.join(&id),
+            ready: managed.ready.clone(),
+            table: self.table().clone(),
+            probe: self.probe.clone(),
+        };
+        let task = tokio::spawn(ctx.supervise(stopped));
+        ReplicaHandle { id, stop, task }
+    }
+
+    fn publish(
+        &self,
+        function: &str,
+        ready: &Mutex<BTreeMap<String, u16>>,
+        labels: &BTreeMap<String, String>,
+    ) {
+        publish(self.table(), function, ready, labels);
+    }
+
+    async fn stop_replicas(handles: Vec<ReplicaHandle>) {
+        for handle in &handles {
+            let _ = handle.stop.send(true);
+        }
+        for handle in handles {
+            let _ = handle.task.await;
+        }
+    }
+
+    /// Starts the stack file's functions and waits (a while) until each has
+    /// a ready replica.
+    async fn run_stack(&self) -> Result<(), ProviderError> {
+        let Some((stack, dir)) = &self.stack else {
+            return Ok(());
+        };
+        for (name, function) in &stack.functions {
+            let workdir = match &function.handler {
+                Some(handler) if dir.join(handler).is_dir() => dir.join(handler),
+                _ => dir.clone(),
+            };
+            let deployment = Deployment {
+                service: name.clone(),
+                image: function.image.clone().unwrap_or_default(),
+                env_process: function.fprocess.clone(),
+                env_vars: function.environment.clone(),
+                labels: function.labels.clone(),
+                annotations: function.annotations.clone(),
+                ..Default::default()
+            };
+            self.add(deployment, workdir).await?;
+        }
+        let deadline = Instant::now() + START_WAIT;
+        for name in stack.functions.keys() {
+            while Instant::now() < deadline {
+                if self.table().get(name).is_some_and(|f| f.ready_count() > 0) {
+                    break;
+                }
+                tokio::time::sleep(PROBE_EVERY).await;
+            }
+            if self.table().get(name).is_none_or(|f| f.ready_count() == 0) {
+                tracing::warn!(function = %name, "no replica became ready within {START_WAIT:?}; still trying");
+            }
+        }
+        Ok(())
+    }
+}
+
+fn validate(deployment: &Deployment) -> Result<(), ProviderError> {
+    if !faas_common::is_valid_function_name(&deployment.service) {
+        return Err(ProviderError::Invalid(format!(
+            "invalid function name {:?}: use letters, digits, '_', '.' and '-'",
+            deployment.service
+        )));
+    }
+    if deployment
+        .env_process
+        .as_deref()
+        .is_none_or(|p| p.trim().is_empty())
+    {
+        return Err(ProviderError::Invalid(format!(
+            "function {:?} has no fprocess (envProcess): the process provider runs commands, not images",
+            deployment.service
+        )));
+    }
+    Ok(())
+}
+
+fn publish(
+    table: &Table,
+    function: &str,
+    ready: &Mutex<BTreeMap<String, u16>>,
+    labels: &BTreeMap<String, String>,
+) {
+    let replicas = ready
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .iter()
+        .map(|(id, port)| ReplicaInfo {
+            id: id.clone(),
+            addr: SocketAddr::from((Ipv4Addr::LOCALHOST, *port)),
+            state: ReplicaState::Ready,
+        })
+        .collect();
+    table.upsert(Discovered {
+        name: function.to_owned(),
+        replicas,
+        labels: labels.clone(),
+    });
+}
+
+/// Everything one replica's supervisor needs.
+struct ReplicaCtx {
+    id: String,
+    spec: Arc<Spec>,
+    launcher: Launcher,
+    tmpdir: PathBuf,
+    ready: Arc<Mutex<BTreeMap<String, u16>>>,
+    table: Arc<Table>,
+    probe: Client<HttpConnector, Empty<Bytes>>,
+}
+
+impl ReplicaCtx {
+    fn set_ready(&self, port: Option<u16>) {
+        {
+            let mut ready = self.ready.lock().unwrap_or_else(|e| e.into_inner());
+            match port {
+                Some(port) => ready.insert(self.id.clone(), port),
+                None => ready.remove(&self.id),
+            };
+        }
+        // A removed function must not come back through a late publish.
+        if self.table.get(&self.spec.function).is_some() {
+            publish(
+                &self.table,
+                &self.spec.function,
+                &self.ready,
+                &self.spec.deployment.labels,
+            );
+        }
+    }
+
+    async fn supervise(self, mut stop: watch::Receiver<bool>) {
+        let mut backoff = FIRST_BACKOFF;
+        let _ = std::fs::create_dir_all(&self.tmpdir);
+        loop {
+            if *stop.borrow() {
+                break;
+            }
+            let started = Instant::now();
+            match self.spawn() {
+                Err(e) => {
+                    tracing::error!(function = %self.spec.function, replica = %self.id, error = %e, "cannot start the watchdog")
+                }
+                Ok((mut child, port)) => {
+                    let outcome = tokio::select! {
+                        ready = self.wait_healthy(port) => ready,
+                        exit = child.wait() => {
+                            tracing::error!(function = %self.spec.function, replica = %self.id, status = ?exit.ok(), "replica exited before becoming ready");
+                            false
+                        }
+                        () = stopped(&mut stop) => {
+                            terminate(&mut child).await;
+                            break;
+                        }
+                    };
+                    if outcome {
+                        tracing::info!(function = %self.spec.function, replica = %self.id, port, after = ?started.elapsed(), "replica ready");
+                        self.set_ready(Some(port));
+                        tokio::select! {
+                            exit = child.wait() => {
+                                self.set_ready(None);
+                                tracing::error!(function = %self.spec.function, replica = %self.id, status = ?exit.ok(), "replica exited; restarting");
+                            }
+                            () = stopped(&mut stop) => {
+                                // Out of rotation first, then drained.
+                                self.set_ready(None);
+                                terminate(&mut child).await;
+                                break;
+                            }
+                        }
+                    } else {
+                        let _ = child.start_kill();
+                        let _ = child.wait().await;
+                    }
+                }
+            }
+            if started.elapsed() >= STABLE_AFTER {
+                backoff = FIRST_BACKOFF;
+            }
+            tokio::select! {
+                () = tokio::time::sleep(backoff) => {}
+                () = stopped(&mut stop) => break,
+            }
+            backoff = (backoff * 2).min(MAX_BACKOFF);
+        }
+        let _ = std::fs::remove_dir_all(&self.tmpdir);
+    }
+
+    fn spawn(&self) -> std::io::Result<(tokio::process::Child, u16)> {
+        let port = free_port()?;
+        let d = &self.spec.deployment;
+        let mut cmd = self.launcher.command();
+        cmd.env_clear();
+        for var in ["PATH", "HOME", "RUST_LOG"] {
+            if let Some(value) = std::env::var_os(var) {
+                cmd.env(var, value);
+            }
+        }
+        cmd.env("healthcheck_interval", "0s");
+        cmd.envs(&d.env_vars);
+        cmd.env(
+            "fprocess",
+            resolve_fprocess(d.env_process.as_deref().unwrap_or(""), &self.spec.workdir),
+        )
+        .env("port", port.to_string())
+        .env("metrics_port", "0")
+        .env("bind_address", "127.0.0.1")
+        .env("TMPDIR", &self.tmpdir)
+        .current_dir(&self.spec.workdir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+        // SAFETY: prctl is async-signal-safe; the child only arms its parent-death signal.
+        unsafe {
+            cmd.pre_exec(|| {
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
+                Ok(())
+            });
+        }
+        let mut child = cmd.spawn()?;
+        for stream in [
+            child
+                .stdout
+                .take()
+                .map(|s| Box::new(s) as Box<dyn tokio::io::AsyncRead + Send + Unpin>),
+            child
+                .stderr
+                .take()
+                .map(|s| Box::new(s) as Box<dyn tokio::io::AsyncRead + Send + Unpin>),
+        ]
+        .into_iter()
+        .flatten()
+        {
+            let function = self.spec.function.clone();
+            let replica = self.id.clone();
+            tokio::spawn(async move {
+                let mut lines = BufReader::new(stream).lines();
+                while let Ok(Some(line)) = lines.next_line().await {
+                    tracing::info!(target: "function", function = %function, replica = %replica, "{line}");
+                }
+            });
+        }
+        Ok((child, port))
+    }
+
+    /// Polls `/_/health` until it answers 200 (never gives up by itself).
+    async fn wait_healthy(&self, port: u16) -> bool {
+        let uri: http::Uri = format!("http://127.0.0.1:{port}/_/health")
+            .parse()
+            .expect("a valid URI");
+        loop {
+            tokio::time::sleep(PROBE_EVERY).await;
+            if let Ok(Ok(response)) =
+                tokio::time::timeout(Duration::from_secs(1), self.probe.get(uri.clone())).await
+                && response.status() == http::StatusCode::OK
+            {
+                return true;
+            }
+        }
+    }
+}
+
+async fn stopped(stop: &mut watch::Receiver<bool>) {
+    let _ = stop.wait_for(|s| *s).await;
+}
+
+/// SIGTERM, then SIGKILL if the watchdog has not drained within the grace.
+async fn terminate(child: &mut tokio::process::Child) {
+    if let Some(pid) = child.id() {
+        // SAFETY: signalling our own, not yet reaped, child.
+        unsafe { libc::kill(pid as libc::pid_t, libc::SIGTERM) };
+    }
+    if tokio::time::timeout(STOP_GRACE, child.wait())
+        .await
+        .is_err()
+    {
+        let _ = child.start_kill();
+        let _ = child.wait().await;
+    }
+}
+
+fn free_port() -> std::io::Result<u16> {
+    Ok(std::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?
+        .local_addr()?
+        .port())
+}
+
+/// A bare program name that is neither in the function's folder nor on
+/// PATH but sits beside the gateway (`markdown` under `cargo run`) is
+/// given by its full path.
+fn resolve_fprocess(fprocess: &str, workdir: &Path) -> String {
+    let mut words = fprocess.split_whitespace();
+    let Some(program) = words.next() else {
+        return fprocess.to_owned();
+    };
+    if program.contains('/') || workdir.join(program).is_file() || find_on_path(program).is_some() {
+        return fprocess.to_owned();
+    }
+    let beside = std::env::current_exe()
+        .ok()
+        .and_then(|exe| exe.parent().map(|d| d.join(program)))
+        .filter(|p| p.is_file());
+    match beside {
+        Some(path) => std::iter::once(path.display().to_string())
+            .chain(words.map(str::to_owned))
+            .collect::<Vec<_>>()
+            .join(" "),
+        None => fprocess.to_owned(),
+    }
+}
+
+#[async_trait]
+impl Provider for ProcessProvider {
+    fn name(&self) -> &'static str {
+        NAME
+    }
+
+    async fn start(self: Arc<Self>, table: Arc<Table>) -> Result<(), ProviderError> {
+        let _ = self.table.set(table);
+        std::fs::create_dir_all(&self.state_dir).map_err(|e| {
+            ProviderError::Unavailable(format!("cannot create {}: {e}", self.state_dir.display()))
+        })?;
+        tracing::info!(watchdog = ?self.launcher, "process provider starting");
+        self.run_stack().await
+    }
+
+    async fn health(&self) -> Result<(), ProviderError> {
+        Ok(())
+    }
+
+    async fn list(&self) -> Result<Vec<FunctionStatus>, ProviderError> {
+        let functions = self.functions.lock().await;
+        Ok(functions
+            .values()
+            .map(|m| {
+                let d = &m.spec.deployment;
+                FunctionStatus {
+                    name: d.service.clone(),
+                    image: d.image.clone(),
+                    env_process: d.env_process.clone(),
+                    labels: d.labels.clone(),
+                    annotations: d.annotations.clone(),
+                    replicas: m.replicas.len() as u64,
+                    available_replicas: m.ready.lock().unwrap_or_else(|e| e.into_inner()).len()
+                        as u64,
+                    invocation_count: 0,
+                    created_at: Some(faas_common::time::rfc3339(m.created_at)),
+                }
+            })
+            .collect())
+    }
+
+    async fn deploy(&self, deployment: Deployment) -> Result<(), ProviderError> {
+        let workdir = self
+            .stack
+            .as_ref()
+            .map(|(_, dir)| dir.clone())
+            .unwrap_or_else(|| PathBuf::from("."));
+        self.add(deployment, workdir).await
+    }
+
+    async fn update(&self, deployment: Deployment) -> Result<(), ProviderError> {
+        validate(&deployment)?;
+        let mut functions = self.functions.lock().await;
+        let managed = functions
+            .get_mut(&deployment.service)
+            .ok_or_else(|| ProviderError::NotFound(deployment.service.clone()))?;
+        // Rolling: new replicas first, the old ones stop once the new are ready.
+        let spec = Arc::new(Spec {
+            function: deployment.service.clone(),
+            workdir: managed.spec.workdir.clone(),
+            deployment,
+        });
+        let count = managed.replicas.len();
+        let old: Vec<ReplicaHandle> = std::mem::take(&mut managed.replicas);
+        managed.spec = spec.clone();
+        for _ in 0..count {
+            let handle = self.start_replica(managed, spec.clone());
+            managed.replicas.push(handle);
+        }
+        let new_ids: Vec<String> = managed.replicas.iter().map(|r| r.id.clone()).collect();
+        let ready = managed.ready.clone();
+        drop(functions);
+        let deadline = Instant::now() + START_WAIT;
+        while Instant::now() < deadline {
+            let up = ready
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .keys()
+                .filter(|id| new_ids.contains(id))
+                .count();
+            if up == count {
+                break;
+            }
+            tokio::time::sleep(PROBE_EVERY).await;
+        }
+        ProcessProvider::stop_replicas(old).await;
+        Ok(())
+    }
+
+    async fn remove(&self, name: &str) -> Result<(), ProviderError> {
+        let managed = self
+            .functions
+            .lock()
+            .await
+            .remove(name)
+            .ok_or_else(|| ProviderError::NotFound(name.to_owned()))?;
+        self.table().remove(name);
+        ProcessProvider::stop_replicas(managed.replicas).await;
+        Ok(())
+    }
+
+    async fn scale(&self, name: &str, replicas: u64) -> Result<(), ProviderError> {
+        let mut functions = self.functions.lock().await;
+        let managed = functions
+            .get_mut(name)
+            .ok_or_else(|| ProviderError::NotFound(name.to_owned()))?;
+        let target = replicas as usize;
+        let mut surplus = Vec::new();
+        while managed.replicas.len() > target {
+            surplus.push(managed.replicas.pop().expect("len checked"));
+        }
+        while managed.replicas.len() < target {
+            let handle = self.start_replica(managed, managed.spec.clone());
+            managed.replicas.push(handle);
+        }
+        drop(functions);
+        ProcessProvider::stop_replicas(surplus).await;
+        Ok(())
+    }
+
+    async fn shutdown(&self) {
+        let all: Vec<ReplicaHandle> = self
+            .functions
+            .lock()
+            .await
+            .values_mut()
+            .flat_map(|m| std::mem::take(&mut m.replicas))
+            .collect();
+        ProcessProvider::stop_replicas(all).await;
+        let _ = std::fs::remove_dir_all(&self.state_dir);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn deployments_without_a_command_are_refused() {
+        let err = validate(&Deployment {
+            service: "x".into(),
+            image: "faas/x".into(),
+            ..Default::default()
+        })
+        .unwrap_err();
+        assert!(err.to_string().contains("no fprocess"), "{err}");
+    }
+
+    #[test]
+    fn bare_programs_on_path_are_left_alone() {
+        assert_eq!(
+            resolve_fprocess("sh handler.sh", Path::new("/")),
+            "sh handler.sh"
+        );
+        assert_eq!(
+            resolve_fprocess("./run.sh -x", Path::new("/")),
+            "./run.sh -x"
+        );
+    }
+}
