@@ -402,6 +402,13 @@ impl ReplicaCtx {
         }
         cmd.env("healthcheck_interval", "0s");
         cmd.envs(&d.env_vars);
+        if d.env_vars.get("mode").is_some_and(|m| m.eq_ignore_ascii_case("http")) {
+            // Replicas share the machine: each gets its own upstream port,
+            // told to the function as PORT (the sample markdown reads it).
+            let upstream = free_port()?;
+            cmd.env("upstream_url", format!("http://127.0.0.1:{upstream}"))
+                .env("PORT", upstream.to_string());
+        }
         cmd.env(
             "fprocess",
             resolve_fprocess(d.env_process.as_deref().unwrap_or(""), &self.spec.workdir),
