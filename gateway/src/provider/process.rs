@@ -402,7 +402,10 @@ impl ReplicaCtx {
         }
         cmd.env("healthcheck_interval", "0s");
         cmd.envs(&d.env_vars);
-        if d.env_vars.get("mode").is_some_and(|m| m.eq_ignore_ascii_case("http")) {
+        if d.env_vars
+            .get("mode")
+            .is_some_and(|m| m.eq_ignore_ascii_case("http"))
+        {
             // Replicas share the machine: each gets its own upstream port,
             // told to the function as PORT (the sample markdown reads it).
             let upstream = free_port()?;
