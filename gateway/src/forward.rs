@@ -16,6 +16,7 @@ use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::request::Parts;
 use http::{Request, Response, StatusCode, Uri};
 use http_body::{Frame, SizeHint};
+use hyper::body::Incoming;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
@@ -42,37 +43,69 @@ pub fn text(status: StatusCode, message: impl std::fmt::Display) -> Response<Bod
 pub enum ForwardBody {
     /// Already in memory (an Alexa request): can be sent any number of times.
     Full(Option<Bytes>),
+    /// The caller's stream, sent once (no other replica to retry on).
+    Direct(Stream),
     /// The caller's stream, taken from the shared slot on the first poll:
     /// while it is still in the slot, nothing has been sent and a retry may
     /// take it instead.
     Lazy {
-        slot: Arc<Mutex<Option<Body>>>,
-        taken: Option<Body>,
+        slot: Arc<Mutex<Option<Stream>>>,
+        taken: Option<Stream>,
     },
 }
 
+/// A streaming request body: straight from the connection (the fast
+/// path), or already boxed (the router's path).
+pub enum Stream {
+    Incoming(Incoming),
+    Boxed(Body),
+}
+
+impl Stream {
+    fn poll_frame(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        match self {
+            Stream::Incoming(body) => {
+                http_body::Body::poll_frame(Pin::new(body), cx).map_err(BoxError::from)
+            }
+            Stream::Boxed(body) => {
+                http_body::Body::poll_frame(Pin::new(body), cx).map_err(BoxError::from)
+            }
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            Stream::Incoming(body) => http_body::Body::size_hint(body),
+            Stream::Boxed(body) => http_body::Body::size_hint(body),
+        }
+    }
+}
+
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
 impl ForwardBody {
-    pub fn lazy(slot: Arc<Mutex<Option<Body>>>) -> ForwardBody {
+    pub fn lazy(slot: Arc<Mutex<Option<Stream>>>) -> ForwardBody {
         ForwardBody::Lazy { slot, taken: None }
     }
 }
 
 impl http_body::Body for ForwardBody {
     type Data = Bytes;
-    type Error = axum::Error;
+    type Error = BoxError;
 
     fn poll_frame(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, axum::Error>>> {
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         match &mut *self {
             ForwardBody::Full(bytes) => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
+            ForwardBody::Direct(stream) => stream.poll_frame(cx),
             ForwardBody::Lazy { slot, taken } => {
                 if taken.is_none() {
                     *taken = slot.lock().unwrap_or_else(|e| e.into_inner()).take();
                 }
                 match taken {
-                    Some(body) => Pin::new(body).poll_frame(cx),
+                    Some(body) => body.poll_frame(cx),
                     None => Poll::Ready(None),
                 }
             }
@@ -82,6 +115,8 @@ impl http_body::Body for ForwardBody {
     fn is_end_stream(&self) -> bool {
         match self {
             ForwardBody::Full(bytes) => bytes.as_ref().is_none_or(Bytes::is_empty),
+            ForwardBody::Direct(Stream::Incoming(body)) => http_body::Body::is_end_stream(body),
+            ForwardBody::Direct(Stream::Boxed(body)) => http_body::Body::is_end_stream(body),
             ForwardBody::Lazy { .. } => false,
         }
     }
@@ -91,13 +126,14 @@ impl http_body::Body for ForwardBody {
             ForwardBody::Full(bytes) => {
                 SizeHint::with_exact(bytes.as_ref().map_or(0, |b| b.len() as u64))
             }
+            ForwardBody::Direct(stream) => stream.size_hint(),
             ForwardBody::Lazy { slot, taken } => match taken {
                 Some(body) => body.size_hint(),
                 None => slot
                     .lock()
                     .unwrap_or_else(|e| e.into_inner())
                     .as_ref()
-                    .map(http_body::Body::size_hint)
+                    .map(Stream::size_hint)
                     .unwrap_or_default(),
             },
         }
@@ -106,7 +142,7 @@ impl http_body::Body for ForwardBody {
 
 /// What the handler hands over: the body, streaming or in memory.
 pub enum CallBody {
-    Stream(Body),
+    Stream(Stream),
     Buffered(Bytes),
 }
 
@@ -214,20 +250,10 @@ impl Forwarder {
             ..
         } = parts;
         let call_id = prepare_headers(&mut headers, peer);
-        let slot = match &body {
-            CallBody::Stream(_) => Some(Arc::new(Mutex::new(None))),
-            CallBody::Buffered(_) => None,
-        };
-        let buffered = match body {
-            CallBody::Stream(stream) => {
-                *slot
-                    .as_ref()
-                    .expect("stream has a slot")
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner()) = Some(stream);
-                None
-            }
-            CallBody::Buffered(bytes) => Some(bytes),
+        let mut headers = Some(headers);
+        let mut pending = match body {
+            CallBody::Stream(stream) => Pending::Stream(Some(stream)),
+            CallBody::Buffered(bytes) => Pending::Buffered(bytes),
         };
 
         let mut refused: Vec<SocketAddr> = Vec::new();
@@ -255,7 +281,7 @@ impl Forwarder {
             let addr = replica.replica().addr;
             let uri = match Uri::builder()
                 .scheme("http")
-                .authority(addr.to_string())
+                .authority(replica.replica().authority.clone())
                 .path_and_query(path)
                 .build()
             {
@@ -270,15 +296,20 @@ impl Forwarder {
                     );
                 }
             };
-            let forward_body = match (&slot, &buffered) {
-                (Some(slot), _) => ForwardBody::lazy(slot.clone()),
-                (None, Some(bytes)) => ForwardBody::Full(Some(bytes.clone())),
-                (None, None) => ForwardBody::Full(None),
+            // A retry needs the request again: keep it only when there is
+            // another replica to retry on (the common single replica pays
+            // for no copy).
+            let may_retry = refused.is_empty() && function.replicas().len() > 1;
+            let forward_body = pending.body(may_retry);
+            let request_headers = if may_retry {
+                headers.clone().unwrap_or_default()
+            } else {
+                headers.take().unwrap_or_default()
             };
             let mut request = Request::new(forward_body);
             *request.method_mut() = method.clone();
             *request.uri_mut() = uri;
-            *request.headers_mut() = headers.clone();
+            *request.headers_mut() = request_headers;
 
             let sent =
                 tokio::time::timeout(self.upstream_timeout, self.client.request(request)).await;
@@ -294,10 +325,7 @@ impl Forwarder {
                     return (Response::from_parts(parts, body), call_id);
                 }
                 Ok(Err(e)) => {
-                    let untouched = slot
-                        .as_ref()
-                        .is_none_or(|s| s.lock().unwrap_or_else(|e| e.into_inner()).is_some());
-                    if e.is_connect() && untouched && refused.is_empty() {
+                    if e.is_connect() && may_retry && pending.untouched() {
                         last_error = error_chain(&e);
                         tracing::warn!(function = %function.name, replica = %addr, error = %last_error, "replica refused the connection; retrying on another");
                         refused.push(addr);
@@ -329,6 +357,43 @@ impl Forwarder {
                     );
                 }
             }
+        }
+    }
+}
+
+/// The request body between attempts.
+enum Pending {
+    /// Not yet handed to any attempt.
+    Stream(Option<Stream>),
+    /// Handed over through a slot: still there means nothing was sent.
+    Slot(Arc<Mutex<Option<Stream>>>),
+    Buffered(Bytes),
+}
+
+impl Pending {
+    /// The body for the next attempt; `keep` keeps a way back to it.
+    fn body(&mut self, keep: bool) -> ForwardBody {
+        match self {
+            Pending::Stream(stream) if keep => {
+                let slot = Arc::new(Mutex::new(stream.take()));
+                *self = Pending::Slot(slot.clone());
+                ForwardBody::lazy(slot)
+            }
+            Pending::Stream(stream) => match stream.take() {
+                Some(stream) => ForwardBody::Direct(stream),
+                None => ForwardBody::Full(None),
+            },
+            Pending::Slot(slot) => ForwardBody::lazy(slot.clone()),
+            Pending::Buffered(bytes) => ForwardBody::Full(Some(bytes.clone())),
+        }
+    }
+
+    /// Whether a retry may send the body again (nothing of it was sent).
+    fn untouched(&self) -> bool {
+        match self {
+            Pending::Stream(stream) => stream.is_some(),
+            Pending::Slot(slot) => slot.lock().unwrap_or_else(|e| e.into_inner()).is_some(),
+            Pending::Buffered(_) => true,
         }
     }
 }

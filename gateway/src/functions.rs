@@ -47,6 +47,8 @@ pub struct Discovered {
 pub struct Replica {
     pub id: String,
     pub addr: SocketAddr,
+    /// `addr` as a URI authority, built once.
+    pub authority: http::uri::Authority,
     pub state: ReplicaState,
     inflight: AtomicUsize,
 }
@@ -167,12 +169,15 @@ impl Function {
                     |info| match old.iter().find(|r| r.id == info.id && r.addr == info.addr) {
                         Some(same) if same.state == info.state => same.clone(),
                         Some(same) => Arc::new(Replica {
+                            authority: same.authority.clone(),
                             id: info.id,
                             addr: info.addr,
                             state: info.state,
                             inflight: AtomicUsize::new(same.inflight()),
                         }),
                         None => Arc::new(Replica {
+                            authority: http::uri::Authority::try_from(info.addr.to_string())
+                                .expect("a socket address is a valid authority"),
                             id: info.id,
                             addr: info.addr,
                             state: info.state,

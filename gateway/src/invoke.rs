@@ -1,6 +1,12 @@
 //! The call handler: picks the function by the routing rules, answers the
 //! caller's mistakes (400, 404, 413) itself, and hands the rest to the
 //! forwarder.
+//!
+//! Rules 1 and 2 (path and `X-Function` header) are decided from the
+//! request head alone, so they take a fast path straight from the
+//! connection, with the body never boxed or buffered. Everything else goes
+//! through the axum router: the gateway's own routes, then the fallback
+//! here for rules 3 (Alexa, which needs the body) and 4.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -9,64 +15,73 @@ use axum::extract::{ConnectInfo, Request, State};
 use axum::response::Response;
 use http::StatusCode;
 use http_body_util::{BodyExt, Limited};
+use hyper::body::Incoming;
 
 use crate::AppState;
-use crate::forward::{CallBody, text};
-use crate::routing::{self, NO_ROUTE};
+use crate::forward::{CallBody, Stream, text};
+use crate::routing::{self, NO_ROUTE, RouteError};
 
-pub async fn invoke(
+/// Rules 1 and 2: the function and the path it sees, when the request head
+/// names one. `None`: not a call by path or header.
+pub fn route_by_head<B>(
+    request: &http::Request<B>,
+) -> Option<Result<(String, String), RouteError>> {
+    let uri = request.uri();
+    if let Some(routed) = routing::by_path(uri.path(), uri.query()) {
+        return Some(routed);
+    }
+    if routing::is_system_path(uri.path()) {
+        return None;
+    }
+    let header = request.headers().get("x-function")?;
+    let forwarded = uri
+        .path_and_query()
+        .map_or("/", |pq| pq.as_str())
+        .to_owned();
+    Some(routing::by_header(header.as_bytes()).map(|name| (name, forwarded)))
+}
+
+/// The fast path for calls routed by path or header.
+pub async fn call_by_head(
+    state: Arc<AppState>,
+    peer: SocketAddr,
+    request: http::Request<Incoming>,
+    routed: Result<(String, String), RouteError>,
+) -> Response {
+    match routed {
+        Ok((name, forwarded)) => {
+            let (parts, body) = request.into_parts();
+            call(
+                &state,
+                &name,
+                parts,
+                CallBody::Stream(Stream::Incoming(body)),
+                &forwarded,
+                peer,
+            )
+            .await
+        }
+        Err(e) => text(StatusCode::BAD_REQUEST, e),
+    }
+}
+
+/// The router's fallback: rule 3 (an Alexa skill request, read up to
+/// `max_alexa_body`), else rule 4. Unknown system paths are 404.
+pub async fn fallback(
     State(state): State<Arc<AppState>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     request: Request,
 ) -> Response {
-    let (parts, body) = request.into_parts();
-    let path = parts.uri.path();
-
-    // 1. /function/{name}[/rest]
-    if let Some(routed) = routing::by_path(path, parts.uri.query()) {
-        return match routed {
-            Ok((name, forwarded)) => {
-                call(
-                    &state,
-                    &name,
-                    parts,
-                    CallBody::Stream(body),
-                    &forwarded,
-                    peer,
-                )
-                .await
-            }
-            Err(e) => text(StatusCode::BAD_REQUEST, e),
-        };
-    }
+    let path = request.uri().path();
     if routing::is_system_path(path) {
         return text(StatusCode::NOT_FOUND, format_args!("not found: {path}"));
     }
+    let (parts, body) = request.into_parts();
     let forwarded = parts
         .uri
         .path_and_query()
-        .map(|pq| pq.as_str().to_owned())
-        .unwrap_or_else(|| "/".into());
-
-    // 2. X-Function
-    if let Some(header) = parts.headers.get("x-function") {
-        return match routing::by_header(header.as_bytes()) {
-            Ok(name) => {
-                call(
-                    &state,
-                    &name,
-                    parts,
-                    CallBody::Stream(body),
-                    &forwarded,
-                    peer,
-                )
-                .await
-            }
-            Err(e) => text(StatusCode::BAD_REQUEST, e),
-        };
-    }
-
-    // 3. An Alexa skill request, read up to max_alexa_body.
+        .map_or("/", |pq| pq.as_str())
+        .to_owned();
     let limit = state.config.max_alexa_body;
     let bytes = match Limited::new(body, usize::try_from(limit).unwrap_or(usize::MAX))
         .collect()
@@ -100,11 +115,7 @@ pub async fn invoke(
             )
             .await
         }
-        Some(intent) => text(
-            StatusCode::BAD_REQUEST,
-            routing::RouteError::InvalidName(intent),
-        ),
-        // 4.
+        Some(intent) => text(StatusCode::BAD_REQUEST, RouteError::InvalidName(intent)),
         None => text(StatusCode::BAD_REQUEST, NO_ROUTE),
     }
 }

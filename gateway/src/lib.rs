@@ -46,7 +46,7 @@ pub fn router(state: Arc<AppState>) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
-        .fallback(invoke::invoke)
+        .fallback(invoke::fallback)
         .with_state(state)
 }
 
@@ -111,6 +111,7 @@ pub async fn run(
     let (stop, stopped) = watch::channel(false);
     let serving = tokio::spawn(server::serve(
         listener,
+        state.clone(),
         router(state),
         config.read_timeout,
         stopped,

@@ -4,6 +4,7 @@
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
@@ -17,10 +18,14 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tower::ServiceExt;
 
-/// Serves `router` until `stop` turns true, then waits for open
-/// connections to finish their in-flight requests.
+use crate::{AppState, invoke};
+
+/// Serves until `stop` turns true, then waits for open connections to
+/// finish their in-flight requests. Calls routed by path or header go
+/// straight to the forwarder; everything else through `router`.
 pub async fn serve(
     listener: TcpListener,
+    state: Arc<AppState>,
     router: Router,
     read_timeout: Duration,
     mut stop: watch::Receiver<bool>,
@@ -43,10 +48,17 @@ pub async fn serve(
                 };
                 let _ = stream.set_nodelay(true);
                 let router = router.clone();
+                let state = state.clone();
                 let service = service_fn(move |mut request: hyper::Request<Incoming>| {
-                    request.extensions_mut().insert(ConnectInfo::<SocketAddr>(peer));
                     let router = router.clone();
-                    async move { Ok::<_, Infallible>(router.oneshot(request).await.unwrap_or_else(|never| match never {})) }
+                    let state = state.clone();
+                    async move {
+                        if let Some(routed) = invoke::route_by_head(&request) {
+                            return Ok::<_, Infallible>(invoke::call_by_head(state, peer, request, routed).await);
+                        }
+                        request.extensions_mut().insert(ConnectInfo::<SocketAddr>(peer));
+                        Ok(router.oneshot(request).await.unwrap_or_else(|never| match never {}))
+                    }
                 });
                 let connection = graceful.watch(http.serve_connection(TokioIo::new(stream), service));
                 tokio::spawn(async move {

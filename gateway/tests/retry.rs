@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use axum::body::Body;
 use bytes::Bytes;
-use gateway::forward::{CallBody, Forwarder};
+use gateway::forward::{CallBody, Forwarder, Stream};
 use gateway::functions::{Discovered, ReplicaInfo, ReplicaState, Table};
 use gateway::metrics::Metrics;
 use http::{Request, Response, StatusCode};
@@ -74,7 +74,7 @@ async fn call(
         .forward(
             function,
             parts,
-            CallBody::Stream(Body::from(body)),
+            CallBody::Stream(Stream::Boxed(Body::from(body))),
             "/",
             "127.0.0.1:9".parse().unwrap(),
         )

@@ -9,8 +9,11 @@
 //! Discovery keeps the [`Table`] current: a full resync (services, tasks,
 //! and the functions network's endpoints) runs at start, every
 //! `resync_interval`, and shortly after any service, container or network
-//! event on the Docker event stream (reconnected when it drops). Calls
-//! never wait on Docker.
+//! event that can change the view on the Docker event stream (reconnected
+//! when it drops), then twice more ([`FOLLOW_UPS`]): Swarm has no task
+//! events, and a task's new state reaches the manager a moment after the
+//! container event that caused it. Health-check execs (several events a
+//! second) are filtered out. Calls never wait on Docker.
 //!
 //! Replica addresses come from the functions network's verbose inspect
 //! (task name → endpoint IP): bollard's task model omits the tasks' network
@@ -45,6 +48,28 @@ const DEFAULT_PORT: u16 = 8080;
 const API_TIMEOUT_SECS: u64 = 10;
 /// Events arriving within this window cause one resync.
 const DEBOUNCE: Duration = Duration::from_millis(50);
+/// Resyncs again this long after an event-driven one: the task state a
+/// container event implies (running once healthy, failed once dead) is
+/// recorded by the Swarm manager asynchronously.
+const FOLLOW_UPS: [Duration; 2] = [Duration::from_millis(300), Duration::from_millis(1000)];
+/// The events that can change which functions exist or where their ready
+/// replicas are. Health-check execs (`exec_create`, `exec_start`,
+/// `exec_die`, several a second) are not among them.
+const EVENTS: [&str; 13] = [
+    "create",
+    "update",
+    "remove",
+    "start",
+    "health_status",
+    "kill",
+    "stop",
+    "die",
+    "oom",
+    "destroy",
+    "connect",
+    "disconnect",
+    "pause",
+];
 const PING_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// One discovered function, with what `list` reports.
@@ -215,15 +240,31 @@ impl SwarmProvider {
         Ok(())
     }
 
-    /// Resyncs on every tick, every event, and every explicit request.
+    /// Resyncs on every tick, every event (and [`FOLLOW_UPS`] after it),
+    /// and every explicit request.
     async fn discover_forever(self: Arc<Self>) {
         let events = tokio::spawn(self.clone().watch_events());
         let mut tick = tokio::time::interval(self.resync_interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // When the pending follow-up resyncs are due, earliest first.
+        let mut follow_ups: Vec<tokio::time::Instant> = Vec::new();
         loop {
+            let next_follow_up = follow_ups.first().copied();
             tokio::select! {
                 _ = tick.tick() => {}
-                () = self.resync_now.notified() => tokio::time::sleep(DEBOUNCE).await,
+                () = self.resync_now.notified() => {
+                    tokio::time::sleep(DEBOUNCE).await;
+                    let now = tokio::time::Instant::now();
+                    follow_ups = FOLLOW_UPS.iter().map(|d| now + *d).collect();
+                }
+                () = async {
+                    match next_follow_up {
+                        Some(at) => tokio::time::sleep_until(at).await,
+                        None => std::future::pending().await,
+                    }
+                } => {
+                    follow_ups.remove(0);
+                }
             }
             if let Err(e) = self.resync().await {
                 tracing::warn!(error = %e, "swarm resync failed; keeping the last view");
@@ -240,7 +281,8 @@ impl SwarmProvider {
         let mut backoff = Duration::from_millis(200);
         loop {
             let mut filters = HashMap::new();
-            filters.insert("type", vec!["service", "container", "network"]);
+            filters.insert("type", Vec::from(["service", "container", "network"]));
+            filters.insert("event", Vec::from(EVENTS));
             let mut stream = self.docker().events(Some(
                 EventsOptionsBuilder::default().filters(&filters).build(),
             ));

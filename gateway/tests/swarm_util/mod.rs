@@ -1,0 +1,523 @@
+//! Helpers for the end-to-end tests on a real Docker Swarm: the `docker`
+//! CLI, test services that remove themselves, HTTP to the stack's gateway,
+//! a load generator, and `/metrics` parsing.
+//!
+//! The stack comes from `./build.sh up`; the gateway is reached at
+//! `FAAS_GATEWAY_URL` (default `http://127.0.0.1:8080`).
+
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::process::Command;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use http::{HeaderMap, Method, Request, StatusCode};
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+
+/// The image every test service runs: the seed's echo function.
+pub const CATSERVICE: &str = "faas/catservice:latest";
+pub const NETWORK: &str = "functions";
+pub const STACK: &str = "faas";
+/// Longest a test waits for a fresh service's tasks to run and be routed.
+pub const START_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// The stack under test.
+pub struct Swarm {
+    pub gateway: String,
+    pub client: Http,
+    /// Held for the whole test: the tests share a two-CPU machine and
+    /// measure latencies and losses, so they run one at a time.
+    _serial: MutexGuard<'static, ()>,
+}
+
+static SERIAL: Mutex<()> = Mutex::new(());
+
+impl Swarm {
+    /// The stack when Docker, Swarm, the network and the gateway are all
+    /// there. Otherwise: under `CI=true` a panic saying what is missing,
+    /// else "SKIPPED: …" on stderr and `None`.
+    pub fn connect() -> Option<Swarm> {
+        let serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+        let gateway = std::env::var("FAAS_GATEWAY_URL")
+            .ok()
+            .filter(|u| !u.trim().is_empty())
+            .unwrap_or_else(|| "http://127.0.0.1:8080".to_owned())
+            .trim_end_matches('/')
+            .to_owned();
+        if let Err(why) = check_environment(&gateway) {
+            let ci = std::env::var("CI").is_ok_and(|v| v == "true" || v == "1");
+            if ci {
+                panic!("the Swarm end-to-end tests cannot run (CI=true): {why}");
+            }
+            eprintln!("SKIPPED: {why}");
+            return None;
+        }
+        Some(Swarm {
+            client: Http::new(&gateway),
+            gateway,
+            _serial: serial,
+        })
+    }
+
+    /// Creates a test service on the functions network, removed when the
+    /// returned guard is dropped. `extra` goes before the image.
+    pub fn create_service(&self, tag: &str, extra: &[&str]) -> TestService {
+        let name = unique_name(tag);
+        let mut args = vec![
+            "service",
+            "create",
+            "--detach",
+            "--quiet",
+            "--network",
+            NETWORK,
+            "--name",
+            &name,
+            "--label",
+            "faas.test=swarm",
+        ];
+        args.extend_from_slice(extra);
+        args.push(CATSERVICE);
+        docker(&args);
+        TestService { name }
+    }
+
+    /// Waits until the gateway reports `replicas` ready replicas of
+    /// `function` (its `gateway_service_count`), without calling it.
+    pub async fn wait_replicas(&self, function: &str, replicas: u64) {
+        let deadline = Instant::now() + START_TIMEOUT;
+        loop {
+            let metrics = self.client.metrics().await;
+            let seen = metrics.value("gateway_service_count", &[("function_name", function)]);
+            if seen == Some(replicas as f64) {
+                return;
+            }
+            if Instant::now() > deadline {
+                panic!(
+                    "the gateway still sees {seen:?} ready replicas of {function:?}, not {replicas}, after {START_TIMEOUT:?}\n{}",
+                    service_ps(function)
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+/// Docker, Swarm, the functions network and the gateway, or what is missing.
+fn check_environment(gateway: &str) -> Result<(), String> {
+    let state = Command::new("docker")
+        .args(["info", "--format", "{{.Swarm.LocalNodeState}}"])
+        .output()
+        .map_err(|e| format!("cannot run the docker CLI: {e}"))?;
+    if !state.status.success() {
+        return Err(format!(
+            "no Docker engine answers (docker info: {})",
+            String::from_utf8_lossy(&state.stderr).trim()
+        ));
+    }
+    let state = String::from_utf8_lossy(&state.stdout).trim().to_owned();
+    if state != "active" {
+        return Err(format!(
+            "Docker is not in Swarm mode (state {state:?}): run ./build.sh up"
+        ));
+    }
+    if try_docker(&["network", "inspect", NETWORK]).is_err() {
+        return Err(format!(
+            "the overlay network {NETWORK:?} does not exist: run ./build.sh up"
+        ));
+    }
+    if try_docker(&["image", "inspect", CATSERVICE]).is_err() {
+        return Err(format!(
+            "the image {CATSERVICE} does not exist: run ./build.sh up"
+        ));
+    }
+    let health = std::thread::scope(|s| {
+        s.spawn(|| {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap()
+                .block_on(async {
+                    let client = Http::new(gateway);
+                    tokio::time::timeout(Duration::from_secs(5), client.get("/healthz")).await
+                })
+        })
+        .join()
+        .unwrap()
+    });
+    match health {
+        Ok(Ok(r)) if r.status == StatusCode::OK => Ok(()),
+        Ok(Ok(r)) => Err(format!(
+            "the gateway at {gateway} is unhealthy: {} {}",
+            r.status,
+            r.text().trim()
+        )),
+        Ok(Err(e)) => Err(format!(
+            "no gateway answers at {gateway} ({e}): deploy the stack with ./build.sh up (or set FAAS_GATEWAY_URL)"
+        )),
+        Err(_) => Err(format!("the gateway at {gateway} did not answer within 5s")),
+    }
+}
+
+static SERIAL_NUMBER: AtomicUsize = AtomicUsize::new(0);
+
+/// A service name no other test (or concurrent run) uses.
+pub fn unique_name(tag: &str) -> String {
+    let n = SERIAL_NUMBER.fetch_add(1, Ordering::Relaxed);
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos();
+    format!("t-{tag}-{}-{n}-{:x}", std::process::id(), nanos % 0xfff)
+}
+
+/// A service created by a test: `docker service rm` when dropped.
+pub struct TestService {
+    pub name: String,
+}
+
+impl TestService {
+    /// Removes the service now.
+    pub fn remove(&mut self) {
+        if !self.name.is_empty() {
+            let _ = try_docker(&["service", "rm", &self.name]);
+            self.name.clear();
+        }
+    }
+}
+
+impl Drop for TestService {
+    fn drop(&mut self) {
+        self.remove();
+    }
+}
+
+/// Runs `docker args…`; panics with its stderr if it fails.
+pub fn docker(args: &[&str]) -> String {
+    try_docker(args).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// Runs `docker args…`: its stdout, or what went wrong.
+pub fn try_docker(args: &[&str]) -> Result<String, String> {
+    let output = Command::new("docker")
+        .args(args)
+        .output()
+        .map_err(|e| format!("cannot run docker: {e}"))?;
+    if output.status.success() {
+        Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+    } else {
+        Err(format!(
+            "docker {} failed ({}): {}",
+            args.join(" "),
+            output.status,
+            String::from_utf8_lossy(&output.stderr).trim()
+        ))
+    }
+}
+
+/// `docker service ps` of a service, for failure messages.
+pub fn service_ps(service: &str) -> String {
+    try_docker(&["service", "ps", "--no-trunc", service]).unwrap_or_else(|e| e)
+}
+
+/// The ids of a service's tasks that are meant to run.
+pub fn running_tasks(service: &str) -> Vec<String> {
+    docker(&[
+        "service",
+        "ps",
+        "--quiet",
+        "--filter",
+        "desired-state=running",
+        service,
+    ])
+    .split_whitespace()
+    .map(str::to_owned)
+    .collect()
+}
+
+/// A task's container id (tasks on this node).
+pub fn task_container(task: &str) -> String {
+    docker(&[
+        "inspect",
+        "--type",
+        "task",
+        "--format",
+        "{{.Status.ContainerStatus.ContainerID}}",
+        task,
+    ])
+    .trim()
+    .to_owned()
+}
+
+/// When a task last changed state (its status timestamp), and that state.
+pub fn task_status(task: &str) -> (SystemTime, String) {
+    let out = docker(&[
+        "inspect",
+        "--type",
+        "task",
+        "--format",
+        "{{.Status.Timestamp.UnixNano}} {{.Status.State}}",
+        task,
+    ]);
+    let mut parts = out.split_whitespace();
+    let nanos: u64 = parts
+        .next()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("bad task status {out:?}"));
+    let state = parts.next().unwrap_or_default().to_owned();
+    (UNIX_EPOCH + Duration::from_nanos(nanos), state)
+}
+
+/// One answer from the gateway.
+#[derive(Debug)]
+pub struct Answer {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+}
+
+impl Answer {
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+
+    pub fn served_by(&self) -> Option<String> {
+        self.headers
+            .get("x-served-by")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+    }
+}
+
+/// HTTP to the gateway over pooled keep-alive connections.
+#[derive(Clone)]
+pub struct Http {
+    base: String,
+    client: Client<HttpConnector, Full<Bytes>>,
+}
+
+/// Longest any single call may take in these tests.
+pub const CALL_TIMEOUT: Duration = Duration::from_secs(30);
+
+impl Http {
+    pub fn new(base: &str) -> Http {
+        let mut connector = HttpConnector::new();
+        connector.set_nodelay(true);
+        Http {
+            base: base.trim_end_matches('/').to_owned(),
+            client: Client::builder(TokioExecutor::new()).build(connector),
+        }
+    }
+
+    pub async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: impl Into<Bytes>,
+    ) -> Result<Answer, String> {
+        let mut request = Request::builder()
+            .method(method)
+            .uri(format!("{}{path}", self.base));
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        let request = request
+            .body(Full::new(body.into()))
+            .map_err(|e| e.to_string())?;
+        let call = async {
+            let response = self.client.request(request).await.map_err(error_chain)?;
+            let (parts, body) = response.into_parts();
+            let body = body.collect().await.map_err(error_chain)?.to_bytes();
+            Ok(Answer {
+                status: parts.status,
+                headers: parts.headers,
+                body,
+            })
+        };
+        tokio::time::timeout(CALL_TIMEOUT, call)
+            .await
+            .map_err(|_| format!("no answer within {CALL_TIMEOUT:?}"))?
+    }
+
+    pub async fn get(&self, path: &str) -> Result<Answer, String> {
+        self.call(Method::GET, path, &[], Bytes::new()).await
+    }
+
+    pub async fn post(&self, path: &str, body: impl Into<Bytes>) -> Result<Answer, String> {
+        self.call(Method::POST, path, &[], body).await
+    }
+
+    /// `POST /function/{name}`, panicking on a transport error.
+    pub async fn invoke(&self, function: &str, body: impl Into<Bytes>) -> Answer {
+        let path = format!("/function/{function}");
+        self.post(&path, body)
+            .await
+            .unwrap_or_else(|e| panic!("POST {path}: {e}"))
+    }
+
+    pub async fn metrics(&self) -> Metrics {
+        let answer = self
+            .get("/metrics")
+            .await
+            .unwrap_or_else(|e| panic!("GET /metrics: {e}"));
+        assert_eq!(answer.status, StatusCode::OK, "GET /metrics");
+        Metrics(answer.text())
+    }
+}
+
+fn error_chain(e: impl std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        source = s.source();
+    }
+    out
+}
+
+/// The gateway's `/metrics` text.
+pub struct Metrics(pub String);
+
+impl Metrics {
+    /// The sample of `name` whose labels include all of `labels`.
+    pub fn value(&self, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+        self.0.lines().find_map(|line| {
+            let rest = line.strip_prefix(name)?;
+            let (label_text, value) = match rest.strip_prefix('{') {
+                Some(r) => {
+                    let end = r.find('}')?;
+                    (&r[..end], r[end + 1..].trim())
+                }
+                None if rest.starts_with(' ') => ("", rest.trim()),
+                None => return None,
+            };
+            let found = parse_labels(label_text);
+            labels
+                .iter()
+                .all(|(k, v)| found.get(*k).map(String::as_str) == Some(*v))
+                .then(|| value.parse().ok())
+                .flatten()
+        })
+    }
+}
+
+fn parse_labels(text: &str) -> BTreeMap<String, String> {
+    let mut labels = BTreeMap::new();
+    let mut rest = text;
+    while let Some(eq) = rest.find("=\"") {
+        let key = rest[..eq].trim_start_matches(',').trim().to_owned();
+        let mut value = String::new();
+        let mut chars = rest[eq + 2..].char_indices();
+        let mut end = None;
+        while let Some((i, c)) = chars.next() {
+            match c {
+                '\\' => {
+                    if let Some((_, next)) = chars.next() {
+                        value.push(match next {
+                            'n' => '\n',
+                            other => other,
+                        });
+                    }
+                }
+                '"' => {
+                    end = Some(eq + 2 + i + 1);
+                    break;
+                }
+                other => value.push(other),
+            }
+        }
+        labels.insert(key, value);
+        match end {
+            Some(end) => rest = &rest[end..],
+            None => break,
+        }
+    }
+    labels
+}
+
+/// The outcome of one call made under load.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    pub at: Instant,
+    pub result: Result<(StatusCode, Option<String>), String>,
+}
+
+impl Outcome {
+    pub fn ok(&self) -> bool {
+        matches!(self.result, Ok((StatusCode::OK, _)))
+    }
+}
+
+/// `callers` concurrent loops calling `function` until stopped.
+pub struct Load {
+    stop: Arc<AtomicBool>,
+    tasks: Vec<tokio::task::JoinHandle<Vec<Outcome>>>,
+}
+
+impl Load {
+    pub fn start(client: &Http, function: &str, callers: usize) -> Load {
+        let stop = Arc::new(AtomicBool::new(false));
+        let tasks = (0..callers)
+            .map(|caller| {
+                let client = client.clone();
+                let stop = stop.clone();
+                let path = format!("/function/{function}");
+                tokio::spawn(async move {
+                    let mut outcomes = Vec::new();
+                    let mut n = 0u64;
+                    while !stop.load(Ordering::Relaxed) {
+                        let body = format!("caller {caller} call {n}");
+                        n += 1;
+                        let result = match client.post(&path, body.clone()).await {
+                            Ok(a) if a.status == StatusCode::OK && a.body != body.as_bytes() => {
+                                Err(format!("200 with a wrong body {:?}", a.text()))
+                            }
+                            Ok(a) => Ok((a.status, a.served_by())),
+                            Err(e) => Err(e),
+                        };
+                        outcomes.push(Outcome {
+                            at: Instant::now(),
+                            result,
+                        });
+                    }
+                    outcomes
+                })
+            })
+            .collect();
+        Load { stop, tasks }
+    }
+
+    /// Stops the callers and returns every outcome, in time order.
+    pub async fn stop(self) -> Vec<Outcome> {
+        self.stop.store(true, Ordering::Relaxed);
+        let mut all = Vec::new();
+        for task in self.tasks {
+            all.extend(task.await.expect("load task"));
+        }
+        all.sort_by_key(|o| o.at);
+        all
+    }
+}
+
+/// A summary of failed outcomes for assertion messages.
+pub fn failures(outcomes: &[Outcome], since: Instant) -> String {
+    outcomes
+        .iter()
+        .filter(|o| !o.ok())
+        .map(|o| {
+            let t = o.at.saturating_duration_since(since).as_secs_f64();
+            match &o.result {
+                Ok((status, by)) => format!("  {t:.2}s: {status} from {by:?}"),
+                Err(e) => format!("  {t:.2}s: {e}"),
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
