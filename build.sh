@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # build.sh: builds faas from source: static binaries, images FROM scratch,
-# tests and benchmarks. Nothing is pulled from a registry: every image is
+# the Swarm stack, tests and benchmarks. Nothing is pulled from a registry: every image is
 # assembled from our own static binaries plus Debian's busybox-static.
 # `./build.sh help` lists the subcommands.
 set -euo pipefail
@@ -13,10 +13,22 @@ MUSL_TARGET=x86_64-unknown-linux-musl
 GNU_TARGET=x86_64-unknown-linux-gnu
 TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
 FUNCTIONS_DIR=sample-functions
+GATEWAY_DIR=gateway
 IMAGE_PREFIX=faas
 BUSYBOX=/bin/busybox
 # The seed's echo function must stay a tiny image: watchdog plus busybox.
 CATSERVICE_MAX_BYTES=5000000
+
+# The Swarm stack (`up`, `down`).
+STACK_NAME=faas
+STACK_FILE=docker-compose.yml
+FUNCTIONS_NETWORK=functions
+GATEWAY_PORT=8080
+GATEWAY_URL=http://127.0.0.1:$GATEWAY_PORT
+# How long `up` waits for the gateway and every function, `down` for the
+# stack's services and containers to be gone.
+UP_TIMEOUT=${FAAS_UP_TIMEOUT:-90}
+DOWN_TIMEOUT=${FAAS_DOWN_TIMEOUT:-90}
 
 usage() {
     cat <<EOF
@@ -25,12 +37,16 @@ Usage: ./build.sh [COMMAND]
 Commands:
   all            deps, binaries and images (the default)
   deps           install the Rust musl target and Debian's busybox-static if missing
-  binaries       build the static release binaries (fwatchdog, Rust functions)
-  images         build an image faas/<name>:latest for every $FUNCTIONS_DIR/*/Dockerfile
-  image NAME     build only $FUNCTIONS_DIR/NAME
-  test           all, then cargo test --workspace
+  binaries       build the static release binaries (fwatchdog, gateway, Rust functions)
+  images         build faas/gateway:latest and an image faas/<name>:latest for
+                 every $FUNCTIONS_DIR/*/Dockerfile
+  image NAME     build only $FUNCTIONS_DIR/NAME (or the gateway: image gateway)
+  test           up (everything built, the stack deployed), then cargo test --workspace
   bench          run bench/run.sh (arguments are passed on)
-  up, down       deploy / remove the Swarm stack (not available yet)
+  up             all, then deploy the Swarm stack $STACK_NAME ($STACK_FILE): swarm init
+                 and the network $FUNCTIONS_NETWORK if missing; waits until the gateway
+                 and every function answer at $GATEWAY_URL
+  down           remove the stack (docker stack rm $STACK_NAME); keeps the network
   help           this message
 
 Images are named after their folder, lowercased: HostnameIntent -> faas/hostnameintent.
@@ -113,15 +129,21 @@ cmd_binaries() {
     done
     log "cargo build --release --target $BUILD_TARGET ${packages[*]}"
     cargo build --release --locked --target "$BUILD_TARGET" "${packages[@]}"
+    # The gateway on its own: built together, its dependencies' features
+    # (tokio's process and fs, …) would be unified into fwatchdog's.
+    log "cargo build --release --target $BUILD_TARGET -p gateway"
+    cargo build --release --locked --target "$BUILD_TARGET" -p gateway
 
     local release binary size
     release=$(release_dir)
-    for binary in fwatchdog $(rust_functions); do
+    for binary in fwatchdog gateway $(rust_functions); do
         is_static "$release/$binary" ||
             die "$release/$binary is dynamically linked: it cannot run in a FROM scratch image"
     done
-    size=$(stat -c %s "$release/fwatchdog")
-    log "fwatchdog: static, $size bytes ($(mib "$size") MiB)"
+    for binary in fwatchdog gateway; do
+        size=$(stat -c %s "$release/$binary")
+        log "$binary: static, $size bytes ($(mib "$size") MiB)"
+    done
 }
 
 # --- images ----------------------------------------------------------------
@@ -160,6 +182,22 @@ build_image() {
     fi
 }
 
+# Stages target/images/gateway (gateway/Dockerfile and the static gateway
+# binary) and builds faas/gateway:latest.
+build_gateway_image() {
+    local context=$TARGET_DIR/images/$GATEWAY_DIR release output
+    release=$(release_dir)
+    [[ -x $release/gateway ]] || die "$release/gateway is missing: run ./build.sh binaries first"
+    rm -rf "$context"
+    mkdir -p "$context"
+    cp "$GATEWAY_DIR/Dockerfile" "$context/Dockerfile"
+    cp "$release/gateway" "$context/gateway"
+    if ! output=$(docker build -q -t "$(image_tag gateway)" "$context" 2>&1); then
+        printf '%s\n' "$output" >&2
+        die "docker build failed for $GATEWAY_DIR/Dockerfile"
+    fi
+}
+
 print_sizes() {
     local name tag size
     printf '%-32s %12s %8s\n' IMAGE BYTES MiB
@@ -193,11 +231,13 @@ cmd_images() {
         fi
     done
     ((${#names[@]} > 0)) || die "no $FUNCTIONS_DIR/*/Dockerfile found"
+    log "image $(image_tag gateway)"
+    build_gateway_image
     for name in "${names[@]}"; do
         log "image $(image_tag "$name")"
         build_image "$name"
     done
-    print_sizes "${names[@]}"
+    print_sizes gateway "${names[@]}"
     if [[ -f $FUNCTIONS_DIR/catservice/Dockerfile ]]; then
         check_catservice_size
     fi
@@ -205,7 +245,15 @@ cmd_images() {
 
 cmd_image() {
     local name=${1:-}
-    [[ -n $name ]] || die "usage: ./build.sh image NAME (a folder under $FUNCTIONS_DIR/)"
+    [[ -n $name ]] || die "usage: ./build.sh image NAME (a folder under $FUNCTIONS_DIR/, or gateway)"
+    if [[ $name == gateway ]]; then
+        require_docker
+        choose_target
+        log "image $(image_tag gateway)"
+        build_gateway_image
+        print_sizes gateway
+        return 0
+    fi
     [[ -f $FUNCTIONS_DIR/$name/Dockerfile ]] || die "no such function: $FUNCTIONS_DIR/$name/Dockerfile"
     require_docker
     choose_target
@@ -217,6 +265,197 @@ cmd_image() {
     fi
 }
 
+# --- the Swarm stack ---------------------------------------------------------
+
+# Makes this engine a Swarm manager: `docker swarm init` unless it already is
+# in a swarm. With several addresses Docker cannot pick one to advertise:
+# then the address of the default route's interface is used.
+ensure_swarm() {
+    local state output addr
+    state=$(docker info --format '{{.Swarm.LocalNodeState}}')
+    if [[ $state == inactive ]]; then
+        log "docker swarm init"
+        if ! output=$(docker swarm init 2>&1); then
+            if [[ $output == *"already part of a swarm"* ]]; then
+                :
+            elif [[ $output == *"advertise"* ]] &&
+                addr=$(ip -4 route get 1.1.1.1 2>/dev/null | awk '{for (i = 1; i < NF; i++) if ($i == "src") print $(i + 1)}') &&
+                [[ -n $addr ]]; then
+                log "docker swarm init --advertise-addr $addr"
+                output=$(docker swarm init --advertise-addr "$addr" 2>&1) ||
+                    [[ $output == *"already part of a swarm"* ]] ||
+                    die "docker swarm init --advertise-addr $addr failed: $output"
+            else
+                die "docker swarm init failed: $output"
+            fi
+        fi
+        state=$(docker info --format '{{.Swarm.LocalNodeState}}')
+    fi
+    [[ $state == active ]] ||
+        die "this Docker engine's Swarm state is '$state', not 'active' (docker info; docker swarm init/join)"
+    [[ $(docker info --format '{{.Swarm.ControlAvailable}}') == true ]] ||
+        die "this node is a Swarm worker: run ./build.sh up on a manager"
+}
+
+# The attachable overlay network functions join. It belongs to no stack, so
+# `down` keeps it and services created by hand on it survive.
+ensure_network() {
+    local driver attachable scope
+    if ! docker network inspect "$FUNCTIONS_NETWORK" >/dev/null 2>&1; then
+        log "docker network create --driver overlay --attachable $FUNCTIONS_NETWORK"
+        docker network create --driver overlay --attachable "$FUNCTIONS_NETWORK" >/dev/null ||
+            docker network inspect "$FUNCTIONS_NETWORK" >/dev/null 2>&1 ||
+            die "cannot create the network $FUNCTIONS_NETWORK"
+    fi
+    read -r driver attachable scope < <(docker network inspect -f '{{.Driver}} {{.Attachable}} {{.Scope}}' "$FUNCTIONS_NETWORK")
+    [[ $driver == overlay && $attachable == true && $scope == swarm ]] ||
+        die "the network $FUNCTIONS_NETWORK is not an attachable Swarm overlay (driver $driver, attachable $attachable, scope $scope): remove it (docker network rm $FUNCTIONS_NETWORK) and run ./build.sh up again"
+}
+
+# The function names the stack file deploys (their faas.function labels).
+stack_functions() {
+    sed -n 's/^[[:space:]]*faas\.function:[[:space:]]*\([A-Za-z0-9_.-]*\).*/\1/p' "$STACK_FILE"
+}
+
+# `docker stack deploy` leaves a service alone when its spec is unchanged,
+# and the spec names the image by tag: a service whose tasks run an older
+# build of faas/<name>:latest than the local one is restarted onto it here
+# (a rolling update, start-first for functions).
+refresh_outdated_services() {
+    local service image want containers running outdated=() pids=() pid failed=0
+    while read -r service image; do
+        want=$(docker image inspect -f '{{.Id}}' "$image" 2>/dev/null) || continue
+        containers=$(docker ps -q --filter "label=com.docker.swarm.service.name=$service")
+        [[ -n $containers ]] || continue
+        # shellcheck disable=SC2086
+        running=$(docker inspect -f '{{.Image}}' $containers | sort -u)
+        if [[ $running != "$want" ]]; then
+            outdated+=("$service=$image")
+        fi
+    done < <(docker stack services "$STACK_NAME" --format '{{.Name}} {{.Image}}')
+    ((${#outdated[@]} > 0)) || return 0
+    log "restarting onto the new images: ${outdated[*]%%=*}"
+    for service in "${outdated[@]}"; do
+        docker service update --quiet --force --no-resolve-image --image "${service#*=}" "${service%%=*}" >/dev/null &
+        pids+=($!)
+    done
+    for pid in "${pids[@]}"; do
+        wait "$pid" || failed=1
+    done
+    ((failed == 0)) || die "docker service update failed for one of: ${outdated[*]%%=*} (docker service ps <name>)"
+}
+
+http_code() { curl -s -o /dev/null -m 3 -w '%{http_code}' "$@" || true; }
+
+stack_diagnostics() {
+    printf '\n--- docker stack ps %s\n' "$STACK_NAME" >&2
+    docker stack ps "$STACK_NAME" --no-trunc \
+        --format 'table {{.Name}}\t{{.DesiredState}}\t{{.CurrentState}}\t{{.Error}}' >&2 || true
+    printf '\n--- docker service logs --tail 20 %s_gateway\n' "$STACK_NAME" >&2
+    docker service logs --tail 20 "${STACK_NAME}_gateway" >&2 || true
+}
+
+# Waits until the gateway's /healthz answers 200 and every function of the
+# stack answers a call through it.
+wait_for_stack() {
+    local functions=() fn code pending=() started=$SECONDS next_report=0
+    mapfile -t functions < <(stack_functions)
+    while :; do
+        pending=()
+        code=$(http_code "$GATEWAY_URL/healthz")
+        if [[ $code != 200 ]]; then
+            pending=("gateway(/healthz: $code)")
+        else
+            for fn in "${functions[@]}"; do
+                code=$(http_code -X POST --data-binary 0 "$GATEWAY_URL/function/$fn")
+                [[ $code == 200 ]] || pending+=("$fn($code)")
+            done
+        fi
+        if ((${#pending[@]} == 0)); then
+            log "gateway and ${#functions[@]} functions answer ($((SECONDS - started))s)"
+            return 0
+        fi
+        if ((SECONDS - started >= UP_TIMEOUT)); then
+            stack_diagnostics
+            die "the stack did not come up within ${UP_TIMEOUT}s (FAAS_UP_TIMEOUT); still waiting for: ${pending[*]}"
+        fi
+        if ((SECONDS - started >= next_report)); then
+            log "waiting ($((SECONDS - started))s of ${UP_TIMEOUT}s) for: ${pending[*]}"
+            next_report=$((SECONDS - started + 5))
+        fi
+        sleep 1
+    done
+}
+
+cmd_up() {
+    require_docker
+    command -v curl >/dev/null || die "curl not found (up checks the stack through it)"
+    ensure_swarm
+    ensure_network
+    cmd_all
+    log "docker stack deploy -c $STACK_FILE $STACK_NAME"
+    # Images are local: no registry to resolve digests from. Shows what it
+    # changed, not its notice about --detach.
+    local output
+    if ! output=$(docker stack deploy --prune --resolve-image never -c "$STACK_FILE" "$STACK_NAME" 2>&1); then
+        printf '%s\n' "$output" >&2
+        die "docker stack deploy failed"
+    fi
+    printf '%s\n' "$output" | sed -n 's/^\(Creating\|Updating\|Removing\) /    &/p'
+    refresh_outdated_services
+    wait_for_stack
+    cat <<EOF
+
+The stack is up: the gateway answers at $GATEWAY_URL. Try:
+
+  curl -X POST --data-binary @/etc/hostname $GATEWAY_URL/function/catservice
+  curl -X POST -H 'x-function: catservice' --data-binary @/etc/hostname $GATEWAY_URL/
+  curl -d '# hello' $GATEWAY_URL/function/markdown
+  curl $GATEWAY_URL/metrics
+
+Any service on the network $FUNCTIONS_NETWORK is a function (the seed's way):
+
+  docker service create --network=functions --name echo faas/catservice:latest
+  curl -d hi $GATEWAY_URL/function/echo
+
+Remove the stack with ./build.sh down.
+EOF
+}
+
+cmd_down() {
+    require_docker
+    local started=$SECONDS services containers next_report=0
+    if [[ $(docker info --format '{{.Swarm.ControlAvailable}}') != true ]]; then
+        log "not a Swarm manager: no stack to remove"
+        return 0
+    fi
+    if docker stack ls --format '{{.Name}}' | grep -qx "$STACK_NAME"; then
+        log "docker stack rm $STACK_NAME"
+        docker stack rm "$STACK_NAME" >/dev/null
+    elif [[ -z $(docker service ls -q --filter "label=com.docker.stack.namespace=$STACK_NAME") &&
+        -z $(docker ps -q --filter "label=com.docker.stack.namespace=$STACK_NAME") ]]; then
+        log "no stack $STACK_NAME is deployed"
+        return 0
+    fi
+    # stack rm returns at once; the services' tasks then drain and stop.
+    while :; do
+        services=$(docker service ls -q --filter "label=com.docker.stack.namespace=$STACK_NAME" | wc -l)
+        containers=$(docker ps -q --filter "label=com.docker.stack.namespace=$STACK_NAME" | wc -l)
+        if ((services == 0 && containers == 0)); then
+            log "stack $STACK_NAME removed ($((SECONDS - started))s); the network $FUNCTIONS_NETWORK is kept"
+            return 0
+        fi
+        if ((SECONDS - started >= DOWN_TIMEOUT)); then
+            die "the stack's $services services and $containers containers were still there after ${DOWN_TIMEOUT}s (FAAS_DOWN_TIMEOUT)"
+        fi
+        if ((SECONDS - started >= next_report)); then
+            log "waiting for $services services and $containers containers to stop"
+            next_report=$((SECONDS - started + 5))
+        fi
+        sleep 1
+    done
+}
+
 # --- the rest --------------------------------------------------------------
 
 cmd_all() {
@@ -226,7 +465,8 @@ cmd_all() {
 }
 
 cmd_test() {
-    cmd_all
+    # `up` builds everything and deploys the stack the Swarm tests drive.
+    cmd_up
     # The Docker test builds catservice around this binary.
     export FAAS_STATIC_FWATCHDOG
     FAAS_STATIC_FWATCHDOG=$(release_dir)/fwatchdog
@@ -253,13 +493,8 @@ main() {
         image) cmd_image "$@" ;;
         test) cmd_test ;;
         bench) cmd_bench "$@" ;;
-        up | down)
-            # Arrives with the gateway: `up` builds its image and runs
-            # `docker stack deploy -c docker-compose.yml faas`, `down` removes
-            # the stack.
-            echo "build.sh $command: not available yet (arrives with the gateway)" >&2
-            exit 2
-            ;;
+        up) cmd_up ;;
+        down) cmd_down ;;
         help | -h | --help) usage ;;
         *)
             usage >&2

@@ -259,11 +259,10 @@ impl Forwarder {
         let mut refused: Vec<SocketAddr> = Vec::new();
         let mut last_error = String::new();
         loop {
-            let picked = if refused.is_empty() {
-                function.pick_or_wait(&refused, self.replica_wait).await
-            } else {
-                function.pick(&refused)
-            };
+            // After a refusal, too, wait for a replica: during a rolling
+            // update the refusing one may be the only one until its
+            // successor is ready.
+            let picked = function.pick_or_wait(&refused, self.replica_wait).await;
             let Some(replica) = picked else {
                 let response = if refused.is_empty() {
                     text(
@@ -296,10 +295,9 @@ impl Forwarder {
                     );
                 }
             };
-            // A retry needs the request again: keep it only when there is
-            // another replica to retry on (the common single replica pays
-            // for no copy).
-            let may_retry = refused.is_empty() && function.replicas().len() > 1;
+            // A retry needs the request again: keep a way back to it for
+            // the first attempt.
+            let may_retry = refused.is_empty();
             let forward_body = pending.body(may_retry);
             let request_headers = if may_retry {
                 headers.clone().unwrap_or_default()

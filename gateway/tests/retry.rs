@@ -141,3 +141,37 @@ async fn a_buffered_body_survives_a_retry_too() {
         assert_eq!(&text[..], b"alexa json");
     }
 }
+
+#[tokio::test]
+async fn when_the_only_replica_refuses_the_call_waits_for_its_successor() {
+    // A rolling update with stop-first: the old replica has closed its
+    // listener, the new one is not ready yet.
+    let table = Table::new(Arc::new(Metrics::new()));
+    let old = refusing_address();
+    let replica = |id: &str, addr: SocketAddr| ReplicaInfo {
+        id: id.into(),
+        addr,
+        state: ReplicaState::Ready,
+    };
+    table.upsert(Discovered {
+        name: "f".into(),
+        replicas: vec![replica("old", old)],
+        labels: BTreeMap::new(),
+    });
+    let function = table.get("f").unwrap();
+    let forwarder = Forwarder::new(Duration::from_secs(5), Duration::from_secs(3));
+    let successor = echo_replica().await;
+    let arrives = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        table.upsert(Discovered {
+            name: "f".into(),
+            replicas: vec![replica("new", successor)],
+            labels: BTreeMap::new(),
+        });
+        table
+    });
+    let (status, text) = call(&forwarder, &function, "not lost").await;
+    assert_eq!(status, StatusCode::OK, "{text}");
+    assert_eq!(text, "not lost");
+    drop(arrives.await.unwrap());
+}

@@ -10,7 +10,7 @@
 //! and the functions network's endpoints) runs at start, every
 //! `resync_interval`, and shortly after any service, container or network
 //! event that can change the view on the Docker event stream (reconnected
-//! when it drops), then twice more ([`FOLLOW_UPS`]): Swarm has no task
+//! when it drops), then a few times more ([`FOLLOW_UPS`]): Swarm has no task
 //! events, and a task's new state reaches the manager a moment after the
 //! container event that caused it. Health-check execs (several events a
 //! second) are filtered out. Calls never wait on Docker.
@@ -51,7 +51,12 @@ const DEBOUNCE: Duration = Duration::from_millis(50);
 /// Resyncs again this long after an event-driven one: the task state a
 /// container event implies (running once healthy, failed once dead) is
 /// recorded by the Swarm manager asynchronously.
-const FOLLOW_UPS: [Duration; 2] = [Duration::from_millis(300), Duration::from_millis(1000)];
+const FOLLOW_UPS: [Duration; 4] = [
+    Duration::from_millis(100),
+    Duration::from_millis(250),
+    Duration::from_millis(500),
+    Duration::from_millis(1000),
+];
 /// The events that can change which functions exist or where their ready
 /// replicas are. Health-check execs (`exec_create`, `exec_start`,
 /// `exec_die`, several a second) are not among them.
