@@ -38,7 +38,12 @@ fn main() -> ExitCode {
         .expect("cannot start the Tokio runtime");
     let result = runtime.block_on(async move {
         if config.healthcheck {
-            return healthcheck(config.port).await;
+            let host = if config.bind_address.is_unspecified() {
+                std::net::IpAddr::from([127, 0, 0, 1])
+            } else {
+                config.bind_address
+            };
+            return healthcheck(SocketAddr::new(host, config.port)).await;
         }
         let term =
             signal(SignalKind::terminate()).map_err(|e| format!("cannot handle SIGTERM: {e}"))?;
@@ -85,17 +90,17 @@ fn process(config: &Config) -> Result<ProcessProvider, String> {
     ProcessProvider::new(launcher, config.stack_file.as_deref()).map_err(|e| e.to_string())
 }
 
-async fn healthcheck(port: u16) -> Result<(), String> {
+async fn healthcheck(target: SocketAddr) -> Result<(), String> {
     use http_body_util::BodyExt;
     let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
         .build_http::<http_body_util::Empty<bytes::Bytes>>();
-    let uri: http::Uri = format!("http://127.0.0.1:{port}/healthz")
+    let uri: http::Uri = format!("http://{target}/healthz")
         .parse()
         .map_err(|e| format!("{e}"))?;
     let response = tokio::time::timeout(Duration::from_secs(3), client.get(uri))
         .await
         .map_err(|_| "no answer within 3s".to_string())?
-        .map_err(|e| format!("cannot reach 127.0.0.1:{port}: {e}"))?;
+        .map_err(|e| format!("cannot reach {target}: {e}"))?;
     let status = response.status();
     let body = response
         .into_body()
