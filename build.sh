@@ -95,8 +95,8 @@ ensure_busybox() {
     log "installing Debian's busybox-static (the shell functions' sh and coreutils)"
     local sudo=
     [[ $(id -u) -eq 0 ]] || sudo=sudo
-    $sudo apt-get update -qq
-    $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq busybox-static >/dev/null
+    $sudo apt-get -o DPkg::Lock::Timeout=300 update -qq
+    $sudo env DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=300 install -y -qq busybox-static >/dev/null
     is_static "$BUSYBOX" || die "$BUSYBOX is still not a static binary after installing busybox-static"
 }
 
