@@ -1,13 +1,19 @@
 #!/usr/bin/env bash
-# bench/run.sh: load benchmark of fwatchdog against physical references.
+# bench/run.sh: load benchmark of fwatchdog and the gateway against physical
+# references.
 #
 #   1. fork mode   vs rawspawn (spawn + pipes + wait in a loop, no HTTP)
 #   2. http mode   vs a direct call to the same upstream, and vs nginx
 #   3. footprint   idle RSS, binary size, stream mode with a 1 GiB body
+#   4. gateway     (process provider, one http-mode markdown replica) vs a
+#                  direct call to that replica, and vs nginx in front of it;
+#                  plus the same load through the Swarm stack when it is up
+#                  (./build.sh up; this script never deploys it)
 #
-# Everything runs on 127.0.0.1, bounded in time (about 5 minutes). Raw
-# outputs go to bench/out/ (gitignored); the summary is bench/RESULTS.md.
-# Every process started here is stopped by the EXIT trap, even on failure.
+# Everything runs on 127.0.0.1 (and, for the Swarm part, Docker's own
+# addresses), bounded in time (about 8 minutes). Raw outputs go to
+# bench/out/ (gitignored); the summary is bench/RESULTS.md. Every process
+# started here is stopped by the EXIT trap, even on failure.
 #
 # Knobs (environment): BENCH_DURATION (seconds per measured run, default 6),
 # BENCH_WARMUP (seconds, default 2), BENCH_REPEAT (default 3),
@@ -41,6 +47,9 @@ P_HTTP=$((PORT_BASE + 40))    # fwatchdog mode=http
 P_MD=$((PORT_BASE + 42))      # markdown (started by the http-mode fwatchdog)
 P_NGINX=$((PORT_BASE + 50))   # nginx
 P_STREAM=$((PORT_BASE + 60))  # fwatchdog mode=stream
+P_GW=$((PORT_BASE + 70))      # gateway --provider process (its replica picks a free port)
+P_NGINX_GW=$((PORT_BASE + 80)) # nginx in front of the gateway's replica
+SWARM_URL=http://127.0.0.1:8080 # the Swarm stack's gateway (./build.sh up)
 
 log() { printf '==> %s\n' "$*" >&2; }
 die() {
@@ -51,7 +60,7 @@ die() {
 # --- process bookkeeping -----------------------------------------------------
 
 PIDS=()       # servers we started, stopped first
-CHILD_PIDS=() # their long-lived children (markdown), stopped if still alive
+CHILD_PIDS=() # their long-lived children (markdown; the gateway's replica), stopped if still alive
 
 alive() { kill -0 "$1" 2>/dev/null; }
 
@@ -97,8 +106,8 @@ install_deps() {
         command -v apt-get >/dev/null || die "missing ${missing[*]} and no apt-get"
         local sudo=()
         ((EUID == 0)) || sudo=(sudo)
-        "${sudo[@]}" apt-get update -qq
-        DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq "${missing[@]}" >/dev/null
+        "${sudo[@]}" apt-get -o DPkg::Lock::Timeout=300 update -qq
+        DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get -o DPkg::Lock::Timeout=300 install -y -qq "${missing[@]}" >/dev/null
     fi
     NGINX=$(command -v nginx || echo /usr/sbin/nginx)
     if command -v rustup >/dev/null && ! rustup target list --installed | grep -qx "$TARGET"; then
@@ -108,14 +117,20 @@ install_deps() {
 }
 
 BUILD_CMD=(cargo build --release --locked --target "$TARGET" -p watchdog -p markdown -p rawspawn)
+# The gateway in a cargo invocation of its own: built together, its tokio
+# features (process, fs) would be unified into fwatchdog's build too.
+BUILD_GW_CMD=(cargo build --release --locked --target "$TARGET" -p gateway)
 build() {
     log "${BUILD_CMD[*]}"
     "${BUILD_CMD[@]}"
+    log "${BUILD_GW_CMD[*]}"
+    "${BUILD_GW_CMD[@]}"
     BIN=$TARGET_DIR/$TARGET/release
     FWATCHDOG=$BIN/fwatchdog
     MARKDOWN=$BIN/markdown
     RAWSPAWN=$BIN/rawspawn
-    for b in "$FWATCHDOG" "$MARKDOWN" "$RAWSPAWN"; do [[ -x $b ]] || die "$b was not built"; done
+    GATEWAY=$BIN/gateway
+    for b in "$FWATCHDOG" "$MARKDOWN" "$RAWSPAWN" "$GATEWAY"; do [[ -x $b ]] || die "$b was not built"; done
 }
 
 # --- servers -------------------------------------------------------------------
@@ -163,20 +178,26 @@ start_watchdog() {
     grep -q 'listening addr=' "$OUT/logs/$name.log" || die "fwatchdog $name did not log its address"
 }
 
+# start_nginx NAME LISTEN-PORT UPSTREAM-PORT: bench/nginx.conf with the ports
+# filled in, in its own prefix under bench/out; sets NGINX_PID.
 start_nginx() {
-    port_free "$P_NGINX" || die "port $P_NGINX is in use (set BENCH_PORT_BASE)"
-    local prefix=$OUT/nginx
+    local name=$1 listen=$2 upstream=$3
+    port_free "$listen" || die "port $listen is in use (set BENCH_PORT_BASE)"
+    local prefix=$OUT/$name
     mkdir -p "$prefix/tmp"
-    sed -e "s/@LISTEN_PORT@/$P_NGINX/" -e "s/@UPSTREAM_PORT@/$P_MD/" \
+    sed -e "s/@LISTEN_PORT@/$listen/" -e "s/@UPSTREAM_PORT@/$upstream/" \
         "$BENCH/nginx.conf" >"$prefix/nginx.conf"
     local cmd=("$NGINX" -p "$prefix/" -c nginx.conf -e error.log -g 'daemon off;')
-    record_cmd "server nginx" "${cmd[@]}"
-    "${cmd[@]}" >"$OUT/logs/nginx.log" 2>&1 &
+    record_cmd "server $name" "${cmd[@]}"
+    "${cmd[@]}" >"$OUT/logs/$name.log" 2>&1 &
     NGINX_PID=$!
     PIDS+=("$NGINX_PID")
-    wait_http "http://127.0.0.1:$P_NGINX/" 10 "$NGINX_PID" ||
-        die "nginx did not start; see $prefix/error.log"
+    wait_http "http://127.0.0.1:$listen/" 10 "$NGINX_PID" ||
+        die "nginx $name did not start; see $prefix/error.log"
 }
+
+# children PID: the pids of PID's children (all its threads').
+children() { cat /proc/"$1"/task/*/children 2>/dev/null | tr -s ' ' '\n' | grep . || true; }
 
 # check_echo URL BODY EXPECTED: one request must answer 200 with EXPECTED.
 check_response() {
@@ -328,7 +349,7 @@ HTTP_PID=$WD_PID
 for kid in $(cat /proc/"$HTTP_PID"/task/*/children 2>/dev/null); do CHILD_PIDS+=("$kid"); done
 check_response "http://127.0.0.1:$P_MD/" "$MD_BODY" "$MD_HTML"
 check_response "http://127.0.0.1:$P_HTTP/" "$MD_BODY" "$MD_HTML"
-start_nginx
+start_nginx nginx "$P_NGINX" "$P_MD"
 check_response "http://127.0.0.1:$P_NGINX/" "$MD_BODY" "$MD_HTML"
 
 # 1. fork mode vs rawspawn ------------------------------------------------------
@@ -442,6 +463,204 @@ PIPE_T0=$(date +%s.%N)
 bash -c "$PIPE_CMD"
 PIPE_TIME=$(calc '%.3f' "$(date +%s.%N) - $PIPE_T0")
 
+# 4. the gateway ---------------------------------------------------------------------
+# The gateway with the process provider runs one replica of markdown in http
+# mode: an fwatchdog (the one beside the gateway) proxying to its own
+# markdown. That replica is the upstream of every path here: called
+# directly, through the gateway, and through nginx.
+log "4. gateway vs direct and nginx (${REPEAT} x ${DURATION}s each), and the Swarm stack"
+
+CLK_TCK=$(getconf CLK_TCK)
+CPU_TSV=$OUT/cpu.tsv # label rep process-group cpu_us_per_request
+printf 'label\trep\tprocess\tcpu_us_per_request\n' >"$CPU_TSV"
+
+# cpu_ticks PID...: utime + stime of the processes (all their threads), in clock ticks.
+cpu_ticks() {
+    local p t=0 v
+    for p in "$@"; do
+        v=$(sed 's/^.*) //' "/proc/$p/stat" 2>/dev/null | awk '{ print $12 + $13 }') || v=0
+        t=$((t + ${v:-0}))
+    done
+    echo "$t"
+}
+
+# wrk_run_cpu LABEL REP CONNS URL SCRIPT NAME=PID[,PID...]...: wrk_run, and
+# the CPU time each named group of processes used during it, per request.
+wrk_run_cpu() {
+    local label=$1 rep=$2 conns=$3 url=$4 script=$5
+    shift 5
+    local w i reqs pids=() before=() after=()
+    for w in "$@"; do
+        IFS=, read -ra pids <<<"${w#*=}"
+        before+=("$(cpu_ticks "${pids[@]}")")
+    done
+    wrk_run "$label" "$rep" "$conns" "$url" "$script"
+    i=0
+    for w in "$@"; do
+        IFS=, read -ra pids <<<"${w#*=}"
+        after+=("$(cpu_ticks "${pids[@]}")")
+    done
+    reqs=$(awk '/ requests in / { print $1; exit }' "$OUT/raw/$label.$rep.txt")
+    for w in "$@"; do
+        printf '%s\t%s\t%s\t%s\n' "$label" "$rep" "${w%%=*}" \
+            "$(calc '%.1f' "(${after[i]} - ${before[i]}) * 1e6 / $CLK_TCK / ${reqs:-0}")" >>"$CPU_TSV"
+        i=$((i + 1))
+    done
+}
+
+# wait_post URL BODY SECONDS PID: until a POST of BODY to URL answers 2xx.
+wait_post() {
+    local url=$1 body=$2 limit=$3 pid=$4 i
+    for ((i = 0; i < limit * 10; i++)); do
+        curl -fsS -o /dev/null --max-time 1 --data-binary "$body" "$url" 2>/dev/null && return 0
+        alive "$pid" || return 1
+        sleep 0.1
+    done
+    return 1
+}
+
+GW_STACK=$OUT/gateway/stack.yml
+mkdir -p "$OUT/gateway" "$OUT/tmp/gateway"
+cat >"$GW_STACK" <<EOF
+version: 1.0
+provider:
+  name: faas
+functions:
+  markdown:
+    fprocess: $MARKDOWN
+    environment:
+      mode: http
+EOF
+port_free "$P_GW" || die "port $P_GW is in use (set BENCH_PORT_BASE)"
+GW_CMD=(env RUST_LOG=warn "TMPDIR=$OUT/tmp/gateway" "$GATEWAY" --provider process -f "$GW_STACK"
+    --port "$P_GW" --bind-address 127.0.0.1)
+record_cmd "server gateway" "${GW_CMD[@]}"
+"${GW_CMD[@]}" >"$OUT/logs/gateway.log" 2>&1 &
+GW_PID=$!
+PIDS+=("$GW_PID")
+GW_URL=http://127.0.0.1:$P_GW/function/markdown
+wait_post "$GW_URL" "$MD_BODY" 30 "$GW_PID" ||
+    die "the gateway did not answer POST /function/markdown; see $OUT/logs/gateway.log"
+# Its replica: the one child (an fwatchdog), which runs markdown. Stopped by
+# the gateway, and by the trap if still alive.
+REPLICA_WD=$(children "$GW_PID")
+[[ $REPLICA_WD =~ ^[0-9]+$ ]] || die "expected one replica under the gateway, found: ${REPLICA_WD//$'\n'/ }"
+REPLICA_MD=$(children "$REPLICA_WD")
+[[ $REPLICA_MD =~ ^[0-9]+$ ]] || die "expected one markdown under the replica, found: ${REPLICA_MD//$'\n'/ }"
+CHILD_PIDS+=("$REPLICA_WD" "$REPLICA_MD")
+REPLICA_EXE=$(readlink "/proc/$REPLICA_WD/exe")
+[[ $REPLICA_EXE == "$FWATCHDOG" ]] || log "warning: the replica runs $REPLICA_EXE, not $FWATCHDOG"
+REPLICA_PORT=$(tr '\0' '\n' <"/proc/$REPLICA_WD/environ" | sed -n 's/^port=//p')
+[[ $REPLICA_PORT =~ ^[0-9]+$ ]] || die "cannot find the replica's port in /proc/$REPLICA_WD/environ"
+REPLICA_URL=http://127.0.0.1:$REPLICA_PORT/
+check_response "$REPLICA_URL" "$MD_BODY" "$MD_HTML"
+check_response "$GW_URL" "$MD_BODY" "$MD_HTML"
+start_nginx nginx-gateway "$P_NGINX_GW" "$REPLICA_PORT"
+NGINX_GW_WORKER=$(children "$NGINX_PID")
+[[ $NGINX_GW_WORKER =~ ^[0-9]+$ ]] || die "expected one nginx worker, found: ${NGINX_GW_WORKER//$'\n'/ }"
+NGINX_GW_URL=http://127.0.0.1:$P_NGINX_GW/
+check_response "$NGINX_GW_URL" "$MD_BODY" "$MD_HTML"
+REPLICA_GROUP=replica=$REPLICA_WD,$REPLICA_MD
+
+# The Swarm stack, if it is up (this script never deploys it).
+SWARM=0
+SWARM_PARTS=0
+SWARM_CODE=$(curl -s -o /dev/null -w '%{http_code}' --max-time 2 "$SWARM_URL/healthz" || true)
+if [[ $SWARM_CODE != 200 ]]; then
+    SWARM_NOTE="not up: GET $SWARM_URL/healthz answered ${SWARM_CODE:-nothing}"
+elif ! SWARM_GOT=$(curl -fsS --max-time 5 --data-binary "$MD_BODY" "$SWARM_URL/function/markdown" 2>&1); then
+    SWARM_NOTE="not usable: POST $SWARM_URL/function/markdown failed (${SWARM_GOT})"
+elif [[ $SWARM_GOT != "$MD_HTML" ]]; then
+    SWARM_NOTE="not usable: POST $SWARM_URL/function/markdown answered ${SWARM_GOT@Q}"
+else
+    SWARM=1
+    SWARM_NOTE=up
+fi
+log "Swarm stack: $SWARM_NOTE"
+
+# swarm_container LABEL: the id of the one running container of the Swarm
+# service carrying the service label LABEL (key=value).
+swarm_container() {
+    local svc name
+    svc=$(timeout 10 docker service ls -q --filter "label=$1" 2>/dev/null | head -n1)
+    [[ -n $svc ]] || return 1
+    name=$(timeout 10 docker service inspect -f '{{.Spec.Name}}' "$svc") || return 1
+    timeout 10 docker ps -q --filter "label=com.docker.swarm.service.name=$name" | head -n1 | grep .
+}
+# gwbridge_ip CONTAINER: its address on docker_gwbridge, the bridge every
+# container on a Swarm overlay also gets for traffic leaving the overlay.
+gwbridge_ip() {
+    local sandbox
+    sandbox=$(timeout 10 docker inspect -f '{{.NetworkSettings.SandboxID}}' "$1") || return 1
+    timeout 10 docker network inspect docker_gwbridge \
+        -f '{{range .Containers}}{{.Name}} {{.IPv4Address}}{{"\n"}}{{end}}' |
+        awk -v n="gateway_${sandbox:0:12}" '$1 == n { sub(/\/.*/, "", $2); print $2 }' | grep .
+}
+SW_GROUPS=()
+if ((SWARM)) && command -v docker >/dev/null; then
+    # Who does what on the Swarm path, for the CPU accounting and to split
+    # the path into parts: docker-proxy (127.0.0.1:8080 is published in host
+    # mode, and Docker's userland proxy relays loopback connections), the
+    # gateway container, and the overlay hop to the replica.
+    if SW_GW_CT=$(swarm_container faas.role=gateway) && SW_MD_CT=$(swarm_container faas.function=markdown); then
+        SW_GW_PID=$(timeout 10 docker inspect -f '{{.State.Pid}}' "$SW_GW_CT" || true)
+        SW_MD_PID=$(timeout 10 docker inspect -f '{{.State.Pid}}' "$SW_MD_CT" || true)
+        [[ $SW_GW_PID =~ ^[1-9][0-9]*$ ]] && SW_GROUPS+=("swarm-gateway=$SW_GW_PID")
+        if [[ $SW_MD_PID =~ ^[1-9][0-9]*$ ]]; then
+            SW_MD_KIDS=$(children "$SW_MD_PID" | paste -sd, -)
+            SW_GROUPS+=("swarm-replica=$SW_MD_PID${SW_MD_KIDS:+,$SW_MD_KIDS}")
+        fi
+        if SW_GW_IP=$(gwbridge_ip "$SW_GW_CT") && SW_MD_IP=$(gwbridge_ip "$SW_MD_CT"); then
+            SW_BRIDGE_URL=http://$SW_GW_IP:8080/function/markdown
+            SW_REPLICA_URL=http://$SW_MD_IP:8080/
+            if curl -fsS --max-time 5 --data-binary "$MD_BODY" "$SW_BRIDGE_URL" >/dev/null 2>&1 &&
+                curl -fsS --max-time 5 --data-binary "$MD_BODY" "$SW_REPLICA_URL" >/dev/null 2>&1; then
+                check_response "$SW_BRIDGE_URL" "$MD_BODY" "$MD_HTML"
+                check_response "$SW_REPLICA_URL" "$MD_BODY" "$MD_HTML"
+                SWARM_PARTS=1
+            fi
+        fi
+    fi
+    DOCKER_PROXY_PID=$(ss -Hltnp 'sport = :8080' 2>/dev/null |
+        awk '$4 ~ /^(0\.0\.0\.0|127\.0\.0\.1):8080$/' | grep -o 'docker-proxy",pid=[0-9]*' | head -n1 | cut -d= -f2 || true)
+    [[ -n $DOCKER_PROXY_PID ]] && SW_GROUPS+=("docker-proxy=$DOCKER_PROXY_PID")
+    ((SWARM_PARTS)) || log "Swarm stack: cannot reach its containers over docker_gwbridge; measuring $SWARM_URL only"
+fi
+
+# Labels and URLs per connection count, interleaved like section 2.
+for c in 1 32; do
+    S4_LABELS=(replica gateway nginx-gw)
+    S4_URLS=("$REPLICA_URL" "$GW_URL" "$NGINX_GW_URL")
+    if ((SWARM)); then
+        S4_LABELS+=(swarm)
+        S4_URLS+=("$SWARM_URL/function/markdown")
+        # The parts of the Swarm path: 1 connection only (latency), for time.
+        if ((SWARM_PARTS && c == 1)); then
+            S4_LABELS+=(swarm-bridge swarm-replica)
+            S4_URLS+=("$SW_BRIDGE_URL" "$SW_REPLICA_URL")
+        fi
+    fi
+    for i in "${!S4_URLS[@]}"; do wrk_warmup "$c" "${S4_URLS[i]}" "$MD_LUA"; done
+    for ((r = 1; r <= REPEAT; r++)); do
+        for i in "${!S4_LABELS[@]}"; do
+            l=${S4_LABELS[i]}-c$c
+            if ((c == 1)); then
+                wrk_run "$l" "$r" "$c" "${S4_URLS[i]}" "$MD_LUA"
+                continue
+            fi
+            case ${S4_LABELS[i]} in
+            replica) wrk_run_cpu "$l" "$r" "$c" "${S4_URLS[i]}" "$MD_LUA" "$REPLICA_GROUP" ;;
+            gateway) wrk_run_cpu "$l" "$r" "$c" "${S4_URLS[i]}" "$MD_LUA" "gateway=$GW_PID" "$REPLICA_GROUP" ;;
+            nginx-gw) wrk_run_cpu "$l" "$r" "$c" "${S4_URLS[i]}" "$MD_LUA" "nginx=$NGINX_GW_WORKER" "$REPLICA_GROUP" ;;
+            swarm) wrk_run_cpu "$l" "$r" "$c" "${S4_URLS[i]}" "$MD_LUA" "${SW_GROUPS[@]}" ;;
+            esac
+        done
+    done
+done
+# The replica and nginx's worker must be the ones measured from start to end.
+if ! alive "$REPLICA_WD" || ! alive "$REPLICA_MD"; then die "the gateway's replica died during the runs"; fi
+[[ $(children "$GW_PID") == "$REPLICA_WD" ]] || die "the gateway restarted its replica during the runs"
+
 RUN_CPU_1=$(cpu_snapshot)
 LOAD_END=$(cut -d' ' -f1-3 /proc/loadavg)
 RUN_STEAL=$(cpu_percent "$RUN_CPU_0" "$RUN_CPU_1" 3)
@@ -507,14 +726,55 @@ if ((PIN)); then
     V_P8=$(verdict "$P8_RATIO >= 0.8" "by $(calc '%.0f' "0.8 * $P8_RAW - $P8_WD")/s under 0.8× = $(calc '%.0f' "0.8 * $P8_RAW")/s")
 fi
 
+# 4. gateway
+G_R1=$(med replica-c1 3)
+G_G1=$(med gateway-c1 3)
+G_N1=$(med nginx-gw-c1 3)
+G_ADD=$(calc '%.1f' "$(paired gateway-c1 replica-c1 3 diff)")
+GN_ADD=$(calc '%.1f' "$(paired nginx-gw-c1 replica-c1 3 diff)")
+G_G32=$(med gateway-c32 6)
+G_N32=$(med nginx-gw-c32 6)
+G_R32=$(med replica-c32 6)
+G_T_RATIO=$(calc '%.2f' "$(paired gateway-c32 nginx-gw-c32 6 ratio)")
+G_P99_G=$(med gateway-c32 5)
+G_P99_N=$(med nginx-gw-c32 5)
+G_P99_RATIO=$(calc '%.2f' "$(paired gateway-c32 nginx-gw-c32 5 ratio)")
+G_P99_DIFF=$(calc '%.0f' "$(paired gateway-c32 nginx-gw-c32 5 diff)")
+V_GADD=$(verdict "$G_ADD <= 50" "by $(calc '%.1f' "$G_ADD - 50") µs")
+V_GT=$(verdict "$G_T_RATIO >= 1.0" "by $(calc '%.0f' "100 * (1 - $G_T_RATIO)")%")
+V_GP99=$(verdict "$G_P99_RATIO <= 1.0" "by $G_P99_DIFF µs, +$(calc '%.0f' "100 * ($G_P99_RATIO - 1)")%")
+# cpu LABEL PROCESS: "median µs (min–max)" of the CPU per request, or "–".
+cpu() {
+    awk -F'\t' -v l="$1" -v p="$2" '$1 == l && $3 == p { print $4 }' "$CPU_TSV" | sort -g |
+        awk '{ a[NR] = $1 } END { if (NR == 0) { print "–"; exit }
+             m = (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2
+             printf "%.1f µs (%.1f–%.1f)", m, a[1], a[NR] }'
+}
+if ((SWARM)); then
+    S_1=$(med swarm-c1 3)
+    S_VS_G1=$(calc '%+.0f' "$(paired swarm-c1 gateway-c1 3 diff)")
+    S_32=$(med swarm-c32 6)
+    S_T_VS_G=$(calc '%.2f' "$(paired swarm-c32 gateway-c32 6 ratio)")
+    S_T_VS_N=$(calc '%.2f' "$(paired swarm-c32 nginx-gw-c32 6 ratio)")
+    S_P99=$(med swarm-c32 5)
+    S_P99_VS_G=$(calc '%.2f' "$(paired swarm-c32 gateway-c32 5 ratio)")
+    S_P99_VS_N=$(calc '%.2f' "$(paired swarm-c32 nginx-gw-c32 5 ratio)")
+    if ((SWARM_PARTS)); then
+        S_ADD=$(calc '%.1f' "$(paired swarm-c1 swarm-replica-c1 3 diff)")
+        S_DP=$(calc '%.1f' "$(paired swarm-c1 swarm-bridge-c1 3 diff)")
+        S_GWOV=$(calc '%.1f' "$(paired swarm-bridge-c1 swarm-replica-c1 3 diff)")
+        S_REPL_VS_LOCAL=$(calc '%+.1f' "$(paired swarm-replica-c1 replica-c1 3 diff)")
+    fi
+fi
+
 {
     cat <<EOF
-# fwatchdog benchmark results
+# faas benchmark results: fwatchdog and the gateway
 
 Produced by \`./bench/run.sh\` (or \`./build.sh bench\`) on $(date -u '+%Y-%m-%d %H:%M UTC'), in ${ELAPSED} s.
 Raw outputs: \`bench/out/\` (gitignored): one file per run in \`raw/\`, all rows in
 \`results.tsv\`, the exact command lines in \`commands.log\`, server logs in \`logs/\`.
-Where fwatchdog spends its time, and what could close the gaps: \`bench/ANALYSIS.md\`
+Where fwatchdog and the gateway spend their time, and what could close the gaps: \`bench/ANALYSIS.md\`
 (hand-written from profiling; not regenerated by this script).
 
 ## Summary
@@ -536,6 +796,20 @@ EOF
 EOF
     fi
     cat <<EOF
+| gateway adds ≤ 50 µs p50 at 1 connection over direct (nginx adds +${GN_ADD} µs) | +${G_ADD} µs | $V_GADD |
+| gateway throughput at 32 connections ≥ nginx | ${G_T_RATIO}× | $V_GT |
+| gateway p99 at 32 connections ≤ nginx | ${G_P99_RATIO}× ($(us "$G_P99_G") vs $(us "$G_P99_N") µs) | $V_GP99 |
+EOF
+    if ((SWARM)); then
+        cat <<EOF
+| Swarm stack (no target): p50 at 1 connection; rate and p99 at 32 | $(us "$S_1") µs; $(k "$S_32")/s, $(us "$S_P99") µs | recorded |
+EOF
+    else
+        cat <<EOF
+| Swarm stack (no target) | not measured: $SWARM_NOTE | – |
+EOF
+    fi
+    cat <<EOF
 
 ## Machine
 
@@ -548,8 +822,8 @@ EOF
 | Kernel | $(uname -srm) |
 | OS | $(. /etc/os-release && echo "$PRETTY_NAME") |
 | Rust | $(rustc --version) |
-| Source | $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)$(git -C "$ROOT" status --porcelain -- watchdog sample-functions/markdown 2>/dev/null | grep -q . && echo " plus uncommitted changes in watchdog/ or sample-functions/markdown/") |
-| Build | \`${BUILD_CMD[*]}\` |
+| Source | $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)$(git -C "$ROOT" status --porcelain -- watchdog gateway common sample-functions/markdown 2>/dev/null | grep -q . && echo " plus uncommitted changes in watchdog/, gateway/, common/ or sample-functions/markdown/") |
+| Build | \`${BUILD_CMD[*]}\`, then \`${BUILD_GW_CMD[*]}\` |
 | wrk | $(wrk -v 2>&1 | head -n1 | awk '{ print $1, $2 }') |
 | nginx | $("$NGINX" -v 2>&1 | sed 's/^nginx version: //') |
 | busybox | $("$BUSYBOX" 2>&1 | head -n1 | awk '{ print $1, $2 }') (static) |
@@ -576,8 +850,9 @@ EOF
   Section 1 is also run pinned (\`taskset\`): fwatchdog (with the children it
   forks) and rawspawn each get CPU 0 alone, wrk gets CPU 1, so both sides spend
   the same single core and the comparison is of CPU work per spawn.
-  Section 2 is not pinned: proxy, upstream and wrk would have to share cores
-  either way, and nginx and fwatchdog see exactly the same conditions.
+  Sections 2 and 4 are not pinned: proxy, upstream and wrk would have to share
+  cores either way, and nginx and the system under test see exactly the same
+  conditions.
 - Bodies: fork mode posts \`hello world\\n\` (12 bytes; rawspawn writes the same to
   \`$BUSYBOX cat\`); http mode posts \`# Hello\\n\\nSome *text*.\\n\` to the
   \`markdown\` sample function, which answers \`<h1>Hello</h1>…\`. Every response was
@@ -589,6 +864,15 @@ EOF
   \`proxy_http_version 1.1\`, \`proxy_set_header Connection ""\`, \`access_log off\`,
   and \`keepalive_requests 1000000\` on both sides so that, like hyper, it never
   closes a keep-alive connection during a run.
+- The gateway (section 4) runs \`--provider process\` with \`RUST_LOG=warn\`
+  and a stack file of one function, written to \`bench/out/gateway/stack.yml\`:
+
+  \`\`\`yaml
+$(sed 's/^/  /' "$GW_STACK")
+  \`\`\`
+
+  Its replica inherits \`RUST_LOG=warn\` and gets \`healthcheck_interval=0s\`
+  from the provider.
 
 ## 1. fork mode vs the physical limit (rawspawn)
 
@@ -678,6 +962,104 @@ spawn so that children's \`X-Max-Rss-Bytes\` is accurate; "VmHWM after" therefor
 covers the streamed request itself, which is what the growth line needs. The
 throughput includes curl and head, which run on the same two cores.
 
+## 4. The gateway vs a direct call and vs nginx
+
+\`gateway --provider process\` (release build, \`RUST_LOG=warn\`) runs one
+replica of the \`markdown\` function from a generated stack file
+(\`fprocess: $MARKDOWN\`, \`mode: http\`): an fwatchdog ($REPLICA_EXE, port
+$REPLICA_PORT) proxying to its own markdown. That replica is called directly,
+through the gateway (\`POST /function/markdown\`), and through a second nginx
+(\`bench/nginx.conf\`: one worker, keep-alive upstream) in front of the same
+port. "Direct" here is therefore the watchdog and markdown together, unlike
+section 2's direct call to markdown alone.
+
+| measurement | gateway | reference | ratio / difference (paired median) | target | result |
+|---|---|---|---|---|---|
+| added p50 latency, 1 connection | +$G_ADD µs ($(us "$G_G1") µs vs direct $(us "$G_R1") µs) | nginx: +$GN_ADD µs ($(us "$G_N1") µs) | $(calc '%+.1f' "$G_ADD - $GN_ADD") µs vs nginx | ≤ 50 µs over direct | $V_GADD |
+| throughput, 32 connections (\`wrk -t1 -c32\`) | $(k "$G_G32")/s ($(spread gateway-c32 6)) | nginx: $(k "$G_N32")/s ($(spread nginx-gw-c32 6)) | ${G_T_RATIO}× nginx | ≥ 1.0× nginx | $V_GT |
+| p99 latency, 32 connections | $(us "$G_P99_G") µs ($(spread gateway-c32 5)) | nginx: $(us "$G_P99_N") µs ($(spread nginx-gw-c32 5)) | ${G_P99_RATIO}× nginx ($(calc '%+.0f' "$G_P99_DIFF") µs) | ≤ 1.0× nginx | $V_GP99 |
+
+CPU time per request during the 32-connection runs (utime + stime of all the
+process's threads from \`/proc/PID/stat\`, before and after each run, divided
+by wrk's request count; median and range over the runs):
+
+| process | during \`replica-c32\` | during \`gateway-c32\` | during \`nginx-gw-c32\` |
+|---|---|---|---|
+| the proxy (gateway; nginx's worker) | | $(cpu gateway-c32 gateway) | $(cpu nginx-gw-c32 nginx) |
+| the replica (fwatchdog + markdown) | $(cpu replica-c32 replica) | $(cpu gateway-c32 replica) | $(cpu nginx-gw-c32 replica) |
+
+All runs (medians):
+
+| run | p50 µs | p90 µs | p99 µs | rate/s | p50 range µs | rate range/s |
+|---|---|---|---|---|---|---|
+EOF
+    S4_ALL=(replica-c1 gateway-c1 nginx-gw-c1 swarm-c1 swarm-bridge-c1 swarm-replica-c1
+        replica-c32 gateway-c32 nginx-gw-c32 swarm-c32)
+    for l in "${S4_ALL[@]}"; do
+        grep -q "^$l"$'\t' "$TSV" || continue
+        printf '| %s | %s | %s | %s | %s | %s | %s |\n' "$l" "$(us "$(med "$l" 3)")" "$(us "$(med "$l" 4)")" \
+            "$(us "$(med "$l" 5)")" "$(k "$(med "$l" 6)")" "$(spread "$l" 3)" "$(spread "$l" 6)"
+    done
+    cat <<EOF
+
+Direct at 32 connections, $(k "$G_R32")/s, is the replica's own ceiling here with
+wrk beside it; either proxy adds a hop that needs CPU from the same two cores.
+
+### The Swarm stack
+
+EOF
+    if ((SWARM)); then
+        cat <<EOF
+The same load against the stack deployed by \`./build.sh up\`, in the same
+repetitions as the table above (so the comparisons are paired):
+\`$SWARM_URL/function/markdown\`. That port is published in \`host\` mode, so a
+call goes wrk → Docker's userland proxy (\`docker-proxy\`, which relays
+loopback connections) → the gateway container → the \`functions\` overlay →
+the markdown task (fwatchdog + markdown). No target; recorded for comparison.
+
+| measurement | Swarm stack | process-provider gateway | Swarm vs process (paired median) |
+|---|---|---|---|
+| p50 latency, 1 connection | $(us "$S_1") µs ($(spread swarm-c1 3)) | $(us "$G_G1") µs | $S_VS_G1 µs |
+| throughput, 32 connections | $(k "$S_32")/s ($(spread swarm-c32 6)) | $(k "$G_G32")/s | ${S_T_VS_G}× (${S_T_VS_N}× nginx) |
+| p99 latency, 32 connections | $(us "$S_P99") µs ($(spread swarm-c32 5)) | $(us "$G_P99_G") µs | ${S_P99_VS_G}× (${S_P99_VS_N}× nginx) |
+EOF
+        if ((SWARM_PARTS)); then
+            cat <<EOF
+
+Where the Swarm path's latency goes, 1 connection (each container also sits
+on \`docker_gwbridge\`, which the host can reach directly): the gateway
+container at $SW_BRIDGE_URL skips docker-proxy; the markdown task at
+$SW_REPLICA_URL skips the gateway and the overlay.
+
+| part (paired median of p50 differences) | added p50 |
+|---|---|
+| whole Swarm path over a direct call to its task (\`swarm-c1\` − \`swarm-replica-c1\`) | +$S_ADD µs |
+| docker-proxy (\`swarm-c1\` − \`swarm-bridge-c1\`) | +$S_DP µs |
+| gateway container and overlay hop (\`swarm-bridge-c1\` − \`swarm-replica-c1\`) | +$S_GWOV µs |
+| for comparison: the process-provider gateway on loopback (\`gateway-c1\` − \`replica-c1\`) | +$G_ADD µs |
+| for comparison: the Swarm task over docker_gwbridge vs the local replica on loopback | $S_REPL_VS_LOCAL µs |
+EOF
+        fi
+        if ((${#SW_GROUPS[@]})); then
+            cat <<EOF
+
+CPU time per request during \`swarm-c32\` (as above):
+
+| process | CPU per request |
+|---|---|
+EOF
+            for w in "${SW_GROUPS[@]}"; do
+                printf '| %s | %s |\n' "${w%%=*}" "$(cpu swarm-c32 "${w%%=*}")"
+            done
+        fi
+    else
+        cat <<EOF
+Not measured: the stack is $SWARM_NOTE. \`./build.sh up\` deploys it (this
+script never does); run the benchmark again once it answers.
+EOF
+    fi
+    cat <<EOF
+
 ## Commands
 
 Exactly as run (shell-quoted; the repetitions repeat the same line):
@@ -687,7 +1069,8 @@ EOF
     for label in "server fork" "server fork-pinned" "server http" "server nginx" \
         raw-t1 fork-c1 raw-t8 fork-c8 raw-t1-pinned fork-c1-pinned raw-t8-pinned fork-c8-pinned \
         direct-c1 fwatchdog-c1 nginx-c1 direct-c32 fwatchdog-c32 nginx-c32 \
-        "server footprint" "1000 requests" "server stream" "stream 1 GiB" "stream reference"; do
+        "server footprint" "1000 requests" "server stream" "stream 1 GiB" "stream reference" \
+        "server gateway" "server nginx-gateway" "${S4_ALL[@]}"; do
         [[ -n ${CMDS[$label]:-} ]] && printf '# %s\n%s\n' "$label" "${CMDS[$label]}"
     done
     cat <<EOF
@@ -703,8 +1086,10 @@ Paths: \`$TARGET_DIR\` is the cargo target directory, \`$OUT\` is \`bench/out\`.
 
 It installs wrk, nginx-light and busybox-static with apt when missing, builds
 the release binaries with \`cargo build --release --locked\`, runs everything
-above (about 5 minutes) and rewrites this file. \`BENCH_DURATION\`,
+above (about 8 minutes) and rewrites this file. \`BENCH_DURATION\`,
 \`BENCH_WARMUP\`, \`BENCH_REPEAT\`, \`BENCH_PORT_BASE\` and \`BENCH_PIN=0\` adjust it.
+The Swarm rows need the stack (\`./build.sh up\`); without it they are skipped
+and the section says so.
 EOF
 } >"$RESULTS"
 
