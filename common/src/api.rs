@@ -8,6 +8,8 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Deployment {
+    /// The function's name (required; missing is reported by the gateway).
+    #[serde(default)]
     pub service: String,
     #[serde(default)]
     pub image: String,
@@ -64,4 +66,74 @@ pub struct FunctionStatus {
     /// RFC 3339.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub created_at: Option<String>,
+}
+
+/// `DELETE /system/functions`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DeleteFunction {
+    pub function_name: String,
+}
+
+/// `POST /system/scale-function/{name}`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ScaleRequest {
+    #[serde(default)]
+    pub service_name: String,
+    pub replicas: u64,
+}
+
+/// One line of `GET /system/logs` (ndjson), as OpenFaaS writes it.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct LogEntry {
+    /// The function.
+    pub name: String,
+    #[serde(default)]
+    pub namespace: String,
+    /// The replica (Swarm task or local process) that wrote the line.
+    #[serde(default)]
+    pub instance: String,
+    /// RFC 3339, with nanoseconds when the engine gives them.
+    pub timestamp: String,
+    pub text: String,
+}
+
+/// `/system/secrets`: `value` (text) or `rawValue` (base64 bytes) on
+/// create; only `name` is ever returned.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Secret {
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub raw_value: Option<String>,
+}
+
+/// `GET /system/info`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct SystemInfo {
+    pub provider: ProviderInfo,
+    pub version: VersionInfo,
+    #[serde(default)]
+    pub arch: String,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ProviderInfo {
+    /// Always `faas`.
+    pub provider: String,
+    /// `swarm` or `process`.
+    pub orchestration: String,
+    pub version: VersionInfo,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct VersionInfo {
+    pub release: String,
+    #[serde(default)]
+    pub sha: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub commit_message: String,
 }

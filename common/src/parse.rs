@@ -38,12 +38,28 @@ pub fn parse_bytes(v: &str) -> Result<u64, String> {
     let number: u64 = number.parse().map_err(|_| HINT.to_string())?;
     let scale: u64 = match unit.trim().to_ascii_lowercase().as_str() {
         "" | "b" => 1,
-        "k" | "kb" | "kib" => 1 << 10,
-        "m" | "mb" | "mib" => 1 << 20,
-        "g" | "gb" | "gib" => 1 << 30,
+        "k" | "kb" | "ki" | "kib" => 1 << 10,
+        "m" | "mb" | "mi" | "mib" => 1 << 20,
+        "g" | "gb" | "gi" | "gib" => 1 << 30,
         _ => return Err(HINT.to_string()),
     };
     number.checked_mul(scale).ok_or_else(|| HINT.to_string())
+}
+
+/// CPUs as Docker counts them, in billionths: `0.5` or `500m` (millicores,
+/// as Kubernetes writes them) → 500 000 000. Zero and negatives are refused.
+pub fn parse_cpus(v: &str) -> Result<u64, String> {
+    const HINT: &str = "expected a number of CPUs such as 0.5, 2 or 500m";
+    let v = v.trim();
+    let cpus = match v.strip_suffix('m') {
+        Some(milli) => milli.trim().parse::<f64>().map(|m| m / 1000.0),
+        None => v.parse::<f64>(),
+    }
+    .map_err(|_| HINT.to_string())?;
+    if !cpus.is_finite() || cpus <= 0.0 || cpus > 1e6 {
+        return Err(HINT.to_string());
+    }
+    Ok((cpus * 1e9).round() as u64)
 }
 
 /// Accepts true/false, 1/0, yes/no, on/off in any case.
@@ -58,6 +74,18 @@ pub fn parse_bool(v: &str) -> Result<bool, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cpus_and_kubernetes_sizes() {
+        assert_eq!(parse_cpus("0.5"), Ok(500_000_000));
+        assert_eq!(parse_cpus("2"), Ok(2_000_000_000));
+        assert_eq!(parse_cpus("250m"), Ok(250_000_000));
+        for bad in ["", "0", "-1", "half", "1e400"] {
+            assert!(parse_cpus(bad).is_err(), "{bad}");
+        }
+        assert_eq!(parse_bytes("128Mi"), Ok(128 << 20));
+        assert_eq!(parse_bytes("128m"), Ok(128 << 20));
+    }
 
     #[test]
     fn durations_accept_bare_seconds_and_units() {

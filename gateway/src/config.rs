@@ -73,6 +73,37 @@ pub struct Config {
     #[arg(long, env = "fwatchdog")]
     pub fwatchdog: Option<PathBuf>,
 
+    /// Where the basic-auth-user and basic-auth-password files are looked
+    /// for (Swarm mounts secrets here).
+    #[arg(long, env = "secret_mount_path", default_value = "/run/secrets")]
+    pub secret_mount_path: PathBuf,
+
+    /// User name for basic auth on /system/* (when no secret files exist).
+    #[arg(long, env = "basic_auth_user", hide_env_values = true)]
+    pub basic_auth_user: Option<String>,
+
+    /// Password for basic auth on /system/* (when no secret files exist).
+    /// Prefer the environment or a secret file: flags show in `ps`.
+    #[arg(long, env = "basic_auth_password", hide_env_values = true)]
+    pub basic_auth_password: Option<String>,
+
+    /// Require basic auth for function calls too (when credentials exist).
+    #[arg(long, env = "auth_invoke", value_parser = boolean, default_value = "false",
+          num_args = 0..=1, default_missing_value = "true")]
+    pub auth_invoke: bool,
+
+    /// Most replicas a scale request may ask for (then 400).
+    #[arg(long, env = "max_replicas", default_value_t = 100)]
+    pub max_replicas: u64,
+
+    /// Largest /system/* request body (deployments, secrets; then 413).
+    #[arg(long, env = "max_api_body", default_value = "1m", value_parser = bytes)]
+    pub max_api_body: u64,
+
+    /// Log lines the process provider keeps per function for /system/logs.
+    #[arg(long, env = "log_lines", default_value_t = 1000)]
+    pub log_lines: usize,
+
     /// Exit 0 if the local gateway's /healthz answers 200, else 1 (for
     /// Docker's HEALTHCHECK).
     #[arg(long)]
@@ -93,6 +124,10 @@ fn bytes(v: &str) -> Result<u64, String> {
     faas_common::parse::parse_bytes(v)
 }
 
+fn boolean(v: &str) -> Result<bool, String> {
+    faas_common::parse::parse_bool(v)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -105,6 +140,11 @@ mod tests {
         assert_eq!(c.functions_network, "functions");
         assert_eq!(c.upstream_timeout, Duration::from_secs(60));
         assert_eq!(c.max_alexa_body, 1 << 20);
+        assert_eq!(c.secret_mount_path, PathBuf::from("/run/secrets"));
+        assert!(!c.auth_invoke);
+        assert_eq!(c.max_replicas, 100);
+        let c = Config::try_parse_from(["gateway", "--auth-invoke"]).unwrap();
+        assert!(c.auth_invoke);
     }
 
     #[test]

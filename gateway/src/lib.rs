@@ -4,6 +4,7 @@
 //!
 //! `main.rs` only parses the configuration and calls [`run`].
 
+pub mod auth;
 pub mod config;
 pub mod forward;
 pub mod functions;
@@ -12,6 +13,7 @@ pub mod metrics;
 pub mod provider;
 pub mod routing;
 pub mod server;
+pub mod system;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -39,6 +41,8 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     pub provider: Arc<dyn Provider>,
     pub forwarder: Forwarder,
+    /// Basic auth for `/system/*` (and calls, with `auth_invoke`); `None`: open.
+    pub credentials: Option<auth::Credentials>,
 }
 
 /// All routes: the gateway's own, then every other path as a call.
@@ -46,8 +50,21 @@ pub fn router(state: Arc<AppState>) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
+        .merge(system::routes(state.clone()))
+        .method_not_allowed_fallback(method_not_allowed)
         .fallback(invoke::fallback)
         .with_state(state)
+}
+
+async fn method_not_allowed(request: axum::extract::Request) -> Response {
+    text(
+        StatusCode::METHOD_NOT_ALLOWED,
+        format_args!(
+            "method {} is not allowed on {}",
+            request.method(),
+            request.uri().path()
+        ),
+    )
 }
 
 async fn healthz(State(state): State<Arc<AppState>>) -> Response {
@@ -76,6 +93,8 @@ async fn metrics(State(state): State<Arc<AppState>>) -> Response {
 pub enum RunError {
     #[error("the {0} provider could not start: {1}")]
     Provider(&'static str, ProviderError),
+    #[error("basic auth: {0}")]
+    Auth(String),
     #[error("{0}")]
     Io(#[from] std::io::Error),
 }
@@ -88,6 +107,16 @@ pub async fn run(
     provider: Arc<dyn Provider>,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), RunError> {
+    let credentials = auth::Credentials::load(&config).map_err(RunError::Auth)?;
+    if credentials.is_none() {
+        tracing::warn!(
+            "no basic auth credentials: /system/* is open to anyone who can reach this port"
+        );
+    } else if config.auth_invoke {
+        tracing::info!("basic auth required on /system/* and on function calls");
+    } else {
+        tracing::info!("basic auth required on /system/*");
+    }
     let metrics = Arc::new(Metrics::new());
     let table = Arc::new(Table::new(metrics.clone()));
     provider
@@ -101,6 +130,7 @@ pub async fn run(
         table: table.clone(),
         metrics,
         provider: provider.clone(),
+        credentials,
     });
     tracing::info!(
         addr = %listener.local_addr()?,

@@ -87,7 +87,8 @@ fn process(config: &Config) -> Result<ProcessProvider, String> {
         Some(path) => Launcher::Binary(path.clone()),
         None => Launcher::find(),
     };
-    ProcessProvider::new(launcher, config.stack_file.as_deref()).map_err(|e| e.to_string())
+    ProcessProvider::new(launcher, config.stack_file.as_deref(), config.log_lines)
+        .map_err(|e| e.to_string())
 }
 
 async fn healthcheck(target: SocketAddr) -> Result<(), String> {

@@ -18,7 +18,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tower::ServiceExt;
 
-use crate::{AppState, invoke};
+use crate::{AppState, invoke, routing};
 
 /// Serves until `stop` turns true, then waits for open connections to
 /// finish their in-flight requests. Calls routed by path or header go
@@ -53,6 +53,12 @@ pub async fn serve(
                     let router = router.clone();
                     let state = state.clone();
                     async move {
+                        if state.config.auth_invoke
+                            && !routing::is_system_path(request.uri().path())
+                            && !crate::auth::allowed(&state, request.headers())
+                        {
+                            return Ok(crate::auth::unauthorized());
+                        }
                         if let Some(routed) = invoke::route_by_head(&request) {
                             return Ok::<_, Infallible>(invoke::call_by_head(state, peer, request, routed).await);
                         }

@@ -12,9 +12,11 @@ pub mod process;
 pub mod swarm;
 
 use std::sync::Arc;
+use std::time::SystemTime;
 
 use async_trait::async_trait;
-use faas_common::api::{Deployment, FunctionStatus};
+use faas_common::api::{Deployment, FunctionStatus, LogEntry};
+use futures_util::stream::BoxStream;
 
 use crate::functions::Table;
 
@@ -25,6 +27,13 @@ pub enum ProviderError {
     NotFound(String),
     #[error("function {0:?} already exists")]
     Conflict(String),
+    #[error("secret {0:?} not found")]
+    SecretNotFound(String),
+    #[error("secret {0:?} already exists")]
+    SecretExists(String),
+    /// The thing cannot go while something uses it (a secret a function mounts).
+    #[error("{0}")]
+    InUse(String),
     #[error("{0}")]
     Invalid(String),
     /// The engine cannot be reached.
@@ -59,9 +68,53 @@ pub trait Provider: Send + Sync + 'static {
 
     async fn scale(&self, name: &str, replicas: u64) -> Result<(), ProviderError>;
 
+    /// A function's log lines, oldest first: the last `tail` lines (all
+    /// the engine keeps when `None`) written at or after `since`, then, when
+    /// `follow`, new lines as they are written until the stream is dropped.
+    /// `NotFound` for an unknown function.
+    async fn logs(&self, query: LogQuery) -> Result<BoxStream<'static, LogEntry>, ProviderError>;
+
+    /// The names of the secrets functions can use.
+    async fn secrets(&self) -> Result<Vec<String>, ProviderError>;
+
+    /// Creates a secret (`Conflict` when the name exists).
+    async fn create_secret(&self, name: &str, value: Vec<u8>) -> Result<(), ProviderError>;
+
+    /// Removes a secret (`NotFound` when unknown; the engine's refusal when
+    /// a function still uses it).
+    async fn remove_secret(&self, name: &str) -> Result<(), ProviderError>;
+
     /// Stops whatever the provider runs itself (the process provider's
     /// children); Swarm services outlive the gateway.
     async fn shutdown(&self);
+}
+
+/// What `GET /system/logs` asks for.
+#[derive(Debug, Clone, Default)]
+pub struct LogQuery {
+    pub name: String,
+    pub tail: Option<usize>,
+    pub since: Option<SystemTime>,
+    pub follow: bool,
+}
+
+/// Secret names: like Docker's (letters, digits, `-`, `_`, `.`; 1–64
+/// characters, starting and ending with a letter or digit).
+pub fn validate_secret_name(name: &str) -> Result<(), ProviderError> {
+    let ok = !name.is_empty()
+        && name.len() <= 64
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+        && name.as_bytes()[0].is_ascii_alphanumeric()
+        && name.as_bytes()[name.len() - 1].is_ascii_alphanumeric();
+    if ok {
+        Ok(())
+    } else {
+        Err(ProviderError::Invalid(format!(
+            "invalid secret name {name:?}: use 1-64 letters, digits, '-', '_' or '.', starting and ending with a letter or digit"
+        )))
+    }
 }
 
 /// Replicas to start with: the `faas.scale.min` label (or OpenFaaS's

@@ -8,7 +8,7 @@
 //! restarts it with backoff if it dies. Children get SIGTERM when the
 //! gateway stops, and the kernel sends it too if the gateway dies first.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -17,17 +17,18 @@ use std::time::{Duration, Instant, SystemTime};
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use faas_common::api::{Deployment, FunctionStatus};
+use faas_common::api::{Deployment, FunctionStatus, LogEntry};
 use faas_common::stack::Stack;
+use futures_util::stream::{self, BoxStream, StreamExt};
 use http_body_util::Empty;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::sync::watch;
+use tokio::sync::{broadcast, watch};
 use tokio::task::JoinHandle;
 
-use super::{Provider, ProviderError, min_replicas};
+use super::{LogQuery, Provider, ProviderError, min_replicas, validate_secret_name};
 use crate::functions::{Discovered, ReplicaInfo, ReplicaState, Table};
 
 const NAME: &str = "process";
@@ -89,6 +90,79 @@ fn find_on_path(program: &str) -> Option<PathBuf> {
         .find(|candidate| candidate.is_file())
 }
 
+/// A function's recent output lines (its watchdogs' stdout and stderr),
+/// for `/system/logs`: the last `capacity` kept, new ones broadcast to
+/// followers.
+struct LogBook {
+    function: String,
+    capacity: usize,
+    lines: Mutex<VecDeque<(SystemTime, LogEntry)>>,
+    new: broadcast::Sender<LogEntry>,
+}
+
+impl LogBook {
+    fn new(function: &str, capacity: usize) -> LogBook {
+        LogBook {
+            function: function.to_owned(),
+            capacity,
+            lines: Mutex::new(VecDeque::new()),
+            new: broadcast::channel(256).0,
+        }
+    }
+
+    fn write(&self, instance: &str, text: String) {
+        let now = SystemTime::now();
+        let entry = LogEntry {
+            name: self.function.clone(),
+            namespace: String::new(),
+            instance: instance.to_owned(),
+            timestamp: humantime::format_rfc3339_nanos(now).to_string(),
+            text,
+        };
+        let mut lines = self.lines.lock().unwrap_or_else(|e| e.into_inner());
+        if self.capacity == 0 {
+            lines.clear();
+        } else {
+            while lines.len() >= self.capacity {
+                lines.pop_front();
+            }
+            lines.push_back((now, entry.clone()));
+        }
+        // Sent under the lock: a new follower sees each line exactly once.
+        let _ = self.new.send(entry);
+    }
+
+    /// The kept lines the query asks for, then (when following) new ones.
+    fn read(&self, query: &LogQuery) -> BoxStream<'static, LogEntry> {
+        let lines = self.lines.lock().unwrap_or_else(|e| e.into_inner());
+        let matching: Vec<LogEntry> = lines
+            .iter()
+            .filter(|(at, _)| query.since.is_none_or(|since| *at >= since))
+            .map(|(_, e)| e.clone())
+            .collect();
+        let skip = query
+            .tail
+            .map_or(0, |tail| matching.len().saturating_sub(tail));
+        let history = stream::iter(matching.into_iter().skip(skip));
+        if !query.follow {
+            return history.boxed();
+        }
+        let receiver = self.new.subscribe();
+        drop(lines);
+        let live = stream::unfold(receiver, |mut receiver| async move {
+            loop {
+                match receiver.recv().await {
+                    Ok(entry) => return Some((entry, receiver)),
+                    // A slow follower misses lines rather than stalling the function.
+                    Err(broadcast::error::RecvError::Lagged(_)) => continue,
+                    Err(broadcast::error::RecvError::Closed) => return None,
+                }
+            }
+        });
+        history.chain(live).boxed()
+    }
+}
+
 /// What a replica needs to (re)start.
 struct Spec {
     function: String,
@@ -104,6 +178,7 @@ struct ReplicaHandle {
 
 struct Managed {
     spec: Arc<Spec>,
+    logs: Arc<LogBook>,
     created_at: SystemTime,
     replicas: Vec<ReplicaHandle>,
     /// Ready replicas: id → port.
@@ -118,11 +193,20 @@ pub struct ProcessProvider {
     table: OnceLock<Arc<Table>>,
     probe: Client<HttpConnector, Empty<Bytes>>,
     next_id: std::sync::atomic::AtomicU64,
+    log_lines: usize,
+    /// Secrets: one file each; copied into a replica's own folder when its
+    /// function names them.
+    secrets_dir: PathBuf,
 }
 
 impl ProcessProvider {
     /// `stack`: the stack file to run at start, if any.
-    pub fn new(launcher: Launcher, stack: Option<&Path>) -> Result<ProcessProvider, ProviderError> {
+    /// `log_lines`: how many output lines to keep per function.
+    pub fn new(
+        launcher: Launcher,
+        stack: Option<&Path>,
+        log_lines: usize,
+    ) -> Result<ProcessProvider, ProviderError> {
         let stack = match stack {
             None => None,
             Some(path) => {
@@ -140,7 +224,9 @@ impl ProcessProvider {
         Ok(ProcessProvider {
             launcher,
             stack,
+            secrets_dir: state_dir.join("secrets"),
             state_dir,
+            log_lines,
             functions: tokio::sync::Mutex::new(BTreeMap::new()),
             table: OnceLock::new(),
             probe: Client::builder(TokioExecutor::new()).build_http(),
@@ -157,6 +243,7 @@ impl ProcessProvider {
     async fn add(&self, deployment: Deployment, workdir: PathBuf) -> Result<(), ProviderError> {
         validate(&deployment)?;
         let replicas = min_replicas(&deployment.labels)?;
+        self.check_secrets(&deployment)?;
         let mut functions = self.functions.lock().await;
         if functions.contains_key(&deployment.service) {
             return Err(ProviderError::Conflict(deployment.service.clone()));
@@ -167,6 +254,7 @@ impl ProcessProvider {
             workdir,
         });
         let mut managed = Managed {
+            logs: Arc::new(LogBook::new(&spec.function, self.log_lines)),
             spec: spec.clone(),
             created_at: SystemTime::now(),
             replicas: Vec::new(),
@@ -195,6 +283,8 @@ impl ProcessProvider {
             spec,
             launcher: self.launcher.clone(),
             tmpdir: self.state_dir.join(&id),
+            secrets_dir: self.secrets_dir.clone(),
+            logs: managed.logs.clone(),
             ready: managed.ready.clone(),
             table: self.table().clone(),
             probe: self.probe.clone(),
@@ -210,6 +300,19 @@ impl ProcessProvider {
         labels: &BTreeMap<String, String>,
     ) {
         publish(self.table(), function, ready, labels);
+    }
+
+    /// Every secret a deployment names must exist.
+    fn check_secrets(&self, deployment: &Deployment) -> Result<(), ProviderError> {
+        for name in &deployment.secrets {
+            validate_secret_name(name)?;
+            if !self.secrets_dir.join(name).is_file() {
+                return Err(ProviderError::Invalid(format!(
+                    "secret {name:?} does not exist; create it first (faas secret create)"
+                )));
+            }
+        }
+        Ok(())
     }
 
     async fn stop_replicas(handles: Vec<ReplicaHandle>) {
@@ -308,6 +411,8 @@ struct ReplicaCtx {
     spec: Arc<Spec>,
     launcher: Launcher,
     tmpdir: PathBuf,
+    secrets_dir: PathBuf,
+    logs: Arc<LogBook>,
     ready: Arc<Mutex<BTreeMap<String, u16>>>,
     table: Arc<Table>,
     probe: Client<HttpConnector, Empty<Bytes>>,
@@ -395,7 +500,10 @@ impl ReplicaCtx {
         let d = &self.spec.deployment;
         let mut cmd = self.launcher.command();
         cmd.env_clear();
-        for var in ["PATH", "HOME", "RUST_LOG"] {
+        // Not RUST_LOG: a quiet gateway must not silence what its functions
+        // log (their stderr reaches /system/logs as watchdog info lines); a
+        // function sets its own level in its environment.
+        for var in ["PATH", "HOME"] {
             if let Some(value) = std::env::var_os(var) {
                 cmd.env(var, value);
             }
@@ -411,6 +519,15 @@ impl ReplicaCtx {
             let upstream = free_port()?;
             cmd.env("upstream_url", format!("http://127.0.0.1:{upstream}"))
                 .env("PORT", upstream.to_string());
+        }
+        if !d.secrets.is_empty() {
+            // Only the secrets this function names, in its replica's own folder.
+            let own = self.tmpdir.join("secrets");
+            std::fs::create_dir_all(&own)?;
+            for name in &d.secrets {
+                std::fs::copy(self.secrets_dir.join(name), own.join(name))?;
+            }
+            cmd.env("secret_mount_path", &own);
         }
         cmd.env(
             "fprocess",
@@ -448,10 +565,14 @@ impl ReplicaCtx {
         {
             let function = self.spec.function.clone();
             let replica = self.id.clone();
+            let logs = self.logs.clone();
             tokio::spawn(async move {
                 let mut lines = BufReader::new(stream).lines();
                 while let Ok(Some(line)) = lines.next_line().await {
                     tracing::info!(target: "function", function = %function, replica = %replica, "{line}");
+                    if !line.trim().is_empty() {
+                        logs.write(&replica, line);
+                    }
                 }
             });
         }
@@ -576,6 +697,7 @@ impl Provider for ProcessProvider {
 
     async fn update(&self, deployment: Deployment) -> Result<(), ProviderError> {
         validate(&deployment)?;
+        self.check_secrets(&deployment)?;
         let mut functions = self.functions.lock().await;
         let managed = functions
             .get_mut(&deployment.service)
@@ -642,6 +764,75 @@ impl Provider for ProcessProvider {
         drop(functions);
         ProcessProvider::stop_replicas(surplus).await;
         Ok(())
+    }
+
+    async fn logs(&self, query: LogQuery) -> Result<BoxStream<'static, LogEntry>, ProviderError> {
+        let functions = self.functions.lock().await;
+        let managed = functions
+            .get(&query.name)
+            .ok_or_else(|| ProviderError::NotFound(query.name.clone()))?;
+        Ok(managed.logs.read(&query))
+    }
+
+    async fn secrets(&self) -> Result<Vec<String>, ProviderError> {
+        let entries = match std::fs::read_dir(&self.secrets_dir) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(ProviderError::Engine(format!("cannot list secrets: {e}"))),
+        };
+        Ok(entries
+            .filter_map(Result::ok)
+            .filter_map(|e| e.file_name().into_string().ok())
+            .collect())
+    }
+
+    async fn create_secret(&self, name: &str, value: Vec<u8>) -> Result<(), ProviderError> {
+        use std::io::Write;
+        use std::os::unix::fs::OpenOptionsExt;
+        validate_secret_name(name)?;
+        let failed =
+            |e: std::io::Error| ProviderError::Engine(format!("cannot store secret {name:?}: {e}"));
+        std::fs::create_dir_all(&self.secrets_dir).map_err(failed)?;
+        let mut file = match std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(self.secrets_dir.join(name))
+        {
+            Ok(file) => file,
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                return Err(ProviderError::SecretExists(name.to_owned()));
+            }
+            Err(e) => return Err(failed(e)),
+        };
+        file.write_all(&value).map_err(failed)
+    }
+
+    async fn remove_secret(&self, name: &str) -> Result<(), ProviderError> {
+        validate_secret_name(name)?;
+        let users: Vec<String> = self
+            .functions
+            .lock()
+            .await
+            .values()
+            .filter(|m| m.spec.deployment.secrets.iter().any(|s| s == name))
+            .map(|m| m.spec.function.clone())
+            .collect();
+        if !users.is_empty() {
+            return Err(ProviderError::InUse(format!(
+                "secret {name} is in use by function(s) {}",
+                users.join(", ")
+            )));
+        }
+        match std::fs::remove_file(self.secrets_dir.join(name)) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                Err(ProviderError::SecretNotFound(name.to_owned()))
+            }
+            Err(e) => Err(ProviderError::Engine(format!(
+                "cannot remove secret {name:?}: {e}"
+            ))),
+        }
     }
 
     async fn shutdown(&self) {

@@ -20,24 +20,39 @@
 //! attachments. A task is a ready replica when it runs and is meant to (a
 //! task with a health check only reaches `running` once healthy); one that
 //! runs but is meant to stop is draining.
+//!
+//! Management (`/system/…`): deployments become services ([`spec`]), logs
+//! come from the service log stream ([`logs`]), secrets are Swarm secrets
+//! ([`secrets`]). Nothing is ever pulled: a deployment's image must exist
+//! on this engine, no registry credentials are sent, and the image
+//! reference stays as given (at API 1.30 and later Docker resolves no
+//! digest when a service is created or updated; only the `docker` CLI
+//! does). Docker's refusals reach the caller in Docker's words.
 
-use std::collections::{BTreeMap, HashMap};
+mod logs;
+mod secrets;
+mod spec;
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use async_trait::async_trait;
 use bollard::Docker;
-use bollard::models::{Service, Task, TaskState};
+use bollard::errors::Error as DockerError;
+use bollard::models::{Service, ServiceSpec, Task, TaskState};
 use bollard::query_parameters::{
-    EventsOptionsBuilder, InspectNetworkOptionsBuilder, ListTasksOptionsBuilder,
-    UpdateServiceOptionsBuilder,
+    EventsOptionsBuilder, InspectNetworkOptionsBuilder, ListSecretsOptionsBuilder,
+    ListServicesOptionsBuilder, ListTasksOptionsBuilder, UpdateServiceOptionsBuilder,
 };
-use faas_common::api::{Deployment, FunctionStatus};
+use faas_common::api::{Deployment, FunctionStatus, LogEntry};
 use futures_util::StreamExt;
+use futures_util::stream::BoxStream;
 use tokio::sync::Notify;
 
-use super::{Provider, ProviderError};
+use self::spec::Plan;
+use super::{LogQuery, Provider, ProviderError, validate_secret_name};
 use crate::config::Config;
 use crate::functions::{Discovered, ReplicaInfo, ReplicaState, Table};
 
@@ -76,6 +91,8 @@ const EVENTS: [&str; 13] = [
     "pause",
 ];
 const PING_TIMEOUT: Duration = Duration::from_secs(2);
+/// Tries at a service update Swarm refuses as based on a stale version.
+const UPDATE_ATTEMPTS: usize = 5;
 
 /// One discovered function, with what `list` reports.
 #[derive(Debug, Clone)]
@@ -94,6 +111,8 @@ pub struct SwarmProvider {
     resync_interval: Duration,
     table: OnceLock<Arc<Table>>,
     known: Mutex<BTreeMap<String, Known>>,
+    /// The functions network's id and name, as the last resync found them.
+    network_ids: Mutex<Vec<String>>,
     /// Our own service, never a function.
     own_service: OnceLock<Option<String>>,
     resync_now: Notify,
@@ -118,6 +137,7 @@ impl SwarmProvider {
             resync_interval: config.resync_interval,
             table: OnceLock::new(),
             known: Mutex::new(BTreeMap::new()),
+            network_ids: Mutex::new(Vec::new()),
             own_service: OnceLock::new(),
             resync_now: Notify::new(),
         })
@@ -242,6 +262,7 @@ impl SwarmProvider {
         self.table()
             .replace_all(known.values().map(|k| k.discovered.clone()).collect());
         *self.known.lock().unwrap_or_else(|e| e.into_inner()) = known;
+        *self.network_ids.lock().unwrap_or_else(|e| e.into_inner()) = network_ids;
         Ok(())
     }
 
@@ -314,12 +335,149 @@ impl SwarmProvider {
     }
 
     fn service_of(&self, name: &str) -> Result<String, ProviderError> {
+        self.known_service(name).map(|(id, _)| id)
+    }
+
+    /// A known function's service id and service name.
+    fn known_service(&self, name: &str) -> Result<(String, String), ProviderError> {
         self.known
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .get(name)
-            .map(|k| k.service_id.clone())
+            .map(|k| (k.service_id.clone(), k.service_name.clone()))
             .ok_or_else(|| ProviderError::NotFound(name.to_owned()))
+    }
+
+    /// After a change of ours: resyncs at once, so the caller's next
+    /// request sees it, then lets discovery follow Swarm as it converges.
+    async fn changed(&self) {
+        if let Err(e) = self.resync().await {
+            tracing::warn!(error = %e, "swarm resync after a change failed");
+        }
+        self.resync_now.notify_one();
+    }
+
+    /// Whether a function or any service already goes by `name`.
+    async fn taken(&self, name: &str) -> Result<bool, ProviderError> {
+        if self.known_service(name).is_ok() {
+            return Ok(true);
+        }
+        // By list, not inspect: inspect also matches id prefixes.
+        let mut filters = HashMap::new();
+        filters.insert("name", vec![name]);
+        let services = self
+            .docker()
+            .list_services(Some(
+                ListServicesOptionsBuilder::default()
+                    .filters(&filters)
+                    .build(),
+            ))
+            .await
+            .map_err(engine)?;
+        Ok(services
+            .iter()
+            .any(|s| s.spec.as_ref().and_then(|s| s.name.as_deref()) == Some(name)))
+    }
+
+    /// Fails unless `image` exists on this engine: nothing can be pulled.
+    async fn check_image(&self, image: &str) -> Result<(), ProviderError> {
+        match self.docker().inspect_image(image).await {
+            Ok(_) => Ok(()),
+            Err(DockerError::DockerResponseServerError {
+                status_code: 404, ..
+            }) => Err(ProviderError::Invalid(format!(
+                "image {image:?} does not exist on this Docker engine; build it first (nothing can be pulled here)"
+            ))),
+            Err(e) => Err(engine(e)),
+        }
+    }
+
+    /// The named secrets' ids; `Invalid` naming one that does not exist.
+    async fn secret_ids(
+        &self,
+        names: &BTreeSet<&str>,
+    ) -> Result<BTreeMap<String, String>, ProviderError> {
+        let mut ids = BTreeMap::new();
+        if names.is_empty() {
+            return Ok(ids);
+        }
+        let found = self.find_secrets(names.iter().copied().collect()).await?;
+        for (name, id) in found {
+            if names.contains(name.as_str()) {
+                ids.insert(name, id);
+            }
+        }
+        match names.iter().find(|n| !ids.contains_key(**n)) {
+            Some(missing) => Err(ProviderError::Invalid(format!(
+                "secret {missing:?} does not exist; create it first (faas secret create)"
+            ))),
+            None => Ok(ids),
+        }
+    }
+
+    /// Secrets as (name, id), all of them or those whose names start with
+    /// one of `prefixes` (Docker's `name` filter matches prefixes).
+    async fn find_secrets(
+        &self,
+        prefixes: Vec<&str>,
+    ) -> Result<Vec<(String, String)>, ProviderError> {
+        let options = (!prefixes.is_empty()).then(|| {
+            let mut filters = HashMap::new();
+            filters.insert("name", prefixes);
+            ListSecretsOptionsBuilder::default()
+                .filters(&filters)
+                .build()
+        });
+        let secrets = self.docker().list_secrets(options).await.map_err(engine)?;
+        Ok(secrets
+            .into_iter()
+            .filter_map(|s| Some((s.spec?.name?, s.id?)))
+            .collect())
+    }
+
+    /// Changes a service's spec with `change` and submits it, reading the
+    /// spec again and retrying while Swarm refuses the update as based on
+    /// a stale version.
+    async fn modify_service(
+        &self,
+        name: &str,
+        service: &str,
+        change: impl Fn(&mut ServiceSpec),
+    ) -> Result<(), ProviderError> {
+        for attempt in 1..=UPDATE_ATTEMPTS {
+            let current = self
+                .docker()
+                .inspect_service(service, None)
+                .await
+                .map_err(about(name))?;
+            let version = current.version.and_then(|v| v.index).unwrap_or(0);
+            let mut spec = current.spec.unwrap_or_default();
+            change(&mut spec);
+            let options = UpdateServiceOptionsBuilder::default()
+                .version(i32::try_from(version).unwrap_or(i32::MAX))
+                .build();
+            match self
+                .docker()
+                .update_service(service, spec, options, None)
+                .await
+            {
+                Ok(answer) => {
+                    for warning in answer.warnings.into_iter().flatten() {
+                        tracing::debug!(function = %name, %warning, "Docker's warning on a service update");
+                    }
+                    return Ok(());
+                }
+                Err(DockerError::DockerResponseServerError { message, .. })
+                    if message.contains("out of sequence") && attempt < UPDATE_ATTEMPTS =>
+                {
+                    tracing::debug!(function = %name, "service update out of sequence; retrying");
+                }
+                Err(e) => return Err(about(name)(e)),
+            }
+        }
+        Err(ProviderError::Engine(format!(
+            "could not update {name:?}: the service kept changing under us"
+        )))
     }
 }
 
@@ -418,6 +576,7 @@ fn status_of(name: &str, service: &Service, replicas: &[ReplicaInfo]) -> Functio
         .unwrap_or_default()
         .into_iter()
         .find_map(|e| e.strip_prefix("fprocess=").map(str::to_owned));
+    let (labels, annotations) = spec::split_annotations(labels_of(service));
     FunctionStatus {
         name: name.to_owned(),
         image: container
@@ -428,8 +587,8 @@ fn status_of(name: &str, service: &Service, replicas: &[ReplicaInfo]) -> Functio
             .unwrap_or_default()
             .to_owned(),
         env_process,
-        labels: labels_of(service),
-        annotations: BTreeMap::new(),
+        labels,
+        annotations,
         replicas: spec
             .mode
             .and_then(|m| m.replicated)
@@ -445,18 +604,102 @@ fn status_of(name: &str, service: &Service, replicas: &[ReplicaInfo]) -> Functio
     }
 }
 
-fn engine(e: bollard::errors::Error) -> ProviderError {
+/// Docker's error as ours. Refusals keep Docker's words, as one line:
+/// 400 (and 404, without a subject to name) is the caller's mistake, 503
+/// a Docker that cannot manage a swarm now. Connection trouble is
+/// `Unavailable`.
+fn engine(e: DockerError) -> ProviderError {
     match e {
-        bollard::errors::Error::DockerResponseServerError { message, .. } => {
-            ProviderError::Engine(message)
+        DockerError::DockerResponseServerError {
+            status_code,
+            message,
+        } => {
+            let message = docker_message(status_code, &message);
+            match status_code {
+                400 | 404 => ProviderError::Invalid(message),
+                503 => ProviderError::Unavailable(message),
+                _ => ProviderError::Engine(message),
+            }
         }
-        bollard::errors::Error::HyperResponseError { .. }
-        | bollard::errors::Error::IOError { .. }
-        | bollard::errors::Error::RequestTimeoutError => {
-            ProviderError::Unavailable(format!("Docker is unreachable: {e}"))
+        DockerError::RequestTimeoutError => {
+            ProviderError::Unavailable(format!("Docker did not answer within {API_TIMEOUT_SECS}s"))
         }
-        other => ProviderError::Engine(other.to_string()),
+        DockerError::HyperResponseError { .. }
+        | DockerError::HyperLegacyError { .. }
+        | DockerError::IOError { .. }
+        | DockerError::SocketNotFoundError(_) => {
+            ProviderError::Unavailable(format!("Docker is unreachable: {}", error_chain(&e)))
+        }
+        other => ProviderError::Engine(error_chain(&other)),
     }
+}
+
+/// Like [`engine`], for a call about one function: Docker's 404 is
+/// `NotFound` and its 409 `Conflict`, naming it.
+fn about(function: &str) -> impl Fn(DockerError) -> ProviderError + '_ {
+    move |e| match e {
+        DockerError::DockerResponseServerError {
+            status_code: 404, ..
+        } => ProviderError::NotFound(function.to_owned()),
+        DockerError::DockerResponseServerError {
+            status_code: 409, ..
+        } => ProviderError::Conflict(function.to_owned()),
+        other => engine(other),
+    }
+}
+
+/// Like [`engine`], for a call about one secret: Docker's 404 is
+/// `SecretNotFound`, its 409 `SecretExists`, and its 400 on removal
+/// (`secret 'x' is in use by the following service: y`) `InUse`.
+fn about_secret(secret: &str) -> impl Fn(DockerError) -> ProviderError + '_ {
+    move |e| match e {
+        DockerError::DockerResponseServerError {
+            status_code: 404, ..
+        } => ProviderError::SecretNotFound(secret.to_owned()),
+        DockerError::DockerResponseServerError {
+            status_code: 409, ..
+        } => ProviderError::SecretExists(secret.to_owned()),
+        DockerError::DockerResponseServerError {
+            status_code: 400,
+            message,
+        } if message.contains("in use") => ProviderError::InUse(docker_message(400, &message)),
+        other => engine(other),
+    }
+}
+
+/// Docker's message without the swarm's gRPC wrapping (`rpc error: code =
+/// InvalidArgument desc = …`), on one line.
+fn docker_message(status: u16, message: &str) -> String {
+    let message = message.trim();
+    let message = message
+        .strip_prefix("rpc error: code = ")
+        .and_then(|rest| rest.split_once(" desc = "))
+        .map_or(message, |(_, desc)| desc);
+    let message = one_line(message);
+    if message.is_empty() {
+        format!("Docker answered {status} without a message")
+    } else {
+        message
+    }
+}
+
+/// An error and its sources, on one line.
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        let text = s.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        source = s.source();
+    }
+    one_line(&out)
+}
+
+fn one_line(text: &str) -> String {
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
 #[async_trait]
@@ -498,18 +741,59 @@ impl Provider for SwarmProvider {
             .collect())
     }
 
-    async fn deploy(&self, _deployment: Deployment) -> Result<(), ProviderError> {
-        Err(ProviderError::Unsupported(
-            "deploying through the gateway",
-            NAME,
-        ))
+    async fn deploy(&self, deployment: Deployment) -> Result<(), ProviderError> {
+        let plan = Plan::new(deployment)?;
+        let name = plan.name().to_owned();
+        if self.taken(&name).await? {
+            return Err(ProviderError::Conflict(name));
+        }
+        self.check_image(plan.image()).await?;
+        let secrets = self.secret_ids(&plan.secrets()).await?;
+        let spec = plan.service_spec(&self.network, &secrets);
+        // No credentials: nothing is pulled, and Docker resolves no digest.
+        let created = self
+            .docker()
+            .create_service(spec, None)
+            .await
+            .map_err(|e| match e {
+                // Created meanwhile by someone else. (A 404 here is about the
+                // network or a secret, not the function: `engine` says which.)
+                DockerError::DockerResponseServerError {
+                    status_code: 409, ..
+                } => ProviderError::Conflict(name.clone()),
+                other => engine(other),
+            })?;
+        for warning in created.warnings.into_iter().flatten() {
+            tracing::debug!(function = %name, %warning, "Docker's warning on a service create");
+        }
+        tracing::debug!(function = %name, service = ?created.id, image = %plan.image(), "function deployed");
+        self.changed().await;
+        Ok(())
     }
 
-    async fn update(&self, _deployment: Deployment) -> Result<(), ProviderError> {
-        Err(ProviderError::Unsupported(
-            "updating through the gateway",
-            NAME,
-        ))
+    async fn update(&self, deployment: Deployment) -> Result<(), ProviderError> {
+        let plan = Plan::new(deployment)?;
+        let name = plan.name().to_owned();
+        let service = self.service_of(&name)?;
+        self.check_image(plan.image()).await?;
+        let secrets = self.secret_ids(&plan.secrets()).await?;
+        let network_ids = {
+            let ids = self.network_ids.lock().unwrap_or_else(|e| e.into_inner());
+            std::iter::once(self.network.clone())
+                .chain(ids.iter().cloned())
+                .collect::<Vec<_>>()
+        };
+        self.modify_service(&name, &service, |spec| {
+            plan.apply(spec, &network_ids, &secrets);
+            // Always roll: the tag may name a rebuilt image now (nothing
+            // is pinned by digest), which Swarm cannot see as a change.
+            let task = spec.task_template.get_or_insert_with(Default::default);
+            task.force_update = Some(task.force_update.unwrap_or(0).wrapping_add(1));
+        })
+        .await?;
+        tracing::debug!(function = %name, image = %plan.image(), "function updated");
+        self.changed().await;
+        Ok(())
     }
 
     async fn remove(&self, name: &str) -> Result<(), ProviderError> {
@@ -517,50 +801,215 @@ impl Provider for SwarmProvider {
         self.docker()
             .delete_service(&service)
             .await
-            .map_err(engine)?;
-        self.resync_now.notify_one();
+            .map_err(about(name))?;
+        tracing::debug!(function = %name, "function removed");
+        self.changed().await;
         Ok(())
     }
 
     async fn scale(&self, name: &str, replicas: u64) -> Result<(), ProviderError> {
         let service = self.service_of(name)?;
-        // Swarm refuses an update based on a stale version: read it again and retry.
-        for attempt in 0..5 {
-            let current = self
-                .docker()
-                .inspect_service(&service, None)
-                .await
-                .map_err(engine)?;
-            let version = current.version.and_then(|v| v.index).unwrap_or(0);
-            let mut spec = current.spec.unwrap_or_default();
-            let mode = spec.mode.get_or_insert_with(Default::default);
-            mode.replicated
+        let replicas = i64::try_from(replicas).unwrap_or(i64::MAX);
+        self.modify_service(name, &service, |spec| {
+            spec.mode
                 .get_or_insert_with(Default::default)
-                .replicas = Some(replicas as i64);
-            let options = UpdateServiceOptionsBuilder::default()
-                .version(version as i32)
-                .build();
-            match self
-                .docker()
-                .update_service(&service, spec, options, None)
-                .await
-            {
-                Ok(_) => {
-                    self.resync_now.notify_one();
-                    return Ok(());
-                }
-                Err(bollard::errors::Error::DockerResponseServerError { message, .. })
-                    if message.contains("out of sequence") && attempt < 4 =>
-                {
-                    tracing::debug!(function = %name, "service update out of sequence; retrying");
-                }
-                Err(e) => return Err(engine(e)),
-            }
-        }
-        Err(ProviderError::Engine(format!(
-            "could not scale {name:?}: the service kept changing under us"
-        )))
+                .replicated
+                .get_or_insert_with(Default::default)
+                .replicas = Some(replicas);
+        })
+        .await?;
+        self.resync_now.notify_one();
+        Ok(())
+    }
+
+    async fn logs(&self, query: LogQuery) -> Result<BoxStream<'static, LogEntry>, ProviderError> {
+        let (service_id, service_name) = self.known_service(&query.name)?;
+        let docker = self
+            .docker()
+            .clone()
+            .with_request_modifier(logs::with_details);
+        let names = logs::TaskNames::load(docker.clone(), &service_id, &service_name).await;
+        Ok(logs::stream(
+            &docker,
+            &service_id,
+            query.name.clone(),
+            names,
+            &query,
+        ))
+    }
+
+    async fn secrets(&self) -> Result<Vec<String>, ProviderError> {
+        let mut names: Vec<String> = self
+            .find_secrets(Vec::new())
+            .await?
+            .into_iter()
+            .map(|(name, _)| name)
+            .collect();
+        names.sort();
+        Ok(names)
+    }
+
+    async fn create_secret(&self, name: &str, value: Vec<u8>) -> Result<(), ProviderError> {
+        validate_secret_name(name)?;
+        self.docker()
+            .create_secret(secrets::secret_spec(name, &value))
+            .await
+            .map_err(about_secret(name))?;
+        tracing::debug!(secret = %name, "secret created");
+        Ok(())
+    }
+
+    async fn remove_secret(&self, name: &str) -> Result<(), ProviderError> {
+        validate_secret_name(name)?;
+        let id = self
+            .find_secrets(vec![name])
+            .await?
+            .into_iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, id)| id)
+            .ok_or_else(|| ProviderError::SecretNotFound(name.to_owned()))?;
+        self.docker()
+            .delete_secret(&id)
+            .await
+            .map_err(about_secret(name))?;
+        tracing::debug!(secret = %name, "secret removed");
+        Ok(())
     }
 
     async fn shutdown(&self) {}
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn refusal(status_code: u16, message: &str) -> DockerError {
+        DockerError::DockerResponseServerError {
+            status_code,
+            message: message.to_owned(),
+        }
+    }
+
+    #[test]
+    fn docker_refusals_map_by_status_in_dockers_words() {
+        match engine(refusal(
+            400,
+            "rpc error: code = InvalidArgument desc = name must be valid as a DNS name component",
+        )) {
+            ProviderError::Invalid(m) => {
+                assert_eq!(m, "name must be valid as a DNS name component")
+            }
+            other => panic!("{other:?}"),
+        }
+        match engine(refusal(404, "network functions not found")) {
+            ProviderError::Invalid(m) => assert_eq!(m, "network functions not found"),
+            other => panic!("{other:?}"),
+        }
+        match engine(refusal(500, "something\nbroke  badly")) {
+            ProviderError::Engine(m) => assert_eq!(m, "something broke badly"),
+            other => panic!("{other:?}"),
+        }
+        match engine(refusal(503, "This node is not a swarm manager.")) {
+            ProviderError::Unavailable(m) => assert_eq!(m, "This node is not a swarm manager."),
+            other => panic!("{other:?}"),
+        }
+        match engine(refusal(500, "")) {
+            ProviderError::Engine(m) => assert_eq!(m, "Docker answered 500 without a message"),
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(
+            engine(DockerError::RequestTimeoutError),
+            ProviderError::Unavailable(_)
+        ));
+    }
+
+    #[test]
+    fn refusals_about_a_function_or_secret_name_it() {
+        assert!(matches!(
+            about("x")(refusal(404, "service x not found")),
+            ProviderError::NotFound(n) if n == "x"
+        ));
+        assert!(matches!(
+            about("x")(refusal(
+                409,
+                "rpc error: code = AlreadyExists desc = name conflicts with an existing object: service x already exists"
+            )),
+            ProviderError::Conflict(n) if n == "x"
+        ));
+        assert!(matches!(
+            about_secret("x")(refusal(404, "secret x not found")),
+            ProviderError::SecretNotFound(n) if n == "x"
+        ));
+        assert!(matches!(
+            about_secret("x")(refusal(
+                409,
+                "rpc error: code = AlreadyExists desc = secret x already exists"
+            )),
+            ProviderError::SecretExists(n) if n == "x"
+        ));
+        match about_secret("x")(refusal(
+            400,
+            "rpc error: code = InvalidArgument desc = secret 'x' is in use by the following service: y",
+        )) {
+            ProviderError::InUse(m) => {
+                assert_eq!(m, "secret 'x' is in use by the following service: y")
+            }
+            other => panic!("{other:?}"),
+        }
+        match about("x")(refusal(400, "rpc error: code = InvalidArgument desc = bad")) {
+            ProviderError::Invalid(m) => assert_eq!(m, "bad"),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn annotations_round_trip_through_the_status() {
+        let deployment = Deployment {
+            service: "catservice".into(),
+            image: "faas/catservice:latest".into(),
+            env_process: Some("cat".into()),
+            labels: BTreeMap::from([("team".into(), "blue".into())]),
+            annotations: BTreeMap::from([("topic".into(), "demo".into())]),
+            ..Default::default()
+        };
+        let plan = Plan::new(deployment).expect("valid");
+        let service = Service {
+            spec: Some(plan.service_spec("functions", &BTreeMap::new())),
+            ..Default::default()
+        };
+        let status = status_of("catservice", &service, &[]);
+        assert_eq!(
+            status.annotations,
+            BTreeMap::from([("topic".to_owned(), "demo".to_owned())])
+        );
+        assert_eq!(
+            status.labels,
+            BTreeMap::from([
+                ("faas.function".to_owned(), "catservice".to_owned()),
+                ("team".to_owned(), "blue".to_owned()),
+            ])
+        );
+        assert_eq!(status.env_process.as_deref(), Some("cat"));
+        assert_eq!(status.image, "faas/catservice:latest");
+        assert_eq!(status.replicas, 1);
+        assert_eq!(status.available_replicas, 0);
+    }
+
+    #[test]
+    fn a_deployed_service_is_a_function_by_its_label() {
+        let plan = Plan::new(Deployment {
+            service: "catservice".into(),
+            image: "faas/catservice:latest".into(),
+            ..Default::default()
+        })
+        .expect("valid");
+        let service = Service {
+            spec: Some(plan.service_spec("functions", &BTreeMap::new())),
+            ..Default::default()
+        };
+        assert_eq!(
+            function_name(&service, &["netid".to_owned()]).as_deref(),
+            Some("catservice")
+        );
+    }
 }

@@ -345,6 +345,29 @@ impl Http {
             .map_err(|_| format!("no answer within {CALL_TIMEOUT:?}"))?
     }
 
+    /// Sends a request and returns as soon as the response headers arrive,
+    /// with the body still streaming (for `follow` logs).
+    pub async fn open(
+        &self,
+        method: Method,
+        path: &str,
+        headers: &[(&str, &str)],
+    ) -> Result<http::Response<hyper::body::Incoming>, String> {
+        let mut request = Request::builder()
+            .method(method)
+            .uri(format!("{}{path}", self.base));
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        let request = request
+            .body(Full::new(Bytes::new()))
+            .map_err(|e| e.to_string())?;
+        tokio::time::timeout(CALL_TIMEOUT, self.client.request(request))
+            .await
+            .map_err(|_| format!("no answer within {CALL_TIMEOUT:?}"))?
+            .map_err(error_chain)
+    }
+
     pub async fn get(&self, path: &str) -> Result<Answer, String> {
         self.call(Method::GET, path, &[], Bytes::new()).await
     }
@@ -461,13 +484,35 @@ pub struct Load {
     tasks: Vec<tokio::task::JoinHandle<Vec<Outcome>>>,
 }
 
+/// Judges a 200 answer to the body sent: `Err` says what is wrong with it.
+pub type BodyCheck = Arc<dyn Fn(&str, &Answer) -> Result<(), String> + Send + Sync>;
+
 impl Load {
+    /// Callers of an echo function: a 200 must echo the body sent.
     pub fn start(client: &Http, function: &str, callers: usize) -> Load {
+        Load::start_checked(
+            client,
+            function,
+            callers,
+            Arc::new(|sent: &str, a: &Answer| {
+                if a.body == sent.as_bytes() {
+                    Ok(())
+                } else {
+                    Err(format!("200 with a wrong body {:?}", a.text()))
+                }
+            }),
+        )
+    }
+
+    /// Callers whose 200 answers `check` judges (for functions that do not
+    /// echo).
+    pub fn start_checked(client: &Http, function: &str, callers: usize, check: BodyCheck) -> Load {
         let stop = Arc::new(AtomicBool::new(false));
         let tasks = (0..callers)
             .map(|caller| {
                 let client = client.clone();
                 let stop = stop.clone();
+                let check = check.clone();
                 let path = format!("/function/{function}");
                 tokio::spawn(async move {
                     let mut outcomes = Vec::new();
@@ -476,9 +521,10 @@ impl Load {
                         let body = format!("caller {caller} call {n}");
                         n += 1;
                         let result = match client.post(&path, body.clone()).await {
-                            Ok(a) if a.status == StatusCode::OK && a.body != body.as_bytes() => {
-                                Err(format!("200 with a wrong body {:?}", a.text()))
-                            }
+                            Ok(a) if a.status == StatusCode::OK => match check(&body, &a) {
+                                Ok(()) => Ok((a.status, a.served_by())),
+                                Err(e) => Err(e),
+                            },
                             Ok(a) => Ok((a.status, a.served_by())),
                             Err(e) => Err(e),
                         };

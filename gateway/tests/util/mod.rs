@@ -30,6 +30,17 @@ impl Gateway {
     /// Starts a gateway running `stack` (a stack file's text, written into a
     /// fresh directory together with `files`) and extra flags.
     pub fn start(stack: &str, files: &[(&str, &str)], flags: &[&str]) -> Gateway {
+        Gateway::start_with_env(stack, files, flags, &[])
+    }
+
+    /// [`Gateway::start`] with extra environment variables (the gateway
+    /// otherwise gets only `PATH` and `RUST_LOG`).
+    pub fn start_with_env(
+        stack: &str,
+        files: &[(&str, &str)],
+        flags: &[&str],
+        env: &[(&str, &str)],
+    ) -> Gateway {
         let dir = tempfile::tempdir().unwrap();
         for (name, body) in files {
             let path = dir.path().join(name);
@@ -53,6 +64,7 @@ impl Gateway {
             .env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
             .env("RUST_LOG", "info")
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
