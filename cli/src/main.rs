@@ -1,10 +1,324 @@
-//! The `faas` command line. It is built in issue 4; until then this binary
-//! only says so.
+//! `faas`: the command line for the faas gateway. This file holds the
+//! command-line grammar (clap) and dispatches each command to its module;
+//! every failure comes back as an [`Error`] and leaves as one `faas: …`
+//! line on stderr with exit code 1 (clap's own usage errors exit 2).
 
-fn main() -> std::process::ExitCode {
-    eprintln!(
-        "faas {}: not implemented yet: only the watchdog is built so far (see README.md)",
-        env!("CARGO_PKG_VERSION")
-    );
-    std::process::ExitCode::from(2)
+mod client;
+mod config;
+mod deploy;
+mod error;
+mod functions;
+mod info;
+mod invoke;
+mod login;
+mod logs;
+mod output;
+mod secrets;
+mod wait;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Args, CommandFactory, Parser, Subcommand};
+
+use crate::client::{Client, DEFAULT_GATEWAY, DEFAULT_TIMEOUT, normalize_gateway};
+use crate::error::{Error, Result};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "faas",
+    version,
+    about = "Deploy, call and manage functions on a faas gateway",
+    after_help = "Examples:
+  faas login --username admin --password-stdin < .secrets/basic-auth-password
+  faas deploy -f stack.yml
+  echo hello | faas invoke catservice
+  faas list
+
+Environment: FAAS_GATEWAY, FAAS_USERNAME, FAAS_PASSWORD, FAAS_CONFIG, FAAS_TIMEOUT."
+)]
+struct Cli {
+    #[command(flatten)]
+    global: Global,
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// Options every command takes.
+#[derive(Debug, Args)]
+struct Global {
+    /// The gateway's URL [default: the stack file's provider.gateway for
+    /// deploy, else http://127.0.0.1:8080]
+    #[arg(long, global = true, env = "FAAS_GATEWAY", value_name = "URL")]
+    gateway: Option<String>,
+
+    /// Longest wait for the gateway's answer, and for deploy and scale
+    /// --wait, for the functions to become ready (10s, 500ms, 2m) [default:
+    /// 60s; 5m for invoke]
+    #[arg(long, global = true, env = "FAAS_TIMEOUT", value_name = "DURATION",
+          value_parser = parse_duration)]
+    timeout: Option<Duration>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Check credentials against the gateway and remember them
+    #[command(after_help = "Examples:
+  faas login --username admin --password-stdin < .secrets/basic-auth-password
+  faas login --gateway http://10.0.0.5:8080 --password s3cr3t")]
+    Login(login::LoginArgs),
+
+    /// Forget the stored credentials for the gateway
+    #[command(after_help = "Example:
+  faas logout --gateway http://10.0.0.5:8080")]
+    Logout,
+
+    /// Deploy the functions of a stack file and wait until they are ready
+    #[command(after_help = "Examples:
+  faas deploy -f stack.yml
+  faas deploy -f stack.yml --filter catservice --update
+  faas deploy -f stack.yml --no-wait")]
+    Deploy(deploy::DeployArgs),
+
+    /// List the deployed functions
+    #[command(
+        visible_alias = "ls",
+        after_help = "Examples:
+  faas list
+  faas list -v
+  faas list --json"
+    )]
+    List(functions::ListArgs),
+
+    /// Show one function's state, image, labels and URLs
+    #[command(after_help = "Examples:
+  faas describe catservice
+  faas describe catservice --json")]
+    Describe(functions::DescribeArgs),
+
+    /// Call a function: stdin is the request body, the answer goes to stdout
+    #[command(after_help = "Examples:
+  echo hello | faas invoke catservice
+  faas invoke env -H X-Trace=1 --query lang=en --method GET < /dev/null
+  faas invoke markdown --content-type text/markdown < README.md")]
+    Invoke(invoke::InvokeArgs),
+
+    /// Remove a function
+    #[command(
+        visible_alias = "rm",
+        after_help = "Example:
+  faas remove catservice"
+    )]
+    Remove(functions::RemoveArgs),
+
+    /// Set a function's number of replicas
+    #[command(after_help = "Examples:
+  faas scale catservice --replicas 3
+  faas scale catservice --replicas 3 --wait")]
+    Scale(functions::ScaleArgs),
+
+    /// Show a function's log lines
+    #[command(after_help = "Examples:
+  faas logs catservice --tail 20
+  faas logs catservice --follow --since 5m
+  faas logs catservice --since 2026-11-22T14:00:00Z --json")]
+    Logs(logs::LogsArgs),
+
+    /// Create, list and remove secrets
+    #[command(after_help = "Examples:
+  faas secret create api-key --from-literal s3cr3t
+  faas secret list
+  faas secret remove api-key")]
+    Secret {
+        #[command(subcommand)]
+        command: secrets::SecretCommand,
+    },
+
+    /// Show the gateway's provider, orchestration and version
+    #[command(after_help = "Examples:
+  faas info
+  faas info --json")]
+    Info(info::InfoArgs),
+
+    /// Show the CLI's version, and the gateway's when it answers
+    #[command(after_help = "Example:
+  faas version")]
+    Version,
+
+    /// Print a shell completion script
+    #[command(after_help = "Examples:
+  faas completion bash > ~/.local/share/bash-completion/completions/faas
+  faas completion zsh > ~/.zfunc/_faas
+  faas completion fish > ~/.config/fish/completions/faas.fish")]
+    Completion {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+}
+
+/// Global settings, resolved lazily: commands like `completion` never need
+/// a gateway.
+pub struct Context {
+    gateway: Option<String>,
+    timeout: Option<Duration>,
+}
+
+impl Context {
+    /// The gateway to talk to: `--gateway`/`FAAS_GATEWAY`, else
+    /// `fallback` (a stack file's), else the default.
+    pub fn gateway(&self, fallback: Option<&str>) -> Result<String> {
+        let raw = self
+            .gateway
+            .as_deref()
+            .or(fallback)
+            .unwrap_or(DEFAULT_GATEWAY);
+        normalize_gateway(raw)
+    }
+
+    /// `--timeout`, or `default` when not given.
+    pub fn timeout_or(&self, default: Duration) -> Duration {
+        self.timeout.unwrap_or(default)
+    }
+
+    /// A client for the gateway, with its stored or environment credentials.
+    pub fn client(&self) -> Result<Client> {
+        self.client_with(None, DEFAULT_TIMEOUT)
+    }
+
+    pub fn client_with(&self, fallback: Option<&str>, default_timeout: Duration) -> Result<Client> {
+        let gateway = self.gateway(fallback)?;
+        let credentials = config::credentials_for(&gateway)?;
+        Ok(Client::new(
+            gateway,
+            credentials.as_ref(),
+            self.timeout_or(default_timeout),
+        ))
+    }
+}
+
+fn parse_duration(v: &str) -> std::result::Result<Duration, String> {
+    faas_common::parse::parse_duration(v)
+}
+
+fn run(cli: Cli) -> Result<()> {
+    let ctx = Context {
+        gateway: cli.global.gateway,
+        timeout: cli.global.timeout,
+    };
+    match cli.command {
+        Command::Login(args) => login::login(&ctx, args),
+        Command::Logout => login::logout(&ctx),
+        Command::Deploy(args) => deploy::deploy(&ctx, args),
+        Command::List(args) => functions::list(&ctx, args),
+        Command::Describe(args) => functions::describe(&ctx, args),
+        Command::Invoke(args) => invoke::invoke(&ctx, args),
+        Command::Remove(args) => functions::remove(&ctx, args),
+        Command::Scale(args) => functions::scale(&ctx, args),
+        Command::Logs(args) => logs::logs(&ctx, args),
+        Command::Secret { command } => secrets::run(&ctx, command),
+        Command::Info(args) => info::info(&ctx, args),
+        Command::Version => info::version(&ctx),
+        Command::Completion { shell } => completion(shell),
+    }
+}
+
+fn completion(shell: clap_complete::Shell) -> Result<()> {
+    let mut script = Vec::new();
+    clap_complete::generate(shell, &mut Cli::command(), "faas", &mut script);
+    output::print(&String::from_utf8_lossy(&script))
+}
+
+fn main() -> ExitCode {
+    // Parse errors and --help/--version: clap prints and exits (2 / 0).
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) | Err(Error::BrokenPipe) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("faas: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Reads a whole file named on the command line, naming it on failure.
+pub fn read_file(path: &PathBuf) -> Result<Vec<u8>> {
+    std::fs::read(path).map_err(|e| {
+        Error::new(format!(
+            "cannot read {}: {}",
+            path.display(),
+            error::io_reason(&e)
+        ))
+    })
+}
+
+/// Reads all of stdin, or nothing when it is a terminal (nobody is going
+/// to type a request body, and waiting for EOF would look like a hang).
+pub fn read_stdin_unless_tty() -> Result<Vec<u8>> {
+    use std::io::{IsTerminal, Read};
+    let stdin = std::io::stdin();
+    if stdin.is_terminal() {
+        return Ok(Vec::new());
+    }
+    let mut body = Vec::new();
+    stdin.lock().read_to_end(&mut body).map_err(|e| {
+        Error::new(format!(
+            "cannot read standard input: {}",
+            error::io_reason(&e)
+        ))
+    })?;
+    Ok(body)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_grammar_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn every_command_has_an_example() {
+        let cli = Cli::command();
+        let mut missing = Vec::new();
+        fn walk(cmd: &clap::Command, path: String, missing: &mut Vec<String>) {
+            let help = cmd
+                .get_after_help()
+                .map(|h| h.to_string())
+                .unwrap_or_default();
+            if !help.contains("Example") && cmd.get_name() != "help" {
+                missing.push(path.clone());
+            }
+            for sub in cmd.get_subcommands() {
+                walk(sub, format!("{path} {}", sub.get_name()), missing);
+            }
+        }
+        walk(&cli, "faas".into(), &mut missing);
+        assert!(missing.is_empty(), "no example in: {missing:?}");
+    }
+
+    #[test]
+    fn the_timeout_is_global_and_takes_durations() {
+        let cli =
+            Cli::try_parse_from(["faas", "deploy", "-f", "s.yml", "--timeout", "90s"]).unwrap();
+        assert_eq!(cli.global.timeout, Some(Duration::from_secs(90)));
+        assert!(Cli::try_parse_from(["faas", "list", "--timeout", "soon"]).is_err());
+    }
+
+    #[test]
+    fn the_gateway_flag_wins_over_a_stack_file() {
+        let ctx = Context {
+            gateway: Some("http://a:1/".into()),
+            timeout: None,
+        };
+        assert_eq!(ctx.gateway(Some("http://b:2")).unwrap(), "http://a:1");
+        let ctx = Context {
+            gateway: None,
+            timeout: None,
+        };
+        assert_eq!(ctx.gateway(Some("http://b:2")).unwrap(), "http://b:2");
+        assert_eq!(ctx.gateway(None).unwrap(), DEFAULT_GATEWAY);
+    }
 }

@@ -1,0 +1,193 @@
+//! `faas invoke`: a synchronous call through the gateway. The request body
+//! is stdin, the answer's body goes to stdout byte for byte (streamed, so
+//! large answers use constant memory); a refusal goes to stderr with exit
+//! code 1.
+
+use std::io::{Read, Write};
+use std::time::Duration;
+
+use clap::Args;
+use ureq::Body;
+use ureq::http::{HeaderName, HeaderValue, Method, Response, header};
+
+use crate::Context;
+use crate::client::{
+    Client, Subject, Wait, check_function_name, query_string, read_error_body, status_error,
+    transport_error,
+};
+use crate::error::{Error, Result};
+
+/// A call may legitimately take long; the gateway's own upstream timeout
+/// (60s by default) answers 504 well before this.
+pub const INVOKE_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// Watchdogs stamp every answer with this; the gateway's own refusals lack
+/// it, which tells a function's error from the gateway's.
+const X_SERVED_BY: &str = "x-served-by";
+
+#[derive(Debug, Args)]
+pub struct InvokeArgs {
+    /// The function
+    name: String,
+
+    /// A request header (repeatable)
+    #[arg(short = 'H', long = "header", value_name = "KEY=VALUE", value_parser = key_value)]
+    headers: Vec<(String, String)>,
+
+    /// The HTTP method
+    #[arg(short, long, default_value = "POST", value_parser = method)]
+    method: Method,
+
+    /// A query string parameter (repeatable), URL-encoded for you
+    #[arg(long = "query", value_name = "KEY=VALUE", value_parser = key_value)]
+    query: Vec<(String, String)>,
+
+    /// The request's Content-Type (a -H Content-Type=… wins)
+    #[arg(long, value_name = "TYPE", default_value = "text/plain")]
+    content_type: String,
+}
+
+pub fn invoke(ctx: &Context, args: InvokeArgs) -> Result<()> {
+    check_function_name(&args.name)?;
+    let client = ctx.client_with(None, INVOKE_TIMEOUT)?;
+    let mut body = crate::read_stdin_unless_tty()?;
+    let path = format!(
+        "/function/{}{}",
+        args.name,
+        query_string(args.query.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+    );
+
+    // Credentials go only where the gateway asks for them (`auth_invoke`):
+    // otherwise the function would receive the admin password.
+    // Keep a copy for the retry only when there can be one.
+    let first = if client.has_credentials() {
+        body.clone()
+    } else {
+        std::mem::take(&mut body)
+    };
+    let mut response = call(&client, &args, &path, first, false)?;
+    if response.status() == 401 && client.has_credentials() {
+        response = call(&client, &args, &path, body, true)?;
+    }
+    if response.status().is_success() {
+        return copy_body(&client, response);
+    }
+    Err(refusal(&args.name, response))
+}
+
+fn call(
+    client: &Client,
+    args: &InvokeArgs,
+    path: &str,
+    body: Vec<u8>,
+    authenticate: bool,
+) -> Result<Response<Body>> {
+    let mut builder = client.request(args.method.clone(), path);
+    let has_content_type = args
+        .headers
+        .iter()
+        .any(|(k, _)| k.eq_ignore_ascii_case("content-type"));
+    if !has_content_type {
+        builder = builder.header(header::CONTENT_TYPE, content_value(&args.content_type)?);
+    }
+    for (key, value) in &args.headers {
+        let name = HeaderName::from_bytes(key.as_bytes())
+            .map_err(|_| Error::new(format!("-H {key}=…: not a valid header name")))?;
+        builder = builder.header(name, content_value(value)?);
+    }
+    let request = builder
+        .body(body)
+        .map_err(|e| Error::new(format!("cannot build the request: {e}")))?;
+    client.exchange(request, authenticate, Wait::Headers)
+}
+
+fn content_value(value: &str) -> Result<HeaderValue> {
+    HeaderValue::from_str(value)
+        .map_err(|_| Error::new(format!("{value:?} is not a valid header value")))
+}
+
+/// Streams the answer to stdout, telling a cut-short answer from a closed
+/// stdout.
+fn copy_body(client: &Client, response: Response<Body>) -> Result<()> {
+    let mut reader = response.into_body().into_reader();
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let n = match reader.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => {
+                let _ = out.flush();
+                let why = transport_error(ureq::Error::from(e), client.gateway(), client.timeout());
+                return Err(Error::new(format!("the answer was cut short: {why}")));
+            }
+        };
+        out.write_all(&buf[..n]).map_err(Error::stdout)?;
+    }
+    out.flush().map_err(Error::stdout)
+}
+
+/// The error for a non-2xx answer: the gateway's one-line message, or the
+/// function's own status and output.
+fn refusal(name: &str, mut response: Response<Body>) -> Error {
+    let status = response.status();
+    let from_function = response.headers().contains_key(X_SERVED_BY);
+    let body = read_error_body(&mut response);
+    if !from_function {
+        return status_error(status, &body, Subject::Function(name));
+    }
+    let reason = status.canonical_reason().unwrap_or("");
+    let output = body.trim_end();
+    if output.is_empty() {
+        Error::new(format!(
+            "function {name:?} answered {} {reason}",
+            status.as_u16()
+        ))
+    } else {
+        Error::new(format!(
+            "function {name:?} answered {} {reason}:\n{output}",
+            status.as_u16()
+        ))
+    }
+}
+
+/// `KEY=VALUE` (also `KEY: VALUE`, as curl writes headers).
+pub fn key_value(arg: &str) -> std::result::Result<(String, String), String> {
+    let at = arg
+        .find(['=', ':'])
+        .ok_or_else(|| format!("expected KEY=VALUE, got {arg:?}"))?;
+    let key = arg[..at].trim();
+    if key.is_empty() {
+        return Err(format!("expected KEY=VALUE, got {arg:?}"));
+    }
+    Ok((key.to_string(), arg[at + 1..].trim_start().to_string()))
+}
+
+fn method(arg: &str) -> std::result::Result<Method, String> {
+    Method::from_bytes(arg.to_ascii_uppercase().as_bytes())
+        .map_err(|_| format!("{arg:?} is not an HTTP method"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pairs_split_at_the_first_separator() {
+        assert_eq!(key_value("a=b=c"), Ok(("a".into(), "b=c".into())));
+        assert_eq!(key_value("X-Trace: 1"), Ok(("X-Trace".into(), "1".into())));
+        assert_eq!(key_value("empty="), Ok(("empty".into(), String::new())));
+        assert_eq!(key_value("X: a=b"), Ok(("X".into(), "a=b".into())));
+        assert!(key_value("novalue").is_err());
+        assert!(key_value("=v").is_err());
+    }
+
+    #[test]
+    fn methods_are_case_insensitive() {
+        assert_eq!(method("get"), Ok(Method::GET));
+        assert_eq!(method("PROPFIND").unwrap().as_str(), "PROPFIND");
+        assert!(method("BAD METHOD").is_err());
+    }
+}

@@ -1,0 +1,300 @@
+//! Shared helpers: a real gateway (process provider, ephemeral loopback
+//! port) and the real `faas` binary run against it, each test in its own
+//! directory with its own config file.
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex, Once};
+use std::time::{Duration, Instant};
+
+pub const FAAS: &str = env!("CARGO_BIN_EXE_faas");
+
+/// `target/debug/gateway`, built once per test binary (cargo only builds
+/// the binaries of the crate under test).
+pub fn gateway_bin() -> PathBuf {
+    static BUILD: Once = Once::new();
+    let bin = Path::new(FAAS).with_file_name("gateway");
+    BUILD.call_once(|| {
+        let status = Command::new(env!("CARGO"))
+            .args(["build", "-q", "-p", "gateway"])
+            .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
+            .status()
+            .expect("run cargo build -p gateway");
+        assert!(status.success(), "cargo build -p gateway failed");
+    });
+    assert!(bin.exists(), "no gateway binary at {}", bin.display());
+    bin
+}
+
+/// A running gateway, killed (with its functions) when dropped, plus a
+/// scratch directory for stack files and the CLI's config.
+pub struct Gateway {
+    child: Child,
+    pub url: String,
+    pub dir: tempfile::TempDir,
+    log: Arc<Mutex<String>>,
+}
+
+impl Gateway {
+    /// An open gateway.
+    pub fn start() -> Gateway {
+        Gateway::start_with(&[])
+    }
+
+    /// A gateway with extra environment (`basic_auth_user`, …).
+    pub fn start_with(env: &[(&str, &str)]) -> Gateway {
+        let dir = tempfile::tempdir().unwrap();
+        let secrets = dir.path().join("secrets");
+        std::fs::create_dir_all(&secrets).unwrap();
+        let mut child = Command::new(gateway_bin())
+            .args([
+                "--provider",
+                "process",
+                "--port",
+                "0",
+                "--bind-address",
+                "127.0.0.1",
+            ])
+            .current_dir(dir.path())
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("RUST_LOG", "info")
+            .env("secret_mount_path", &secrets)
+            .envs(env.iter().copied())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start gateway");
+        let stderr = child.stderr.take().unwrap();
+        let log = Arc::new(Mutex::new(String::new()));
+        let (tx, rx) = mpsc::channel();
+        {
+            let log = log.clone();
+            std::thread::spawn(move || {
+                for line in BufReader::new(stderr).lines() {
+                    let Ok(line) = line else { break };
+                    if line.contains("listening") {
+                        let _ = tx.send(line.clone());
+                    }
+                    let mut log = log.lock().unwrap();
+                    log.push_str(&line);
+                    log.push('\n');
+                }
+            });
+        }
+        let line = match rx.recv_timeout(Duration::from_secs(30)) {
+            Ok(line) => line,
+            Err(_) => {
+                let _ = child.kill();
+                panic!("gateway did not start:\n{}", log.lock().unwrap());
+            }
+        };
+        let addr = field(&line, "addr=");
+        let port = addr.rsplit(':').next().unwrap();
+        Gateway {
+            child,
+            url: format!("http://127.0.0.1:{port}"),
+            dir,
+            log,
+        }
+    }
+
+    pub fn log(&self) -> String {
+        self.log.lock().unwrap().clone()
+    }
+
+    /// Writes a file into the scratch directory; returns its path.
+    pub fn write(&self, name: &str, text: &str) -> PathBuf {
+        let path = self.dir.path().join(name);
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+
+    /// Writes `stack.yml` with these functions (YAML under `functions:`).
+    pub fn stack(&self, functions: &str) -> PathBuf {
+        self.write(
+            "stack.yml",
+            &format!("provider:\n  name: openfaas\nfunctions:\n{functions}"),
+        )
+    }
+
+    /// The CLI's config file for this test.
+    pub fn config_path(&self) -> PathBuf {
+        self.dir.path().join("home/.config/faas/config.json")
+    }
+
+    /// `faas` aimed at this gateway, with an empty stdin.
+    pub fn faas(&self, args: &[&str]) -> Run {
+        self.faas_cmd().args(args).run()
+    }
+
+    /// `faas` aimed at this gateway, with `stdin`.
+    pub fn faas_stdin(&self, args: &[&str], stdin: &[u8]) -> Run {
+        self.faas_cmd().args(args).stdin(stdin).run()
+    }
+
+    /// A `faas` command with this test's environment, to adjust.
+    pub fn faas_cmd(&self) -> Faas {
+        Faas::new(self.dir.path()).env("FAAS_GATEWAY", &self.url)
+    }
+
+    /// Deploys `stack.yml` and insists it worked.
+    pub fn deploy(&self, functions: &str) {
+        let stack = self.stack(functions);
+        let run = self.faas(&["deploy", "-f", stack.to_str().unwrap()]);
+        run.assert_ok();
+    }
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn field<'a>(line: &'a str, name: &str) -> &'a str {
+    let start = line
+        .find(name)
+        .unwrap_or_else(|| panic!("no {name} in {line:?}"))
+        + name.len();
+    line[start..].split_whitespace().next().unwrap()
+}
+
+/// A `faas` invocation being put together.
+pub struct Faas {
+    command: Command,
+    stdin: Option<Vec<u8>>,
+}
+
+impl Faas {
+    /// `faas` with a clean environment: HOME in `dir`, no stored login, no
+    /// proxies.
+    pub fn new(dir: &Path) -> Faas {
+        let mut command = Command::new(FAAS);
+        command
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("HOME", dir.join("home"))
+            .current_dir(dir);
+        Faas {
+            command,
+            stdin: None,
+        }
+    }
+
+    pub fn env(mut self, key: &str, value: impl AsRef<std::ffi::OsStr>) -> Faas {
+        self.command.env(key, value);
+        self
+    }
+
+    pub fn args(mut self, args: &[&str]) -> Faas {
+        self.command.args(args);
+        self
+    }
+
+    pub fn stdin(mut self, body: &[u8]) -> Faas {
+        self.stdin = Some(body.to_vec());
+        self
+    }
+
+    pub fn run(mut self) -> Run {
+        self.command
+            .stdin(if self.stdin.is_some() {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            })
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = self.command.spawn().expect("run faas");
+        if let Some(body) = self.stdin.take() {
+            let mut stdin = child.stdin.take().unwrap();
+            std::thread::spawn(move || {
+                let _ = stdin.write_all(&body);
+            });
+        }
+        Run(child.wait_with_output().expect("wait for faas"))
+    }
+
+    /// Starts `faas` and leaves it running (for `logs --follow`).
+    pub fn spawn(mut self) -> Child {
+        self.command
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start faas")
+    }
+}
+
+/// A finished `faas` run.
+pub struct Run(pub Output);
+
+impl Run {
+    pub fn code(&self) -> Option<i32> {
+        self.0.status.code()
+    }
+
+    pub fn stdout(&self) -> String {
+        String::from_utf8_lossy(&self.0.stdout).into_owned()
+    }
+
+    pub fn stderr(&self) -> String {
+        String::from_utf8_lossy(&self.0.stderr).into_owned()
+    }
+
+    /// Exit 0, or a panic showing what went wrong.
+    pub fn assert_ok(&self) -> &Run {
+        assert_eq!(
+            self.code(),
+            Some(0),
+            "faas failed\nstdout: {}\nstderr: {}",
+            self.stdout(),
+            self.stderr()
+        );
+        self
+    }
+
+    /// Exit 1 with one `faas: …` line on stderr containing `text`.
+    pub fn assert_fails_with(&self, text: &str) -> &Run {
+        let stderr = self.stderr();
+        assert_eq!(
+            self.code(),
+            Some(1),
+            "expected exit 1\nstdout: {}\nstderr: {stderr}",
+            self.stdout()
+        );
+        assert!(
+            stderr.starts_with("faas: ") && stderr.contains(text),
+            "expected {text:?} in stderr: {stderr}"
+        );
+        assert!(!stderr.contains("panicked"), "{stderr}");
+        self
+    }
+}
+
+/// Retries `check` until it returns true or `limit` passes.
+pub fn eventually(limit: Duration, mut check: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + limit;
+    loop {
+        if check() {
+            return true;
+        }
+        if Instant::now() > deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// The row of `faas list` output for `name`, split into columns.
+pub fn list_row(list: &str, name: &str) -> Option<Vec<String>> {
+    list.lines()
+        .map(|l| l.split_whitespace().map(str::to_string).collect::<Vec<_>>())
+        .find(|cols| cols.first().map(String::as_str) == Some(name))
+}
