@@ -25,6 +25,8 @@ STACK_FILE=docker-compose.yml
 FUNCTIONS_NETWORK=functions
 GATEWAY_PORT=8080
 GATEWAY_URL=http://127.0.0.1:$GATEWAY_PORT
+# Where `up` keeps the gateway's credentials (see ensure_credentials).
+SECRETS_DIR=$ROOT/.secrets
 # How long `up` waits for the gateway and every function, `down` for the
 # stack's services and containers to be gone.
 UP_TIMEOUT=${FAAS_UP_TIMEOUT:-90}
@@ -131,16 +133,16 @@ cmd_binaries() {
     cargo build --release --locked --target "$BUILD_TARGET" "${packages[@]}"
     # The gateway on its own: built together, its dependencies' features
     # (tokio's process and fs, …) would be unified into fwatchdog's.
-    log "cargo build --release --target $BUILD_TARGET -p gateway"
-    cargo build --release --locked --target "$BUILD_TARGET" -p gateway
+    log "cargo build --release --target $BUILD_TARGET -p gateway -p faas-cli"
+    cargo build --release --locked --target "$BUILD_TARGET" -p gateway -p faas-cli
 
     local release binary size
     release=$(release_dir)
-    for binary in fwatchdog gateway $(rust_functions); do
+    for binary in fwatchdog gateway faas $(rust_functions); do
         is_static "$release/$binary" ||
             die "$release/$binary is dynamically linked: it cannot run in a FROM scratch image"
     done
-    for binary in fwatchdog gateway; do
+    for binary in fwatchdog gateway faas; do
         size=$(stat -c %s "$release/$binary")
         log "$binary: static, $size bytes ($(mib "$size") MiB)"
     done
@@ -345,6 +347,53 @@ refresh_outdated_services() {
     ((failed == 0)) || die "docker service update failed for one of: ${outdated[*]%%=*} (docker service ps <name>)"
 }
 
+# Basic auth for the gateway's /system API. The password is random, made
+# once and kept in $SECRETS_DIR (mode 0600, ignored by git) so that people
+# and tests can log in; Docker secrets cannot be read back. Each secret's
+# name carries a hash of its value: Swarm secrets are immutable, so a new
+# password is a new secret, and the stack file is told which one to mount
+# (FAAS_AUTH_USER_SECRET, FAAS_AUTH_PASSWORD_SECRET).
+ensure_credentials() {
+    local kind file value hash name
+    mkdir -p "$SECRETS_DIR"
+    chmod 700 "$SECRETS_DIR"
+    [[ -s $SECRETS_DIR/basic-auth-user ]] || printf 'admin' >"$SECRETS_DIR/basic-auth-user"
+    if [[ ! -s $SECRETS_DIR/basic-auth-password ]]; then
+        log "creating a random gateway password in $SECRETS_DIR/basic-auth-password"
+        (
+            umask 077
+            head -c 64 /dev/urandom | base64 | tr -dc 'A-Za-z0-9' | head -c 24 >"$SECRETS_DIR/basic-auth-password"
+        )
+    fi
+    chmod 600 "$SECRETS_DIR"/basic-auth-*
+    for kind in user password; do
+        file=$SECRETS_DIR/basic-auth-$kind
+        value=$(<"$file")
+        hash=$(printf '%s' "$value" | sha256sum | cut -c1-12)
+        name=basic-auth-$kind-$hash
+        if ! docker secret inspect "$name" >/dev/null 2>&1; then
+            log "docker secret create $name"
+            docker secret create --label faas.auth=true "$name" "$file" >/dev/null ||
+                docker secret inspect "$name" >/dev/null 2>&1 ||
+                die "cannot create the Docker secret $name"
+        fi
+        if [[ $kind == user ]]; then
+            export FAAS_AUTH_USER_SECRET=$name
+        else
+            export FAAS_AUTH_PASSWORD_SECRET=$name
+        fi
+    done
+}
+
+# Earlier credentials' secrets, once no service mounts them any more.
+prune_old_credentials() {
+    local name
+    while read -r name; do
+        [[ $name == "$FAAS_AUTH_USER_SECRET" || $name == "$FAAS_AUTH_PASSWORD_SECRET" ]] && continue
+        docker secret rm "$name" >/dev/null 2>&1 || true
+    done < <(docker secret ls --filter label=faas.auth=true --format '{{.Name}}')
+}
+
 http_code() { curl -s -o /dev/null -m 3 -w '%{http_code}' "$@" || true; }
 
 stack_diagnostics() {
@@ -393,6 +442,7 @@ cmd_up() {
     ensure_swarm
     ensure_network
     cmd_all
+    ensure_credentials
     log "docker stack deploy -c $STACK_FILE $STACK_NAME"
     # Images are local: no registry to resolve digests from. Shows what it
     # changed, not its notice about --detach.
@@ -404,6 +454,10 @@ cmd_up() {
     printf '%s\n' "$output" | sed -n 's/^\(Creating\|Updating\|Removing\) /    &/p'
     refresh_outdated_services
     wait_for_stack
+    prune_old_credentials
+    local FAAS_CLI
+    FAAS_CLI=$(release_dir)/faas
+    FAAS_CLI=${FAAS_CLI#"$ROOT"/}
     cat <<EOF
 
 The stack is up: the gateway answers at $GATEWAY_URL. Try:
@@ -417,6 +471,13 @@ Any service on the network $FUNCTIONS_NETWORK is a function (the seed's way):
 
   docker service create --network=functions --name echo faas/catservice:latest
   curl -d hi $GATEWAY_URL/function/echo
+
+The management API (/system/...) and the faas CLI need the gateway's
+credentials (user $(<"$SECRETS_DIR/basic-auth-user"), password in $SECRETS_DIR/basic-auth-password):
+
+  $FAAS_CLI login --username $(<"$SECRETS_DIR/basic-auth-user") --password-stdin < $SECRETS_DIR/basic-auth-password
+  $FAAS_CLI list
+  curl -u $(<"$SECRETS_DIR/basic-auth-user"):\$(cat $SECRETS_DIR/basic-auth-password) $GATEWAY_URL/system/functions
 
 Remove the stack with ./build.sh down.
 EOF
