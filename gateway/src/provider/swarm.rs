@@ -41,7 +41,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use bollard::Docker;
 use bollard::errors::Error as DockerError;
-use bollard::models::{Service, ServiceSpec, Task, TaskState};
+use bollard::models::{Service, ServiceSpec, Task, TaskSpec, TaskState};
 use bollard::query_parameters::{
     EventsOptionsBuilder, InspectNetworkOptionsBuilder, ListSecretsOptionsBuilder,
     ListServicesOptionsBuilder, ListTasksOptionsBuilder, UpdateServiceOptionsBuilder,
@@ -237,8 +237,9 @@ impl SwarmProvider {
                 .filter(|t| t.service_id.as_deref() == Some(service_id.as_str()))
                 .filter_map(|t| replica_of(t, &service_name, &endpoints, port))
                 .collect();
+            let current = current_ready_tasks(&service, &tasks, &replicas);
             let entry = Known {
-                status: status_of(&name, &service, &replicas),
+                status: status_of(&name, &service, current),
                 discovered: Discovered {
                     name: name.clone(),
                     replicas,
@@ -565,7 +566,63 @@ fn replica_of(
     })
 }
 
-fn status_of(name: &str, service: &Service, replicas: &[ReplicaInfo]) -> FunctionStatus {
+/// Running tasks meant to run that were started from the service's current
+/// spec. During a rolling update the old tasks still serve (and are still
+/// routed to until they drain) but are not what was asked for: counting
+/// them would report an update ready before it has rolled out. Only
+/// replicas the gateway can route to (`replicas`, ready) count.
+fn current_ready_tasks(service: &Service, tasks: &[Task], replicas: &[ReplicaInfo]) -> u64 {
+    let template = service.spec.as_ref().and_then(|s| s.task_template.as_ref());
+    replicas
+        .iter()
+        .filter(|r| r.state == ReplicaState::Ready)
+        .filter(|r| {
+            template.is_none()
+                || tasks.iter().any(|t| {
+                    t.id.as_deref() == Some(r.id.as_str()) && same_spec(t.spec.as_ref(), template)
+                })
+        })
+        .count() as u64
+}
+
+/// Whether a task was made from this task template. Docker fills in a few
+/// defaults differently on the two sides (an empty `DNSConfig` on the
+/// service, `Runtime` left out of the task), so both are compared with
+/// empty values and the runtime dropped.
+fn same_spec(task: Option<&TaskSpec>, template: Option<&TaskSpec>) -> bool {
+    fn normalized(spec: Option<&TaskSpec>) -> serde_json::Value {
+        let mut value = serde_json::to_value(spec).unwrap_or_default();
+        if let Some(map) = value.as_object_mut() {
+            map.remove("Runtime");
+        }
+        prune(&mut value);
+        value
+    }
+    fn prune(value: &mut serde_json::Value) {
+        match value {
+            serde_json::Value::Object(map) => {
+                for v in map.values_mut() {
+                    prune(v);
+                }
+                map.retain(|_, v| !is_empty(v));
+            }
+            serde_json::Value::Array(items) => items.iter_mut().for_each(prune),
+            _ => {}
+        }
+    }
+    fn is_empty(v: &serde_json::Value) -> bool {
+        match v {
+            serde_json::Value::Null => true,
+            serde_json::Value::Object(m) => m.is_empty(),
+            serde_json::Value::Array(a) => a.is_empty(),
+            _ => false,
+        }
+    }
+    normalized(task) == normalized(template)
+}
+
+/// `available`: see [`current_ready_tasks`].
+fn status_of(name: &str, service: &Service, available: u64) -> FunctionStatus {
     let spec = service.spec.clone().unwrap_or_default();
     let container = spec
         .task_template
@@ -595,10 +652,7 @@ fn status_of(name: &str, service: &Service, replicas: &[ReplicaInfo]) -> Functio
             .and_then(|r| r.replicas)
             .unwrap_or(0)
             .max(0) as u64,
-        available_replicas: replicas
-            .iter()
-            .filter(|r| r.state == ReplicaState::Ready)
-            .count() as u64,
+        available_replicas: available,
         invocation_count: 0,
         created_at: service.created_at.as_ref().map(|t| t.to_string()),
     }
@@ -977,7 +1031,7 @@ mod tests {
             spec: Some(plan.service_spec("functions", &BTreeMap::new())),
             ..Default::default()
         };
-        let status = status_of("catservice", &service, &[]);
+        let status = status_of("catservice", &service, 0);
         assert_eq!(
             status.annotations,
             BTreeMap::from([("topic".to_owned(), "demo".to_owned())])
@@ -1011,5 +1065,29 @@ mod tests {
             function_name(&service, &["netid".to_owned()]).as_deref(),
             Some("catservice")
         );
+    }
+
+    #[test]
+    fn tasks_of_the_current_spec_are_told_from_older_ones() {
+        // As Docker 20.10 answers: the service's template carries an empty
+        // DNSConfig and the runtime, its tasks' copies do not.
+        let template: TaskSpec = serde_json::from_value(serde_json::json!({
+            "ContainerSpec": {"Image": "faas/env:latest", "Env": ["GREETING=after"], "DNSConfig": {}},
+            "ForceUpdate": 2,
+            "Runtime": "container"
+        }))
+        .unwrap();
+        let task: TaskSpec = serde_json::from_value(serde_json::json!({
+            "ContainerSpec": {"Image": "faas/env:latest", "Env": ["GREETING=after"]},
+            "ForceUpdate": 2
+        }))
+        .unwrap();
+        assert!(same_spec(Some(&task), Some(&template)));
+        let older: TaskSpec = serde_json::from_value(serde_json::json!({
+            "ContainerSpec": {"Image": "faas/env:latest", "Env": ["GREETING=before"]},
+            "ForceUpdate": 1
+        }))
+        .unwrap();
+        assert!(!same_spec(Some(&older), Some(&template)));
     }
 }
