@@ -137,3 +137,89 @@ pub struct VersionInfo {
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub commit_message: String,
 }
+
+/// An async call's state.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ExecutionStatus {
+    #[default]
+    Queued,
+    Running,
+    Succeeded,
+    Failed,
+    Dead,
+}
+
+impl ExecutionStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ExecutionStatus::Queued => "queued",
+            ExecutionStatus::Running => "running",
+            ExecutionStatus::Succeeded => "succeeded",
+            ExecutionStatus::Failed => "failed",
+            ExecutionStatus::Dead => "dead",
+        }
+    }
+
+    /// Whether the call has reached a final state.
+    pub fn is_final(self) -> bool {
+        !matches!(self, ExecutionStatus::Queued | ExecutionStatus::Running)
+    }
+}
+
+impl std::str::FromStr for ExecutionStatus {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "queued" => Ok(ExecutionStatus::Queued),
+            "running" => Ok(ExecutionStatus::Running),
+            "succeeded" => Ok(ExecutionStatus::Succeeded),
+            "failed" => Ok(ExecutionStatus::Failed),
+            "dead" => Ok(ExecutionStatus::Dead),
+            other => Err(format!(
+                "unknown status {other:?}: queued, running, succeeded, failed or dead"
+            )),
+        }
+    }
+}
+
+/// `GET /system/executions/{id}`: an async call's record.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Execution {
+    pub id: String,
+    pub function: String,
+    pub status: ExecutionStatus,
+    /// RFC 3339.
+    pub created_at: String,
+    #[serde(default)]
+    pub started_at: Option<String>,
+    #[serde(default)]
+    pub finished_at: Option<String>,
+    #[serde(default)]
+    pub attempts: u32,
+    #[serde(default)]
+    pub status_code: Option<u16>,
+    #[serde(default)]
+    pub duration_seconds: Option<f64>,
+    #[serde(default)]
+    pub error: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub callback: Option<CallbackRecord>,
+}
+
+/// Where an async call's result goes (`X-Callback-Url`) and how that went.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CallbackRecord {
+    pub url: String,
+    /// `pending`, `delivered` or `failed`.
+    pub status: String,
+    #[serde(default)]
+    pub attempts: u32,
+    #[serde(default)]
+    pub status_code: Option<u16>,
+    #[serde(default)]
+    pub error: Option<String>,
+}

@@ -104,6 +104,44 @@ pub struct Config {
     #[arg(long, env = "log_lines", default_value_t = 1000)]
     pub log_lines: usize,
 
+    /// The async queue's database file, created when missing (default:
+    /// $TMPDIR/faas-queue-<port>.redb). Keep it on a volume so queued calls
+    /// survive the gateway.
+    #[arg(long, env = "queue_path")]
+    pub queue_path: Option<PathBuf>,
+
+    /// Largest async call body (then 413).
+    #[arg(long, env = "max_async_body", default_value = "10m", value_parser = bytes)]
+    pub max_async_body: u64,
+
+    /// Largest async response body kept for /system/executions/{id}/output.
+    #[arg(long, env = "async_max_output", default_value = "1m", value_parser = bytes)]
+    pub async_max_output: u64,
+
+    /// How long finished async calls' records are kept.
+    #[arg(long, env = "async_retention", default_value = "24h", value_parser = duration)]
+    pub async_retention: Duration,
+
+    /// Async calls of one function running at once (label faas.async.concurrency).
+    #[arg(long, env = "async_concurrency", default_value_t = 4)]
+    pub async_concurrency: usize,
+
+    /// Retries after the first attempt (label faas.async.max-retries).
+    #[arg(long, env = "async_max_retries", default_value_t = 5)]
+    pub async_max_retries: u32,
+
+    /// First retry's wait; doubles per retry, with jitter.
+    #[arg(long, env = "async_retry_base", default_value = "1s", value_parser = duration)]
+    pub async_retry_base: Duration,
+
+    /// Longest wait between retries.
+    #[arg(long, env = "async_retry_max", default_value = "60s", value_parser = duration)]
+    pub async_retry_max: Duration,
+
+    /// Longest wait for a callback URL's answer.
+    #[arg(long, env = "callback_timeout", default_value = "10s", value_parser = duration)]
+    pub callback_timeout: Duration,
+
     /// Exit 0 if the local gateway's /healthz answers 200, else 1 (for
     /// Docker's HEALTHCHECK).
     #[arg(long)]

@@ -11,6 +11,7 @@ pub mod functions;
 pub mod invoke;
 pub mod metrics;
 pub mod provider;
+pub mod queue;
 pub mod routing;
 pub mod server;
 pub mod system;
@@ -43,6 +44,7 @@ pub struct AppState {
     pub forwarder: Forwarder,
     /// Basic auth for `/system/*` (and calls, with `auth_invoke`); `None`: open.
     pub credentials: Option<auth::Credentials>,
+    pub queue: Arc<queue::AsyncQueue>,
 }
 
 /// All routes: the gateway's own, then every other path as a call.
@@ -51,6 +53,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
         .merge(system::routes(state.clone()))
+        .merge(queue::api::call_routes())
         .method_not_allowed_fallback(method_not_allowed)
         .fallback(invoke::fallback)
         .with_state(state)
@@ -96,6 +99,8 @@ pub enum RunError {
     #[error("basic auth: {0}")]
     Auth(String),
     #[error("{0}")]
+    Queue(#[from] queue::store::StoreError),
+    #[error("{0}")]
     Io(#[from] std::io::Error),
 }
 
@@ -117,6 +122,13 @@ pub async fn run(
     } else {
         tracing::info!("basic auth required on /system/*");
     }
+    let queue_path = config.queue_path.clone().unwrap_or_else(|| {
+        let port = listener.local_addr().map_or(config.port, |a| a.port());
+        std::env::temp_dir().join(format!("faas-queue-{port}.redb"))
+    });
+    let store = queue::store::Store::open(&queue_path)?;
+    tracing::info!(path = %queue_path.display(), "async queue open");
+    let queue = Arc::new(queue::AsyncQueue::new(store));
     let metrics = Arc::new(Metrics::new());
     let table = Arc::new(Table::new(metrics.clone()));
     provider
@@ -131,6 +143,7 @@ pub async fn run(
         metrics,
         provider: provider.clone(),
         credentials,
+        queue,
     });
     tracing::info!(
         addr = %listener.local_addr()?,
@@ -139,6 +152,11 @@ pub async fn run(
         "listening"
     );
     let (stop, stopped) = watch::channel(false);
+    let dispatcher = tokio::spawn(queue::AsyncQueue::dispatch(
+        state.clone(),
+        stopped.clone(),
+        config.upstream_timeout,
+    ));
     let serving = tokio::spawn(server::serve(
         listener,
         state.clone(),
@@ -150,6 +168,7 @@ pub async fn run(
     tracing::info!("shutting down: finishing in-flight calls");
     let _ = stop.send(true);
     let _ = serving.await;
+    let _ = dispatcher.await;
     provider.shutdown().await;
     tracing::info!("stopped");
     Ok(())

@@ -28,6 +28,10 @@ pub struct Metrics {
     started: IntCounterVec,
     service_count: IntGaugeVec,
     inflight: IntGaugeVec,
+    queue_depth: IntGaugeVec,
+    async_finished: IntCounterVec,
+    async_retries: IntCounterVec,
+    enqueue_seconds: Histogram,
 }
 
 impl Metrics {
@@ -70,8 +74,46 @@ impl Metrics {
             &["function_name"],
         )
         .expect("valid metric");
+        let queue_depth = IntGaugeVec::new(
+            Opts::new(
+                "gateway_async_queue_depth",
+                "Async calls waiting in the queue (due or retrying), by function.",
+            ),
+            &["function_name"],
+        )
+        .expect("valid metric");
+        let async_finished = IntCounterVec::new(
+            Opts::new(
+                "gateway_async_executions_total",
+                "Async calls that reached a final state, by function and status (succeeded, failed, dead).",
+            ),
+            &["function_name", "status"],
+        )
+        .expect("valid metric");
+        let async_retries = IntCounterVec::new(
+            Opts::new(
+                "gateway_async_retries_total",
+                "Async call attempts scheduled again after a busy or unreachable function, by function.",
+            ),
+            &["function_name"],
+        )
+        .expect("valid metric");
+        let enqueue_seconds = Histogram::with_opts(
+            HistogramOpts::new(
+                "gateway_async_enqueue_seconds",
+                "Time from an async request's arrival to its durable 202.",
+            )
+            .buckets(vec![
+                0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0,
+            ]),
+        )
+        .expect("valid metric");
         for metric in [
-            Box::new(invocations.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(queue_depth.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(async_finished.clone()),
+            Box::new(async_retries.clone()),
+            Box::new(enqueue_seconds.clone()),
+            Box::new(invocations.clone()),
             Box::new(seconds.clone()),
             Box::new(started.clone()),
             Box::new(service_count.clone()),
@@ -86,7 +128,34 @@ impl Metrics {
             started,
             service_count,
             inflight,
+            queue_depth,
+            async_finished,
+            async_retries,
+            enqueue_seconds,
         }
+    }
+
+    /// The queue's depth per function (functions no longer queued go to 0).
+    pub fn set_queue_depth(&self, depth: &std::collections::HashMap<String, u64>) {
+        for (function, n) in depth {
+            self.queue_depth
+                .with_label_values(&[function.as_str()])
+                .set(*n as i64);
+        }
+    }
+
+    pub fn async_finished(&self, function: &str, status: faas_common::api::ExecutionStatus) {
+        self.async_finished
+            .with_label_values(&[function, status.as_str()])
+            .inc();
+    }
+
+    pub fn async_retry(&self, function: &str) {
+        self.async_retries.with_label_values(&[function]).inc();
+    }
+
+    pub fn async_enqueued(&self, elapsed: Duration) {
+        self.enqueue_seconds.observe(elapsed.as_secs_f64());
     }
 
     /// The handles of one function.

@@ -15,6 +15,14 @@ use faas_common::is_valid_function_name;
 pub const NO_ROUTE: &str = "Provide an X-Function header or a valid Alexa SDK request.";
 
 /// Paths the gateway answers itself: never routed by header or Alexa body.
+/// Paths that call functions (synchronously or not): everything but the
+/// gateway's own routes. `auth_invoke` guards these.
+pub fn is_call_path(path: &str) -> bool {
+    !is_system_path(path)
+        || path.starts_with("/async-function/")
+        || path.starts_with("/bulk-function/")
+}
+
 pub fn is_system_path(path: &str) -> bool {
     path == "/healthz"
         || path == "/metrics"

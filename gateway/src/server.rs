@@ -54,7 +54,7 @@ pub async fn serve(
                     let state = state.clone();
                     async move {
                         if state.config.auth_invoke
-                            && !routing::is_system_path(request.uri().path())
+                            && routing::is_call_path(request.uri().path())
                             && !crate::auth::allowed(&state, request.headers())
                         {
                             return Ok(crate::auth::unauthorized());

@@ -43,6 +43,7 @@ pub fn routes(state: Arc<AppState>) -> Router<Arc<AppState>> {
             "/system/secrets",
             get(secrets).post(create_secret).delete(remove_secret),
         )
+        .merge(crate::queue::api::system_routes())
         .route_layer(axum::middleware::from_fn_with_state(
             state,
             crate::auth::require,

@@ -58,6 +58,8 @@ impl Gateway {
                 "--bind-address",
                 "127.0.0.1",
             ])
+            .arg("--queue-path")
+            .arg(dir.path().join("queue.redb"))
             .arg("-f")
             .arg(&stack_path)
             .args(flags)

@@ -1,0 +1,415 @@
+//! The async routes: `POST /async-function/{name}[/{rest}]`,
+//! `POST /bulk-function/{name}`, and the execution records under
+//! `/system/executions` (behind basic auth with the rest of `/system`).
+
+// Helpers return the early answer itself as their error, as handlers do.
+#![allow(clippy::result_large_err)]
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{Path, Query, Request, State};
+use axum::response::{IntoResponse, Json, Response};
+use axum::routing::{get, post};
+use bytes::Bytes;
+use faas_common::api::{Execution, ExecutionStatus};
+use http::header::{CONTENT_TYPE, HeaderMap, HeaderValue};
+use http::{HeaderName, StatusCode};
+use http_body_util::{BodyExt, Limited};
+use serde::Deserialize;
+
+use super::store::{ListFilter, NewCall, StoredRequest};
+use crate::AppState;
+use crate::forward::{X_CALL_ID, text};
+use crate::routing::RouteError;
+
+const X_CALLBACK_URL: &str = "x-callback-url";
+
+/// `/async-function/…` and `/bulk-function/…` (open like calls, unless
+/// `auth_invoke`).
+pub fn call_routes() -> Router<Arc<AppState>> {
+    Router::new()
+        .route("/async-function/{name}", post(enqueue))
+        .route("/async-function/{name}/", post(enqueue))
+        .route("/async-function/{name}/{*rest}", post(enqueue))
+        .route("/bulk-function/{name}", post(bulk))
+}
+
+/// `/system/executions…` (the caller adds auth).
+pub fn system_routes() -> Router<Arc<AppState>> {
+    Router::new()
+        .route("/system/executions", get(list))
+        .route("/system/executions/bulk", post(bulk_get))
+        .route("/system/executions/{id}", get(get_one))
+        .route("/system/executions/{id}/output", get(output))
+}
+
+fn unavailable(e: impl std::fmt::Display) -> Response {
+    text(StatusCode::SERVICE_UNAVAILABLE, e)
+}
+
+/// The function named in the path, known to the gateway.
+fn known_function(state: &AppState, name: &str) -> Result<(), Response> {
+    if !faas_common::is_valid_function_name(name) {
+        return Err(text(
+            StatusCode::BAD_REQUEST,
+            RouteError::InvalidName(name.to_owned()),
+        ));
+    }
+    if state.table.get(name).is_none() {
+        return Err(text(
+            StatusCode::NOT_FOUND,
+            format_args!("function {name:?} not found"),
+        ));
+    }
+    Ok(())
+}
+
+/// The body, up to `max_async_body` (413 beyond).
+async fn read_body(state: &AppState, body: Body) -> Result<Bytes, Response> {
+    let limit = state.config.max_async_body;
+    match Limited::new(body, usize::try_from(limit).unwrap_or(usize::MAX))
+        .collect()
+        .await
+    {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(text(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format_args!("request body is larger than max_async_body ({limit} bytes)"),
+        )),
+        Err(e) => Err(text(
+            StatusCode::BAD_REQUEST,
+            format_args!("cannot read the request body: {e}"),
+        )),
+    }
+}
+
+/// `X-Callback-Url`, when given: an absolute http URL.
+fn callback_url(headers: &HeaderMap) -> Result<Option<String>, Response> {
+    let Some(value) = headers.get(X_CALLBACK_URL) else {
+        return Ok(None);
+    };
+    let url = value.to_str().unwrap_or("").trim();
+    match url.parse::<http::Uri>() {
+        Ok(uri) if uri.scheme_str() == Some("http") && uri.host().is_some() => {
+            Ok(Some(url.to_owned()))
+        }
+        _ => Err(text(
+            StatusCode::BAD_REQUEST,
+            format_args!("X-Callback-Url {url:?} is not an absolute http:// URL"),
+        )),
+    }
+}
+
+/// The headers kept with a call: all but hop-by-hop ones and the
+/// callback URL (it is the gateway's business).
+fn kept_headers(headers: &HeaderMap, id: &str) -> Vec<(String, String)> {
+    let mut kept: Vec<(String, String)> = headers
+        .iter()
+        .filter(|(name, _)| {
+            !is_hop_by_hop(name) && *name != X_CALL_ID && name.as_str() != X_CALLBACK_URL
+        })
+        .map(|(name, value)| {
+            (
+                name.as_str().to_owned(),
+                String::from_utf8_lossy(value.as_bytes()).into_owned(),
+            )
+        })
+        .collect();
+    kept.push((X_CALL_ID.as_str().to_owned(), id.to_owned()));
+    kept
+}
+
+fn is_hop_by_hop(name: &HeaderName) -> bool {
+    matches!(
+        name.as_str(),
+        "connection"
+            | "keep-alive"
+            | "proxy-authenticate"
+            | "proxy-authorization"
+            | "te"
+            | "trailer"
+            | "transfer-encoding"
+            | "upgrade"
+            | "host"
+            | "content-length"
+    )
+}
+
+/// The caller's `X-Call-Id` when it is usable and unused, else a new one.
+fn call_id(state: &AppState, headers: &HeaderMap) -> String {
+    if let Some(given) = headers.get(&X_CALL_ID).and_then(|v| v.to_str().ok()) {
+        let given = given.trim();
+        if !given.is_empty()
+            && given.len() <= 128
+            && given
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+            && state.queue.store.contains(given).ok() == Some(false)
+        {
+            return given.to_owned();
+        }
+    }
+    uuid::Uuid::new_v4().to_string()
+}
+
+fn accepted(body: serde_json::Value, id: Option<&str>) -> Response {
+    let mut response = (StatusCode::ACCEPTED, Json(body)).into_response();
+    if let Some(id) = id
+        && let Ok(v) = HeaderValue::from_str(id)
+    {
+        response.headers_mut().insert(X_CALL_ID, v);
+    }
+    response
+}
+
+async fn enqueue(State(state): State<Arc<AppState>>, request: Request) -> Response {
+    let started = Instant::now();
+    let (parts, body) = request.into_parts();
+    let path = parts.uri.path();
+    let rest = path.strip_prefix("/async-function/").unwrap_or("");
+    let (name, tail) = match rest.find('/') {
+        Some(i) => (&rest[..i], &rest[i..]),
+        None => (rest, "/"),
+    };
+    if let Err(answer) = known_function(&state, name) {
+        return answer;
+    }
+    let callback = match callback_url(&parts.headers) {
+        Ok(c) => c,
+        Err(answer) => return answer,
+    };
+    let body = match read_body(&state, body).await {
+        Ok(b) => b,
+        Err(answer) => return answer,
+    };
+    let forwarded = match parts.uri.query() {
+        Some(q) => format!("{tail}?{q}"),
+        None => tail.to_owned(),
+    };
+    let id = call_id(&state, &parts.headers);
+    let call = NewCall {
+        id: id.clone(),
+        function: name.to_owned(),
+        request: StoredRequest {
+            method: parts.method.as_str().to_owned(),
+            path: forwarded,
+            headers: kept_headers(&parts.headers, &id),
+            body,
+        },
+        callback_url: callback,
+    };
+    match state.queue.store.enqueue(vec![call]).await {
+        Ok(_) => {
+            state.metrics.async_enqueued(started.elapsed());
+            state.queue.notify();
+            accepted(
+                serde_json::json!({"id": id, "function": name, "status": "queued"}),
+                Some(&id),
+            )
+        }
+        Err(e) => unavailable(e),
+    }
+}
+
+/// Each element's body: a string's text, anything else its JSON.
+fn element_body(value: &serde_json::Value) -> Bytes {
+    match value {
+        serde_json::Value::String(s) => Bytes::from(s.clone()),
+        other => Bytes::from(serde_json::to_vec(other).unwrap_or_default()),
+    }
+}
+
+async fn bulk(
+    State(state): State<Arc<AppState>>,
+    Path(name): Path<String>,
+    request: Request,
+) -> Response {
+    let started = Instant::now();
+    if let Err(answer) = known_function(&state, &name) {
+        return answer;
+    }
+    let (parts, body) = request.into_parts();
+    let callback = match callback_url(&parts.headers) {
+        Ok(c) => c,
+        Err(answer) => return answer,
+    };
+    let body = match read_body(&state, body).await {
+        Ok(b) => b,
+        Err(answer) => return answer,
+    };
+    let items: Vec<serde_json::Value> = match serde_json::from_slice(&body) {
+        Ok(serde_json::Value::Array(items)) => items,
+        Ok(_) => {
+            return text(
+                StatusCode::BAD_REQUEST,
+                "expected a JSON array: each element becomes one call",
+            );
+        }
+        Err(e) => {
+            return text(
+                StatusCode::BAD_REQUEST,
+                format_args!("malformed JSON array: {e}"),
+            );
+        }
+    };
+    if items.is_empty() {
+        return text(
+            StatusCode::BAD_REQUEST,
+            "the array is empty: nothing to run",
+        );
+    }
+    let content_type = parts.headers.get(CONTENT_TYPE).cloned();
+    let mut ids = Vec::with_capacity(items.len());
+    let calls: Vec<NewCall> = items
+        .iter()
+        .map(|item| {
+            let id = uuid::Uuid::new_v4().to_string();
+            ids.push(id.clone());
+            let mut headers = vec![(X_CALL_ID.as_str().to_owned(), id.clone())];
+            let ct = match item {
+                serde_json::Value::String(_) => content_type
+                    .as_ref()
+                    .filter(|v| !v.as_bytes().starts_with(b"application/json"))
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("text/plain; charset=utf-8")
+                    .to_owned(),
+                _ => "application/json".to_owned(),
+            };
+            headers.push((CONTENT_TYPE.as_str().to_owned(), ct));
+            NewCall {
+                id,
+                function: name.clone(),
+                request: StoredRequest {
+                    method: "POST".into(),
+                    path: "/".into(),
+                    headers,
+                    body: element_body(item),
+                },
+                callback_url: callback.clone(),
+            }
+        })
+        .collect();
+    match state.queue.store.enqueue(calls).await {
+        Ok(_) => {
+            state.metrics.async_enqueued(started.elapsed());
+            state.queue.notify();
+            accepted(serde_json::json!({"function": name, "ids": ids}), None)
+        }
+        Err(e) => unavailable(e),
+    }
+}
+
+async fn get_one(State(state): State<Arc<AppState>>, Path(id): Path<String>) -> Response {
+    match state.queue.store.get(&id) {
+        Ok(Some(e)) => Json(e).into_response(),
+        Ok(None) => text(
+            StatusCode::NOT_FOUND,
+            format_args!("execution {id:?} not found"),
+        ),
+        Err(e) => unavailable(e),
+    }
+}
+
+async fn output(State(state): State<Arc<AppState>>, Path(id): Path<String>) -> Response {
+    match state.queue.store.get(&id) {
+        Ok(None) => {
+            return text(
+                StatusCode::NOT_FOUND,
+                format_args!("execution {id:?} not found"),
+            );
+        }
+        Ok(Some(e)) if !e.status.is_final() => {
+            return text(
+                StatusCode::NOT_FOUND,
+                format_args!(
+                    "execution {id:?} has no output yet: it is {}",
+                    e.status.as_str()
+                ),
+            );
+        }
+        Err(e) => return unavailable(e),
+        Ok(Some(_)) => {}
+    }
+    match state.queue.store.output(&id) {
+        Ok(Some(o)) => {
+            let mut response = Response::new(Body::from(o.body));
+            if let Ok(v) = HeaderValue::from_str(&o.content_type) {
+                response.headers_mut().insert(CONTENT_TYPE, v);
+            }
+            if o.truncated {
+                response
+                    .headers_mut()
+                    .insert("x-output-truncated", HeaderValue::from_static("true"));
+            }
+            response
+        }
+        Ok(None) => text(
+            StatusCode::NOT_FOUND,
+            format_args!(
+                "execution {id:?} finished without an output (the function could not be reached)"
+            ),
+        ),
+        Err(e) => unavailable(e),
+    }
+}
+
+#[derive(Deserialize)]
+struct ListParams {
+    function: Option<String>,
+    status: Option<String>,
+    include_completed: Option<String>,
+}
+
+async fn list(State(state): State<Arc<AppState>>, Query(params): Query<ListParams>) -> Response {
+    let status = match params.status.as_deref().filter(|s| !s.is_empty()) {
+        None => None,
+        Some(s) => match s.parse::<ExecutionStatus>() {
+            Ok(s) => Some(s),
+            Err(e) => return text(StatusCode::BAD_REQUEST, e),
+        },
+    };
+    let include_completed = match params.include_completed.as_deref() {
+        None | Some("") => true,
+        Some(v) => match faas_common::parse::parse_bool(v) {
+            Ok(b) => b,
+            Err(hint) => {
+                return text(
+                    StatusCode::BAD_REQUEST,
+                    format_args!("include_completed {v:?}: {hint}"),
+                );
+            }
+        },
+    };
+    let filter = ListFilter {
+        function: params.function.filter(|f| !f.is_empty()),
+        status,
+        include_completed,
+    };
+    match state.queue.store.list(&filter) {
+        Ok(records) => Json(records).into_response(),
+        Err(e) => unavailable(e),
+    }
+}
+
+async fn bulk_get(State(state): State<Arc<AppState>>, body: Bytes) -> Response {
+    let ids: Vec<String> = match serde_json::from_slice(&body) {
+        Ok(ids) => ids,
+        Err(e) => {
+            return text(
+                StatusCode::BAD_REQUEST,
+                format_args!("expected a JSON array of execution ids: {e}"),
+            );
+        }
+    };
+    let mut records: Vec<Option<Execution>> = Vec::with_capacity(ids.len());
+    for id in &ids {
+        match state.queue.store.get(id) {
+            Ok(r) => records.push(r),
+            Err(e) => return unavailable(e),
+        }
+    }
+    Json(records).into_response()
+}

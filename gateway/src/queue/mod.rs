@@ -1,0 +1,489 @@
+//! Async calls: the durable queue ([`store`]), the dispatcher that runs
+//! queued calls through the same forwarder as synchronous ones, and the
+//! HTTP routes ([`api`]).
+//!
+//! A call's path: `api` stores it (durably) and answers 202; the
+//! dispatcher takes it when it is due and its function has room
+//! (`faas.async.concurrency`), marks it running (durably), forwards it, and
+//! records the outcome: succeeded (2xx), failed (another answer), or, on
+//! 429/502/503/504 and connection errors, back to the queue with
+//! exponential backoff and jitter until `faas.async.max-retries` is spent
+//! (then dead). A callback, when asked for, is delivered after the final
+//! state is recorded, retried the same way, and its outcome recorded too.
+
+pub mod api;
+pub mod store;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+
+use bytes::Bytes;
+use faas_common::api::{CallbackRecord, Execution, ExecutionStatus};
+use http::header::{CONTENT_TYPE, HeaderName, HeaderValue};
+use http::{Method, Request, StatusCode};
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use tokio::sync::{Notify, watch};
+
+use crate::AppState;
+use crate::forward::CallBody;
+use store::{Outcome, Output, Store};
+
+/// Labels (ours, then OpenFaaS's spelling) that tune a function's async calls.
+const CONCURRENCY_LABELS: [&str; 2] = ["faas.async.concurrency", "com.openfaas.async.concurrency"];
+const RETRIES_LABELS: [&str; 2] = ["faas.async.max-retries", "com.openfaas.async.max-retries"];
+/// Which answers are retried (comma-separated codes); default 429,502,503,504.
+const RETRY_CODES_LABEL: &str = "faas.async.retry-codes";
+const DEFAULT_RETRY_CODES: [u16; 4] = [429, 502, 503, 504];
+/// How often the retention purge runs (at most).
+const PURGE_EVERY: Duration = Duration::from_secs(60);
+/// The dispatcher looks again at least this often (a function that gets a
+/// replica back, a label that changes).
+const IDLE_TICK: Duration = Duration::from_secs(1);
+
+/// The async side of the gateway.
+pub struct AsyncQueue {
+    pub store: Store,
+    wake: Notify,
+    /// Calls running now, per function.
+    running: Mutex<HashMap<String, usize>>,
+    callbacks: Client<HttpConnector, Full<Bytes>>,
+}
+
+impl AsyncQueue {
+    pub fn new(store: Store) -> AsyncQueue {
+        AsyncQueue {
+            store,
+            wake: Notify::new(),
+            running: Mutex::new(HashMap::new()),
+            callbacks: Client::builder(TokioExecutor::new()).build_http(),
+        }
+    }
+
+    /// New work has arrived.
+    pub fn notify(&self) {
+        self.wake.notify_one();
+    }
+
+    fn running_total(&self) -> usize {
+        self.running
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+            .sum()
+    }
+
+    /// Takes due calls while their functions have room, until `stop`; then
+    /// waits up to `drain` for running calls (those still running stay
+    /// `running` in the store and run again at the next start).
+    pub async fn dispatch(state: Arc<AppState>, mut stop: watch::Receiver<bool>, drain: Duration) {
+        let queue = state.queue.clone();
+        let mut next_purge = Instant::now();
+        loop {
+            if *stop.borrow() {
+                break;
+            }
+            let (taken, next_due) = {
+                let mut running = queue.running.lock().unwrap_or_else(|e| e.into_inner());
+                queue.store.take_due(SystemTime::now(), |function| {
+                    let limit = concurrency(&state, function);
+                    let now = running.entry(function.to_owned()).or_default();
+                    if *now < limit {
+                        *now += 1;
+                        true
+                    } else {
+                        false
+                    }
+                })
+            };
+            for (id, function) in taken {
+                tokio::spawn(run(state.clone(), id, function));
+            }
+            state.metrics.set_queue_depth(&queue.store.depth());
+            if Instant::now() >= next_purge {
+                next_purge = Instant::now() + PURGE_EVERY.min(state.config.async_retention / 10);
+                let before = SystemTime::now() - state.config.async_retention;
+                match queue.store.purge(before).await {
+                    Ok(0) => {}
+                    Ok(n) => tracing::info!(
+                        records = n,
+                        "purged finished async calls past their retention"
+                    ),
+                    Err(e) => tracing::error!(error = %e, "cannot purge old async calls"),
+                }
+            }
+            let sleep = next_due
+                .and_then(|due| due.duration_since(SystemTime::now()).ok())
+                .unwrap_or(IDLE_TICK)
+                .min(IDLE_TICK)
+                .min(next_purge.saturating_duration_since(Instant::now()));
+            tokio::select! {
+                () = queue.wake.notified() => {}
+                () = tokio::time::sleep(sleep) => {}
+                _ = stop.changed() => {}
+            }
+        }
+        let deadline = Instant::now() + drain;
+        while queue.running_total() > 0 && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let left = queue.running_total();
+        if left > 0 {
+            tracing::warn!(
+                calls = left,
+                "async calls still running at shutdown: they run again at the next start"
+            );
+        }
+        queue.store.close();
+    }
+}
+
+fn label_number(state: &AppState, function: &str, keys: [&str; 2]) -> Option<u64> {
+    let labels = state.table.get(function)?.labels();
+    keys.iter()
+        .find_map(|k| labels.get(*k))
+        .and_then(|v| v.trim().parse().ok())
+}
+
+fn concurrency(state: &AppState, function: &str) -> usize {
+    label_number(state, function, CONCURRENCY_LABELS)
+        .map_or(state.config.async_concurrency, |n| n as usize)
+        .max(1)
+}
+
+fn max_retries(state: &AppState, function: &str) -> u32 {
+    label_number(state, function, RETRIES_LABELS)
+        .map_or(state.config.async_max_retries, |n| n.min(1000) as u32)
+}
+
+/// The wait before retry `attempt` (1-based): base × 2^(attempt-1), capped,
+/// with "equal jitter" (half fixed, half random) so a burst of failures
+/// does not come back all at once.
+pub fn backoff(base: Duration, max: Duration, attempt: u32) -> Duration {
+    let exp = base
+        .saturating_mul(
+            1u32.checked_shl(attempt.saturating_sub(1).min(30))
+                .unwrap_or(u32::MAX),
+        )
+        .min(max);
+    let half = exp / 2;
+    let jitter = fastrand_f64();
+    half + half.mul_f64(jitter)
+}
+
+fn fastrand_f64() -> f64 {
+    (uuid::Uuid::new_v4().as_u128() >> 75) as f64 / (1u64 << 53) as f64
+}
+
+/// The codes a function's calls are retried on: its
+/// `faas.async.retry-codes` label (e.g. `500,503`), else 429, 502, 503, 504.
+fn retry_codes(state: &AppState, function: &str) -> Vec<u16> {
+    state
+        .table
+        .get(function)
+        .and_then(|f| f.labels().get(RETRY_CODES_LABEL).cloned())
+        .map(|v| {
+            v.split(',')
+                .filter_map(|c| c.trim().parse::<u16>().ok())
+                .collect::<Vec<_>>()
+        })
+        .filter(|codes| !codes.is_empty())
+        .unwrap_or_else(|| DEFAULT_RETRY_CODES.to_vec())
+}
+
+/// Whether an answer (or its absence: a connection error) is worth
+/// another attempt.
+fn retryable(status: Option<StatusCode>, codes: &[u16]) -> bool {
+    match status {
+        None => true,
+        Some(s) => codes.contains(&s.as_u16()),
+    }
+}
+
+/// Runs one taken call: start, forward, record, call back.
+async fn run(state: Arc<AppState>, id: String, function: String) {
+    let queue = state.queue.clone();
+    let finished = attempt(&state, &id, &function).await;
+    {
+        let mut running = queue.running.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(n) = running.get_mut(&function) {
+            *n = n.saturating_sub(1);
+        }
+    }
+    queue.notify();
+    if let Some(execution) = finished
+        && let Some(callback) = execution.callback.clone()
+    {
+        deliver_callback(&state, &execution, callback).await;
+    }
+}
+
+/// One delivery attempt; the record when it reached a final state.
+async fn attempt(state: &AppState, id: &str, function: &str) -> Option<Execution> {
+    let queue = &state.queue;
+    let (execution, request) = match queue.store.start(id).await {
+        Ok(started) => started,
+        Err(e) => {
+            tracing::error!(call_id = %id, error = %e, "cannot start an async call");
+            return None;
+        }
+    };
+    let started = Instant::now();
+    let (status, output, error) = match state.table.get(function) {
+        None => (None, None, Some(format!("function {function:?} not found"))),
+        Some(target) => {
+            let mut builder = Request::builder()
+                .method(Method::from_bytes(request.method.as_bytes()).unwrap_or(Method::POST))
+                .uri(request.path.as_str());
+            for (name, value) in &request.headers {
+                if let (Ok(n), Ok(v)) = (
+                    HeaderName::from_bytes(name.as_bytes()),
+                    HeaderValue::from_str(value),
+                ) {
+                    builder = builder.header(n, v);
+                }
+            }
+            match builder.body(()) {
+                Err(e) => (
+                    None,
+                    None,
+                    Some(format!("the stored request is unusable: {e}")),
+                ),
+                Ok(req) => {
+                    let (parts, ()) = req.into_parts();
+                    let peer = SocketAddr::from(([127, 0, 0, 1], 0));
+                    let response = state
+                        .forwarder
+                        .forward(
+                            &target,
+                            parts,
+                            CallBody::Buffered(request.body.clone()),
+                            &request.path,
+                            peer,
+                        )
+                        .await;
+                    let status = response.status();
+                    let content_type = response
+                        .headers()
+                        .get(CONTENT_TYPE)
+                        .and_then(|v| v.to_str().ok())
+                        .unwrap_or("application/octet-stream")
+                        .to_owned();
+                    let (body, truncated, read_error) =
+                        read_limited(response.into_body(), state.config.async_max_output).await;
+                    let error = read_error.or_else(|| {
+                        (!status.is_success()).then(|| {
+                            let text = String::from_utf8_lossy(&body);
+                            let line = text.lines().next().unwrap_or("").trim();
+                            format!("{status}: {line}")
+                        })
+                    });
+                    (
+                        Some(status),
+                        Some(Output {
+                            content_type,
+                            body,
+                            truncated,
+                        }),
+                        error,
+                    )
+                }
+            }
+        }
+    };
+    let elapsed = started.elapsed();
+    let retries_left = execution.attempts <= max_retries(state, function);
+    let codes = retry_codes(state, function);
+    let outcome = if status.is_some_and(|s| s.is_success()) {
+        Outcome::Finished {
+            status: ExecutionStatus::Succeeded,
+            status_code: status.map(|s| s.as_u16()),
+            duration: elapsed,
+            error: None,
+            output,
+        }
+    } else if retryable(status, &codes) && retries_left {
+        state.metrics.async_retry(function);
+        let wait = backoff(
+            state.config.async_retry_base,
+            state.config.async_retry_max,
+            execution.attempts,
+        );
+        tracing::info!(call_id = %id, function, attempt = execution.attempts, ?wait, error = ?error, "async call will be retried");
+        Outcome::Retry {
+            due: SystemTime::now() + wait,
+            status_code: status.map(|s| s.as_u16()),
+            error: error.unwrap_or_default(),
+        }
+    } else {
+        Outcome::Finished {
+            status: if retryable(status, &codes) {
+                ExecutionStatus::Dead
+            } else {
+                ExecutionStatus::Failed
+            },
+            status_code: status.map(|s| s.as_u16()),
+            duration: elapsed,
+            error,
+            output,
+        }
+    };
+    match queue.store.finish(id, outcome).await {
+        Ok(record) if record.status.is_final() => {
+            state.metrics.async_finished(function, record.status);
+            Some(record)
+        }
+        Ok(_) => None,
+        Err(e) => {
+            tracing::error!(call_id = %id, error = %e, "cannot record an async call's outcome");
+            None
+        }
+    }
+}
+
+/// A response body, kept up to `limit` bytes (the rest is read and dropped).
+async fn read_limited(mut body: axum::body::Body, limit: u64) -> (Bytes, bool, Option<String>) {
+    let mut kept = Vec::new();
+    let mut truncated = false;
+    while let Some(frame) = body.frame().await {
+        match frame {
+            Ok(frame) => {
+                if let Ok(data) = frame.into_data() {
+                    let room = (limit as usize).saturating_sub(kept.len());
+                    if data.len() > room {
+                        truncated = true;
+                    }
+                    kept.extend_from_slice(&data[..data.len().min(room)]);
+                }
+            }
+            Err(e) => {
+                return (
+                    Bytes::from(kept),
+                    truncated,
+                    Some(format!("the response body broke off: {e}")),
+                );
+            }
+        }
+    }
+    (Bytes::from(kept), truncated, None)
+}
+
+/// POSTs the result to the callback URL, retrying like calls, and records
+/// how it went.
+async fn deliver_callback(state: &AppState, execution: &Execution, mut callback: CallbackRecord) {
+    let queue = &state.queue;
+    let output = queue.store.output(&execution.id).ok().flatten();
+    let max = max_retries(state, &execution.function) + 1;
+    loop {
+        callback.attempts += 1;
+        let mut builder = Request::builder()
+            .method(Method::POST)
+            .uri(callback.url.as_str())
+            .header("x-call-id", execution.id.as_str())
+            .header("x-function-name", execution.function.as_str())
+            .header(
+                "x-function-status",
+                execution
+                    .status_code
+                    .map_or(String::new(), |c| c.to_string()),
+            )
+            .header(
+                "x-duration-seconds",
+                format!("{:.6}", execution.duration_seconds.unwrap_or(0.0)),
+            )
+            .header("x-execution-status", execution.status.as_str());
+        if let Some(o) = &output {
+            builder = builder.header(CONTENT_TYPE, o.content_type.as_str());
+        }
+        let body = output.as_ref().map(|o| o.body.clone()).unwrap_or_default();
+        let result = match builder.body(Full::new(body)) {
+            Err(e) => Err(format!("invalid callback request: {e}")),
+            Ok(request) => match tokio::time::timeout(
+                state.config.callback_timeout,
+                queue.callbacks.request(request),
+            )
+            .await
+            {
+                Err(_) => Err(format!(
+                    "no answer within {:?}",
+                    state.config.callback_timeout
+                )),
+                Ok(Err(e)) => Err(format!("cannot reach the callback URL: {e}")),
+                Ok(Ok(response)) => Ok(response.status()),
+            },
+        };
+        let retry = match result {
+            Ok(status) => {
+                callback.status_code = Some(status.as_u16());
+                if status.is_success() {
+                    callback.status = "delivered".into();
+                    callback.error = None;
+                    false
+                } else {
+                    callback.error = Some(format!("the callback URL answered {status}"));
+                    status.as_u16() == 429 || status.is_server_error()
+                }
+            }
+            Err(e) => {
+                callback.error = Some(e);
+                true
+            }
+        };
+        if callback.status == "delivered" || !retry || callback.attempts >= max {
+            if callback.status != "delivered" {
+                callback.status = "failed".into();
+            }
+            break;
+        }
+        tokio::time::sleep(backoff(
+            state.config.async_retry_base,
+            state.config.async_retry_max,
+            callback.attempts,
+        ))
+        .await;
+    }
+    tracing::info!(call_id = %execution.id, url = %callback.url, status = %callback.status, attempts = callback.attempts, "callback");
+    if let Err(e) = queue.store.set_callback(&execution.id, callback).await {
+        tracing::error!(call_id = %execution.id, error = %e, "cannot record a callback's outcome");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_with_jitter_and_caps() {
+        let base = Duration::from_millis(100);
+        let max = Duration::from_secs(1);
+        for attempt in 1..=10 {
+            let full = (base * 2u32.pow(attempt - 1)).min(max);
+            let wait = backoff(base, max, attempt);
+            assert!(
+                wait >= full / 2 && wait <= full,
+                "{attempt}: {wait:?} vs {full:?}"
+            );
+        }
+        assert!(backoff(base, max, u32::MAX) <= max);
+    }
+
+    #[test]
+    fn only_busy_or_unreachable_answers_are_retried() {
+        let codes = DEFAULT_RETRY_CODES;
+        for code in [429, 502, 503, 504] {
+            assert!(retryable(Some(StatusCode::from_u16(code).unwrap()), &codes));
+        }
+        for code in [200, 400, 404, 413, 500] {
+            assert!(!retryable(
+                Some(StatusCode::from_u16(code).unwrap()),
+                &codes
+            ));
+        }
+        assert!(retryable(None, &codes));
+        assert!(retryable(Some(StatusCode::INTERNAL_SERVER_ERROR), &[500]));
+    }
+}

@@ -1,0 +1,639 @@
+//! The durable side of async calls: an embedded redb database holding each
+//! call's request, its execution record and, once finished, its output.
+//!
+//! Durability argument: a call is answered 202 only after the transaction
+//! that inserted it has committed with `Durability::Immediate` (fsynced).
+//! Every later change of state (running, finished, retry) is its own
+//! committed transaction, made before the step it records is acted upon
+//! (a call is marked running, durably, before it is sent). So after a crash
+//! the database shows each call queued, running or finished; `open` turns
+//! running ones back to queued, and they run again: at least once, never
+//! lost.
+//!
+//! Writes go through one writer thread that commits whatever has arrived
+//! together in one transaction (group commit): one fsync serves many
+//! concurrent enqueues. Reads use redb's MVCC read transactions beside it.
+//! An in-memory index of queued calls (due time, arrival order) is rebuilt
+//! at open and kept in step with every commit.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+use std::sync::{Arc, Mutex, mpsc};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use faas_common::api::{CallbackRecord, Execution, ExecutionStatus};
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction};
+use serde::{Deserialize, Serialize};
+use tokio::sync::oneshot;
+
+const RECORDS: TableDefinition<&str, &[u8]> = TableDefinition::new("records");
+const REQUESTS: TableDefinition<&str, &[u8]> = TableDefinition::new("requests");
+const OUTPUTS: TableDefinition<&str, &[u8]> = TableDefinition::new("outputs");
+/// Most operations one group commit takes.
+const GROUP_MAX: usize = 512;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("the async queue's database: {0}")]
+    Db(String),
+    #[error("the async queue's writer has stopped")]
+    Stopped,
+    #[error("execution {0:?} not found")]
+    NotFound(String),
+}
+
+fn db<E: std::fmt::Display>(e: E) -> StoreError {
+    StoreError::Db(e.to_string())
+}
+
+/// A call as it arrived, kept whole until it has run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StoredRequest {
+    pub method: String,
+    /// What the function sees: the path after its name, and the query.
+    pub path: String,
+    pub headers: Vec<(String, String)>,
+    #[serde(skip)]
+    pub body: Bytes,
+}
+
+impl StoredRequest {
+    /// `[head length: u32 LE][head JSON][body]`.
+    fn encode(&self) -> Vec<u8> {
+        let head = serde_json::to_vec(self).expect("plain strings serialize");
+        let mut out = Vec::with_capacity(4 + head.len() + self.body.len());
+        out.extend_from_slice(&(head.len() as u32).to_le_bytes());
+        out.extend_from_slice(&head);
+        out.extend_from_slice(&self.body);
+        out
+    }
+
+    fn decode(bytes: &[u8]) -> Result<StoredRequest, StoreError> {
+        let len = bytes
+            .get(..4)
+            .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize)
+            .ok_or_else(|| db("a stored request is truncated"))?;
+        let head = bytes
+            .get(4..4 + len)
+            .ok_or_else(|| db("a stored request is truncated"))?;
+        let mut request: StoredRequest = serde_json::from_slice(head).map_err(db)?;
+        request.body = Bytes::copy_from_slice(&bytes[4 + len..]);
+        Ok(request)
+    }
+}
+
+/// A finished call's response body, as kept.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Output {
+    pub content_type: String,
+    pub body: Bytes,
+    pub truncated: bool,
+}
+
+impl Output {
+    fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(2 + self.content_type.len() + self.body.len());
+        out.push(u8::from(self.truncated));
+        out.extend_from_slice(self.content_type.as_bytes());
+        out.push(b'\n');
+        out.extend_from_slice(&self.body);
+        out
+    }
+
+    fn decode(bytes: &[u8]) -> Option<Output> {
+        let (&flag, rest) = bytes.split_first()?;
+        let newline = rest.iter().position(|&b| b == b'\n')?;
+        Some(Output {
+            truncated: flag == 1,
+            content_type: String::from_utf8_lossy(&rest[..newline]).into_owned(),
+            body: Bytes::copy_from_slice(&rest[newline + 1..]),
+        })
+    }
+}
+
+/// What is stored per call: the public record plus the queue's own fields.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Record {
+    #[serde(flatten)]
+    execution: Execution,
+    /// Arrival order, unique.
+    seq: u64,
+    /// Not to be run before (ms since the epoch): retries wait here.
+    due_ms: u64,
+    /// When it reached a final state (ms), for the retention purge.
+    #[serde(default)]
+    finished_ms: Option<u64>,
+}
+
+fn ms(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+pub fn timestamp(t: SystemTime) -> String {
+    humantime::format_rfc3339_millis(t).to_string()
+}
+
+/// A call to queue.
+pub struct NewCall {
+    pub id: String,
+    pub function: String,
+    pub request: StoredRequest,
+    pub callback_url: Option<String>,
+}
+
+/// How a delivery attempt ended.
+pub enum Outcome {
+    /// Final: succeeded (2xx), failed (another answer) or dead (retries spent).
+    Finished {
+        status: ExecutionStatus,
+        status_code: Option<u16>,
+        duration: Duration,
+        error: Option<String>,
+        output: Option<Output>,
+    },
+    /// Back to the queue until `due`.
+    Retry {
+        due: SystemTime,
+        status_code: Option<u16>,
+        error: String,
+    },
+}
+
+/// `GET /system/executions` filters.
+#[derive(Debug, Default, Clone)]
+pub struct ListFilter {
+    pub function: Option<String>,
+    pub status: Option<ExecutionStatus>,
+    pub include_completed: bool,
+}
+
+/// The queued calls, by (due time, arrival): what the dispatcher reads.
+#[derive(Default)]
+struct Index {
+    queued: BTreeMap<(u64, u64), (String, String)>,
+    depth: HashMap<String, u64>,
+    next_seq: u64,
+}
+
+impl Index {
+    fn add(&mut self, record: &Record) {
+        let e = &record.execution;
+        self.queued.insert(
+            (record.due_ms, record.seq),
+            (e.id.clone(), e.function.clone()),
+        );
+        *self.depth.entry(e.function.clone()).or_default() += 1;
+    }
+
+    fn remove(&mut self, key: (u64, u64)) -> Option<(String, String)> {
+        let (id, function) = self.queued.remove(&key)?;
+        if let Some(d) = self.depth.get_mut(&function) {
+            *d = d.saturating_sub(1);
+        }
+        Some((id, function))
+    }
+}
+
+type Op = Box<dyn FnOnce(&WriteTransaction) -> Result<Box<dyn FnOnce() + Send>, StoreError> + Send>;
+
+struct Job {
+    op: Op,
+    done: oneshot::Sender<Result<(), StoreError>>,
+}
+
+pub struct Store {
+    db: Arc<Database>,
+    writer: Mutex<Option<mpsc::Sender<Job>>>,
+    index: Arc<Mutex<Index>>,
+}
+
+impl Store {
+    /// Opens (or creates) the database at `path`; calls left running by a
+    /// previous gateway go back to the queue.
+    pub fn open(path: &Path) -> Result<Store, StoreError> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| db(format!("cannot create {}: {e}", dir.display())))?;
+        }
+        let database = Database::create(path)
+            .map_err(|e| db(format!("cannot open {}: {e}", path.display())))?;
+        let mut index = Index::default();
+        let txn = database.begin_write().map_err(db)?;
+        {
+            let mut records = txn.open_table(RECORDS).map_err(db)?;
+            txn.open_table(REQUESTS).map_err(db)?;
+            txn.open_table(OUTPUTS).map_err(db)?;
+            let mut requeued = Vec::new();
+            for entry in records.iter().map_err(db)? {
+                let (_, value) = entry.map_err(db)?;
+                let mut record: Record = serde_json::from_slice(value.value()).map_err(db)?;
+                index.next_seq = index.next_seq.max(record.seq + 1);
+                match record.execution.status {
+                    ExecutionStatus::Queued => index.add(&record),
+                    ExecutionStatus::Running => {
+                        record.execution.status = ExecutionStatus::Queued;
+                        record.due_ms = 0;
+                        index.add(&record);
+                        requeued.push(record);
+                    }
+                    _ => {}
+                }
+            }
+            for record in &requeued {
+                let bytes = serde_json::to_vec(record).map_err(db)?;
+                records
+                    .insert(record.execution.id.as_str(), bytes.as_slice())
+                    .map_err(db)?;
+            }
+            if !requeued.is_empty() {
+                tracing::warn!(
+                    calls = requeued.len(),
+                    "async calls were running when the gateway stopped: queued again"
+                );
+            }
+        }
+        txn.commit().map_err(db)?;
+        let db = Arc::new(database);
+        let (tx, rx) = mpsc::channel::<Job>();
+        let writer_db = db.clone();
+        std::thread::Builder::new()
+            .name("queue-writer".into())
+            .spawn(move || write_loop(&writer_db, &rx))
+            .map_err(db_err_io)?;
+        Ok(Store {
+            db,
+            writer: Mutex::new(Some(tx)),
+            index: Arc::new(Mutex::new(index)),
+        })
+    }
+
+    /// Runs `op` in the next group commit; returns once it is durable.
+    async fn write<F>(&self, op: F) -> Result<(), StoreError>
+    where
+        F: FnOnce(&WriteTransaction) -> Result<Box<dyn FnOnce() + Send>, StoreError>
+            + Send
+            + 'static,
+    {
+        let (done, result) = oneshot::channel();
+        let sender = self
+            .writer
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+            .ok_or(StoreError::Stopped)?;
+        sender
+            .send(Job {
+                op: Box::new(op),
+                done,
+            })
+            .map_err(|_| StoreError::Stopped)?;
+        result.await.map_err(|_| StoreError::Stopped)?
+    }
+
+    /// Whether an execution with this id exists.
+    pub fn contains(&self, id: &str) -> Result<bool, StoreError> {
+        let txn = self.db.begin_read().map_err(db)?;
+        let records = txn.open_table(RECORDS).map_err(db)?;
+        Ok(records.get(id).map_err(db)?.is_some())
+    }
+
+    /// Queues calls durably, in order; their records as stored.
+    pub async fn enqueue(&self, calls: Vec<NewCall>) -> Result<Vec<Execution>, StoreError> {
+        let now = SystemTime::now();
+        let records: Vec<(Record, Vec<u8>)> = {
+            let mut index = self.index.lock().unwrap_or_else(|e| e.into_inner());
+            calls
+                .into_iter()
+                .map(|call| {
+                    let seq = index.next_seq;
+                    index.next_seq += 1;
+                    let record = Record {
+                        execution: Execution {
+                            id: call.id,
+                            function: call.function,
+                            status: ExecutionStatus::Queued,
+                            created_at: timestamp(now),
+                            started_at: None,
+                            finished_at: None,
+                            attempts: 0,
+                            status_code: None,
+                            duration_seconds: None,
+                            error: None,
+                            callback: call.callback_url.map(|url| CallbackRecord {
+                                url,
+                                status: "pending".into(),
+                                ..Default::default()
+                            }),
+                        },
+                        seq,
+                        due_ms: 0,
+                        finished_ms: None,
+                    };
+                    (record, call.request.encode())
+                })
+                .collect()
+        };
+        let executions = records.iter().map(|(r, _)| r.execution.clone()).collect();
+        let index = self.index.clone();
+        self.write(move |txn| {
+            let mut table = txn.open_table(RECORDS).map_err(db)?;
+            let mut requests = txn.open_table(REQUESTS).map_err(db)?;
+            for (record, request) in &records {
+                let id = record.execution.id.as_str();
+                let bytes = serde_json::to_vec(record).map_err(db)?;
+                table.insert(id, bytes.as_slice()).map_err(db)?;
+                requests.insert(id, request.as_slice()).map_err(db)?;
+            }
+            Ok(Box::new(move || {
+                let mut index = index.lock().unwrap_or_else(|e| e.into_inner());
+                for (record, _) in &records {
+                    index.add(record);
+                }
+            }))
+        })
+        .await?;
+        Ok(executions)
+    }
+
+    /// Takes the queued calls that are due, oldest first, for which
+    /// `admit(function)` says yes (and counts them in); they leave the
+    /// index at once so nothing takes them twice. The next due time of what
+    /// stays (for the dispatcher's sleep), if any.
+    pub fn take_due(
+        &self,
+        now: SystemTime,
+        mut admit: impl FnMut(&str) -> bool,
+    ) -> (Vec<(String, String)>, Option<SystemTime>) {
+        let now_ms = ms(now);
+        let mut index = self.index.lock().unwrap_or_else(|e| e.into_inner());
+        let mut taken = Vec::new();
+        let mut keys = Vec::new();
+        let mut next = None;
+        for (&(due, seq), (_, function)) in index.queued.iter() {
+            if due > now_ms {
+                next = Some(UNIX_EPOCH + Duration::from_millis(due));
+                break;
+            }
+            if admit(function) {
+                keys.push((due, seq));
+            }
+        }
+        for key in keys {
+            if let Some(entry) = index.remove(key) {
+                taken.push(entry);
+            }
+        }
+        (taken, next)
+    }
+
+    /// Queued calls per function.
+    pub fn depth(&self) -> HashMap<String, u64> {
+        self.index
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .depth
+            .clone()
+    }
+
+    /// Marks a taken call running (durably) and returns its record and request.
+    pub async fn start(&self, id: &str) -> Result<(Execution, StoredRequest), StoreError> {
+        let id = id.to_owned();
+        let (tx, rx) = std::sync::mpsc::channel();
+        self.write(move |txn| {
+            let mut records = txn.open_table(RECORDS).map_err(db)?;
+            let requests = txn.open_table(REQUESTS).map_err(db)?;
+            let mut record = read_record(&records, &id)?;
+            let request = requests
+                .get(id.as_str())
+                .map_err(db)?
+                .ok_or_else(|| StoreError::NotFound(id.clone()))
+                .and_then(|v| StoredRequest::decode(v.value()))?;
+            record.execution.status = ExecutionStatus::Running;
+            record.execution.attempts += 1;
+            record.execution.started_at = Some(timestamp(SystemTime::now()));
+            let bytes = serde_json::to_vec(&record).map_err(db)?;
+            records.insert(id.as_str(), bytes.as_slice()).map_err(db)?;
+            let _ = tx.send((record.execution, request));
+            Ok(Box::new(|| {}))
+        })
+        .await?;
+        rx.try_recv().map_err(|_| db("the writer lost a result"))
+    }
+
+    /// Records how an attempt ended: finished (with its output), or queued
+    /// again until its retry is due.
+    pub async fn finish(&self, id: &str, outcome: Outcome) -> Result<Execution, StoreError> {
+        let id = id.to_owned();
+        let index = self.index.clone();
+        let (tx, rx) = std::sync::mpsc::channel();
+        self.write(move |txn| {
+            let mut records = txn.open_table(RECORDS).map_err(db)?;
+            let mut record = read_record(&records, &id)?;
+            let now = SystemTime::now();
+            let requeue = match outcome {
+                Outcome::Finished {
+                    status,
+                    status_code,
+                    duration,
+                    error,
+                    output,
+                } => {
+                    let e = &mut record.execution;
+                    e.status = status;
+                    e.status_code = status_code;
+                    e.duration_seconds = Some(duration.as_secs_f64());
+                    e.error = error;
+                    e.finished_at = Some(timestamp(now));
+                    record.finished_ms = Some(ms(now));
+                    let mut outputs = txn.open_table(OUTPUTS).map_err(db)?;
+                    if let Some(output) = output {
+                        outputs
+                            .insert(id.as_str(), output.encode().as_slice())
+                            .map_err(db)?;
+                    }
+                    // The request has served its purpose.
+                    txn.open_table(REQUESTS)
+                        .map_err(db)?
+                        .remove(id.as_str())
+                        .map_err(db)?;
+                    false
+                }
+                Outcome::Retry {
+                    due,
+                    status_code,
+                    error,
+                } => {
+                    let e = &mut record.execution;
+                    e.status = ExecutionStatus::Queued;
+                    e.status_code = status_code;
+                    e.error = Some(error);
+                    record.due_ms = ms(due);
+                    true
+                }
+            };
+            let bytes = serde_json::to_vec(&record).map_err(db)?;
+            records.insert(id.as_str(), bytes.as_slice()).map_err(db)?;
+            let _ = tx.send(record.execution.clone());
+            Ok(Box::new(move || {
+                if requeue {
+                    index.lock().unwrap_or_else(|e| e.into_inner()).add(&record);
+                }
+            }))
+        })
+        .await?;
+        rx.try_recv().map_err(|_| db("the writer lost a result"))
+    }
+
+    /// Records a callback's delivery state.
+    pub async fn set_callback(&self, id: &str, callback: CallbackRecord) -> Result<(), StoreError> {
+        let id = id.to_owned();
+        self.write(move |txn| {
+            let mut records = txn.open_table(RECORDS).map_err(db)?;
+            let mut record = read_record(&records, &id)?;
+            record.execution.callback = Some(callback);
+            let bytes = serde_json::to_vec(&record).map_err(db)?;
+            records.insert(id.as_str(), bytes.as_slice()).map_err(db)?;
+            Ok(Box::new(|| {}))
+        })
+        .await
+    }
+
+    pub fn get(&self, id: &str) -> Result<Option<Execution>, StoreError> {
+        let txn = self.db.begin_read().map_err(db)?;
+        let records = txn.open_table(RECORDS).map_err(db)?;
+        match records.get(id).map_err(db)? {
+            Some(v) => Ok(Some(
+                serde_json::from_slice::<Record>(v.value())
+                    .map_err(db)?
+                    .execution,
+            )),
+            None => Ok(None),
+        }
+    }
+
+    pub fn output(&self, id: &str) -> Result<Option<Output>, StoreError> {
+        let txn = self.db.begin_read().map_err(db)?;
+        let outputs = txn.open_table(OUTPUTS).map_err(db)?;
+        Ok(outputs
+            .get(id)
+            .map_err(db)?
+            .and_then(|v| Output::decode(v.value())))
+    }
+
+    /// Matching records, oldest first.
+    pub fn list(&self, filter: &ListFilter) -> Result<Vec<Execution>, StoreError> {
+        let txn = self.db.begin_read().map_err(db)?;
+        let records = txn.open_table(RECORDS).map_err(db)?;
+        let mut found: Vec<(u64, Execution)> = Vec::new();
+        for entry in records.iter().map_err(db)? {
+            let (_, value) = entry.map_err(db)?;
+            let record: Record = serde_json::from_slice(value.value()).map_err(db)?;
+            let e = &record.execution;
+            let completed = !matches!(e.status, ExecutionStatus::Queued | ExecutionStatus::Running);
+            if filter.function.as_ref().is_some_and(|f| *f != e.function)
+                || filter.status.is_some_and(|s| s != e.status)
+                || (completed && !filter.include_completed && filter.status.is_none())
+            {
+                continue;
+            }
+            found.push((record.seq, record.execution));
+        }
+        found.sort_by_key(|(seq, _)| *seq);
+        Ok(found.into_iter().map(|(_, e)| e).collect())
+    }
+
+    /// Forgets finished calls that finished before `before`; how many.
+    pub async fn purge(&self, before: SystemTime) -> Result<usize, StoreError> {
+        let before_ms = ms(before);
+        let old: Vec<String> = {
+            let txn = self.db.begin_read().map_err(db)?;
+            let records = txn.open_table(RECORDS).map_err(db)?;
+            let mut old = Vec::new();
+            for entry in records.iter().map_err(db)? {
+                let (key, value) = entry.map_err(db)?;
+                let record: Record = serde_json::from_slice(value.value()).map_err(db)?;
+                if record.finished_ms.is_some_and(|f| f < before_ms) {
+                    old.push(key.value().to_owned());
+                }
+            }
+            old
+        };
+        let count = old.len();
+        if count > 0 {
+            self.write(move |txn| {
+                let mut records = txn.open_table(RECORDS).map_err(db)?;
+                let mut outputs = txn.open_table(OUTPUTS).map_err(db)?;
+                let mut requests = txn.open_table(REQUESTS).map_err(db)?;
+                for id in &old {
+                    records.remove(id.as_str()).map_err(db)?;
+                    outputs.remove(id.as_str()).map_err(db)?;
+                    requests.remove(id.as_str()).map_err(db)?;
+                }
+                Ok(Box::new(|| {}))
+            })
+            .await?;
+        }
+        Ok(count)
+    }
+
+    /// Stops the writer once what it has is committed.
+    pub fn close(&self) {
+        self.writer.lock().unwrap_or_else(|e| e.into_inner()).take();
+    }
+}
+
+fn db_err_io(e: std::io::Error) -> StoreError {
+    db(format!("cannot start the queue's writer thread: {e}"))
+}
+
+fn read_record(records: &redb::Table<&str, &[u8]>, id: &str) -> Result<Record, StoreError> {
+    let value = records
+        .get(id)
+        .map_err(db)?
+        .ok_or_else(|| StoreError::NotFound(id.to_owned()))?;
+    serde_json::from_slice(value.value()).map_err(db)
+}
+
+/// The writer: takes every job waiting, runs them in one transaction,
+/// commits once (fsync), then applies their in-memory effects and answers.
+fn write_loop(db_: &Database, rx: &mpsc::Receiver<Job>) {
+    while let Ok(first) = rx.recv() {
+        let mut jobs = vec![first];
+        while jobs.len() < GROUP_MAX {
+            match rx.try_recv() {
+                Ok(job) => jobs.push(job),
+                Err(_) => break,
+            }
+        }
+        let txn = match db_.begin_write() {
+            Ok(txn) => txn,
+            Err(e) => {
+                let message = e.to_string();
+                for job in jobs {
+                    let _ = job.done.send(Err(StoreError::Db(message.clone())));
+                }
+                continue;
+            }
+        };
+        let mut results = Vec::with_capacity(jobs.len());
+        for job in jobs {
+            let result = (job.op)(&txn);
+            results.push((job.done, result));
+        }
+        match txn.commit() {
+            Ok(()) => {
+                for (done, result) in results {
+                    let _ = done.send(result.map(|apply| apply()));
+                }
+            }
+            Err(e) => {
+                let message = e.to_string();
+                for (done, _) in results {
+                    let _ = done.send(Err(StoreError::Db(message.clone())));
+                }
+            }
+        }
+    }
+}
