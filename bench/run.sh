@@ -9,6 +9,8 @@
 #                  direct call to that replica, and vs nginx in front of it;
 #                  plus the same load through the Swarm stack when it is up
 #                  (./build.sh up; this script never deploys it)
+#   5. async       durable enqueue rate and latency, completion rate
+#                  (bench/async.sh, also runnable alone)
 #
 # Everything runs on 127.0.0.1 (and, for the Swarm part, Docker's own
 # addresses), bounded in time (about 8 minutes). Raw outputs go to
@@ -1092,5 +1094,8 @@ The Swarm rows need the stack (\`./build.sh up\`); without it they are skipped
 and the section says so.
 EOF
 } >"$RESULTS"
+
+# 5. async calls: their own script, which adds its section to $RESULTS.
+BENCH_RESULTS=$RESULTS BENCH_OUT=$OUT BENCH_DURATION=$DURATION "$BENCH/async.sh"
 
 log "done in ${ELAPSED}s: $RESULTS"

@@ -32,6 +32,7 @@ pub enum Subject<'a> {
     Gateway,
     Function(&'a str),
     Secret(&'a str),
+    Execution(&'a str),
 }
 
 /// How long a request may take.
@@ -155,7 +156,28 @@ impl Client {
 
     /// `GET path` and decode its JSON answer.
     pub fn get_json<T: DeserializeOwned>(&self, path: &str, subject: Subject) -> Result<T> {
-        let mut response = self.call(Method::GET, path, None, subject)?;
+        let response = self.call(Method::GET, path, None, subject)?;
+        self.read_json(response, "GET", path)
+    }
+
+    /// `POST body` as JSON to `path` and decode its JSON answer.
+    pub fn post_json<B: Serialize, T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &B,
+        subject: Subject,
+    ) -> Result<T> {
+        let response = self.call(Method::POST, path, Some(to_json(body)?), subject)?;
+        self.read_json(response, "POST", path)
+    }
+
+    /// Decodes a (checked) JSON answer to `method path`.
+    pub fn read_json<T: DeserializeOwned>(
+        &self,
+        mut response: Response<Body>,
+        method: &str,
+        path: &str,
+    ) -> Result<T> {
         let bytes = response
             .body_mut()
             .with_config()
@@ -164,7 +186,7 @@ impl Client {
             .map_err(|e| transport_error(e, &self.gateway, self.timeout))?;
         serde_json::from_slice(&bytes).map_err(|e| {
             Error::new(format!(
-                "the gateway at {} sent an answer to GET {path} that faas does not understand: {e}",
+                "the gateway at {} sent an answer to {method} {path} that faas does not understand: {e}",
                 self.gateway
             ))
         })
@@ -231,6 +253,9 @@ pub fn status_error(status: StatusCode, body: &str, subject: Subject) -> Error {
         }
         (StatusCode::NOT_FOUND, Subject::Secret(name)) => {
             Error::new(format!("secret {name:?} not found"))
+        }
+        (StatusCode::NOT_FOUND, Subject::Execution(id)) => {
+            Error::new(format!("execution {id:?} not found"))
         }
         _ => Error::new(gateway_message(status, body)),
     }
@@ -387,6 +412,8 @@ mod tests {
         assert_eq!(gone.to_string(), "function \"x\" not found");
         let secret = status_error(StatusCode::NOT_FOUND, "", Subject::Secret("k"));
         assert_eq!(secret.to_string(), "secret \"k\" not found");
+        let call = status_error(StatusCode::NOT_FOUND, "", Subject::Execution("c0ffee"));
+        assert_eq!(call.to_string(), "execution \"c0ffee\" not found");
         let auth = status_error(StatusCode::UNAUTHORIZED, "no", Subject::Gateway);
         assert_eq!(auth.to_string(), "authentication failed; run faas login");
         let own = status_error(

@@ -1,14 +1,15 @@
 //! `faas invoke`: a synchronous call through the gateway. The request body
 //! is stdin, the answer's body goes to stdout byte for byte (streamed, so
 //! large answers use constant memory); a refusal goes to stderr with exit
-//! code 1.
+//! code 1. `--async` hands the call to the gateway's queue instead
+//! ([`crate::async_calls`]); both send function calls the same way, here.
 
 use std::io::{Read, Write};
 use std::time::Duration;
 
 use clap::Args;
 use ureq::Body;
-use ureq::http::{HeaderName, HeaderValue, Method, Response, header};
+use ureq::http::{HeaderName, HeaderValue, Method, Request, Response, header};
 
 use crate::Context;
 use crate::client::{
@@ -28,60 +29,103 @@ const X_SERVED_BY: &str = "x-served-by";
 #[derive(Debug, Args)]
 pub struct InvokeArgs {
     /// The function
-    name: String,
+    pub name: String,
 
     /// A request header (repeatable)
     #[arg(short = 'H', long = "header", value_name = "KEY=VALUE", value_parser = key_value)]
-    headers: Vec<(String, String)>,
+    pub headers: Vec<(String, String)>,
 
-    /// The HTTP method
+    /// The HTTP method (--async calls are always POST)
     #[arg(short, long, default_value = "POST", value_parser = method)]
-    method: Method,
+    pub method: Method,
 
     /// A query string parameter (repeatable), URL-encoded for you
     #[arg(long = "query", value_name = "KEY=VALUE", value_parser = key_value)]
-    query: Vec<(String, String)>,
+    pub query: Vec<(String, String)>,
 
     /// The request's Content-Type (a -H Content-Type=… wins)
     #[arg(long, value_name = "TYPE", default_value = "text/plain")]
-    content_type: String,
+    pub content_type: String,
+
+    /// Queue the call and print its execution id instead of waiting for
+    /// the answer
+    #[arg(long = "async")]
+    pub async_call: bool,
+
+    /// With --async: the gateway POSTs the function's answer to this URL
+    /// when the call finishes (X-Callback-Url)
+    #[arg(long, value_name = "URL", requires = "async_call")]
+    pub callback: Option<String>,
+
+    /// With --async: wait for the call to finish (see --timeout), then
+    /// print its output; exit 1 when it failed
+    #[arg(long, requires = "async_call")]
+    pub wait: bool,
+}
+
+impl InvokeArgs {
+    /// The query string, encoded (with its `?`), or nothing.
+    pub fn query_string(&self) -> String {
+        query_string(self.query.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+    }
 }
 
 pub fn invoke(ctx: &Context, args: InvokeArgs) -> Result<()> {
     check_function_name(&args.name)?;
-    let client = ctx.client_with(None, INVOKE_TIMEOUT)?;
-    let mut body = crate::read_stdin_unless_tty()?;
-    let path = format!(
-        "/function/{}{}",
-        args.name,
-        query_string(args.query.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-    );
-
-    // Credentials go only where the gateway asks for them (`auth_invoke`):
-    // otherwise the function would receive the admin password.
-    // Keep a copy for the retry only when there can be one.
-    let first = if client.has_credentials() {
-        body.clone()
-    } else {
-        std::mem::take(&mut body)
-    };
-    let mut response = call(&client, &args, &path, first, false)?;
-    if response.status() == 401 && client.has_credentials() {
-        response = call(&client, &args, &path, body, true)?;
+    if args.async_call && args.method != Method::POST {
+        return Err(Error::new(format!(
+            "--async calls are always POST, not {} (the gateway queues POST /async-function/{})",
+            args.method, args.name
+        )));
     }
+    let client = ctx.client_with(None, INVOKE_TIMEOUT)?;
+    let body = crate::read_stdin_unless_tty()?;
+    if args.async_call {
+        return crate::async_calls::invoke_async(ctx, &client, &args, body);
+    }
+    let path = format!("/function/{}{}", args.name, args.query_string());
+    let response = send_call(
+        &client,
+        |body| call_request(&client, &args, &path, &[], body),
+        body,
+    )?;
     if response.status().is_success() {
         return copy_body(&client, response);
     }
     Err(refusal(&args.name, response))
 }
 
-fn call(
+/// Sends a function call (sync, async or bulk), with credentials only
+/// where the gateway asks for them (`auth_invoke`): otherwise the function
+/// would receive the admin password. `request` builds the request around
+/// a body, twice when the gateway asks for credentials.
+pub fn send_call(
+    client: &Client,
+    request: impl Fn(Vec<u8>) -> Result<Request<Vec<u8>>>,
+    mut body: Vec<u8>,
+) -> Result<Response<Body>> {
+    // Keep a copy for the retry only when there can be one.
+    let first = if client.has_credentials() {
+        body.clone()
+    } else {
+        std::mem::take(&mut body)
+    };
+    let response = client.exchange(request(first)?, false, Wait::Headers)?;
+    if response.status() == 401 && client.has_credentials() {
+        return client.exchange(request(body)?, true, Wait::Headers);
+    }
+    Ok(response)
+}
+
+/// The request for a call with `args`' method, headers and content type,
+/// plus `extra` headers, to `path`.
+pub fn call_request(
     client: &Client,
     args: &InvokeArgs,
     path: &str,
+    extra: &[(HeaderName, HeaderValue)],
     body: Vec<u8>,
-    authenticate: bool,
-) -> Result<Response<Body>> {
+) -> Result<Request<Vec<u8>>> {
     let mut builder = client.request(args.method.clone(), path);
     let has_content_type = args
         .headers
@@ -95,20 +139,22 @@ fn call(
             .map_err(|_| Error::new(format!("-H {key}=…: not a valid header name")))?;
         builder = builder.header(name, content_value(value)?);
     }
-    let request = builder
+    for (name, value) in extra {
+        builder = builder.header(name, value);
+    }
+    builder
         .body(body)
-        .map_err(|e| Error::new(format!("cannot build the request: {e}")))?;
-    client.exchange(request, authenticate, Wait::Headers)
+        .map_err(|e| Error::new(format!("cannot build the request: {e}")))
 }
 
-fn content_value(value: &str) -> Result<HeaderValue> {
+pub fn content_value(value: &str) -> Result<HeaderValue> {
     HeaderValue::from_str(value)
         .map_err(|_| Error::new(format!("{value:?} is not a valid header value")))
 }
 
 /// Streams the answer to stdout, telling a cut-short answer from a closed
 /// stdout.
-fn copy_body(client: &Client, response: Response<Body>) -> Result<()> {
+pub fn copy_body(client: &Client, response: Response<Body>) -> Result<()> {
     let mut reader = response.into_body().into_reader();
     let stdout = std::io::stdout();
     let mut out = stdout.lock();

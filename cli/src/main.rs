@@ -3,10 +3,12 @@
 //! every failure comes back as an [`Error`] and leaves as one `faas: …`
 //! line on stderr with exit code 1 (clap's own usage errors exit 2).
 
+mod async_calls;
 mod client;
 mod config;
 mod deploy;
 mod error;
+mod executions;
 mod functions;
 mod info;
 mod invoke;
@@ -53,9 +55,10 @@ struct Global {
     #[arg(long, global = true, env = "FAAS_GATEWAY", value_name = "URL")]
     gateway: Option<String>,
 
-    /// Longest wait for the gateway's answer, and for deploy and scale
-    /// --wait, for the functions to become ready (10s, 500ms, 2m) [default:
-    /// 60s; 5m for invoke]
+    /// Longest wait for the gateway's answer, for deploy and scale --wait
+    /// until the functions are ready, and for invoke --async --wait and
+    /// invoke-bulk --wait until the calls finish (10s, 500ms, 2m) [default:
+    /// 60s; 5m for invoke and invoke-bulk]
     #[arg(long, global = true, env = "FAAS_TIMEOUT", value_name = "DURATION",
           value_parser = parse_duration)]
     timeout: Option<Duration>,
@@ -101,8 +104,33 @@ enum Command {
     #[command(after_help = "Examples:
   echo hello | faas invoke catservice
   faas invoke env -H X-Trace=1 --query lang=en --method GET < /dev/null
-  faas invoke markdown --content-type text/markdown < README.md")]
+  faas invoke markdown --content-type text/markdown < README.md
+  ID=$(echo 3 | faas invoke sleep --async)
+  echo 3 | faas invoke sleep --async --callback http://10.0.0.9:9000/done
+  echo hello | faas invoke catservice --async --wait")]
     Invoke(invoke::InvokeArgs),
+
+    /// Queue one asynchronous call per line of a JSON Lines file; print the ids
+    #[command(after_help = "Examples:
+  faas invoke-bulk wordcount --file payloads.jsonl
+  faas invoke-bulk wordcount --file payloads.jsonl --wait --timeout 10m
+  printf '%s\\n' '\"a\"' '{\"n\": 2}' | faas invoke-bulk echo --file -
+
+Each non-empty line is one JSON value: one call, whose body is the value's
+JSON text (a string's body is the string itself). The ids are printed one
+per line, in the file's order; --wait prints how many calls ended in each
+status to stderr and exits 1 unless every call succeeded.")]
+    InvokeBulk(async_calls::BulkArgs),
+
+    /// Inspect asynchronous calls: their records and outputs
+    #[command(after_help = "Examples:
+  faas executions list --all
+  faas executions get 0f8c2a64-5d0e-4c36-9a57-2b8f0a9e1c11
+  faas executions output 0f8c2a64-5d0e-4c36-9a57-2b8f0a9e1c11")]
+    Executions {
+        #[command(subcommand)]
+        command: executions::ExecutionsCommand,
+    },
 
     /// Remove a function
     #[command(
@@ -213,6 +241,8 @@ fn run(cli: Cli) -> Result<()> {
         Command::List(args) => functions::list(&ctx, args),
         Command::Describe(args) => functions::describe(&ctx, args),
         Command::Invoke(args) => invoke::invoke(&ctx, args),
+        Command::InvokeBulk(args) => async_calls::invoke_bulk(&ctx, args),
+        Command::Executions { command } => executions::run(&ctx, command),
         Command::Remove(args) => functions::remove(&ctx, args),
         Command::Scale(args) => functions::scale(&ctx, args),
         Command::Logs(args) => logs::logs(&ctx, args),
@@ -305,6 +335,36 @@ mod tests {
             Cli::try_parse_from(["faas", "deploy", "-f", "s.yml", "--timeout", "90s"]).unwrap();
         assert_eq!(cli.global.timeout, Some(Duration::from_secs(90)));
         assert!(Cli::try_parse_from(["faas", "list", "--timeout", "soon"]).is_err());
+    }
+
+    #[test]
+    fn callback_and_wait_need_async() {
+        assert!(Cli::try_parse_from(["faas", "invoke", "f", "--wait"]).is_err());
+        assert!(Cli::try_parse_from(["faas", "invoke", "f", "--callback", "http://x"]).is_err());
+        let cli = Cli::try_parse_from([
+            "faas",
+            "invoke",
+            "f",
+            "--async",
+            "--wait",
+            "--callback",
+            "http://x",
+        ])
+        .unwrap();
+        let Command::Invoke(args) = cli.command else {
+            panic!("not invoke")
+        };
+        assert!(args.async_call && args.wait);
+        assert_eq!(args.callback.as_deref(), Some("http://x"));
+    }
+
+    #[test]
+    fn executions_get_takes_several_ids_and_list_checks_statuses() {
+        assert!(Cli::try_parse_from(["faas", "executions", "get", "a", "b", "--json"]).is_ok());
+        assert!(Cli::try_parse_from(["faas", "executions", "get"]).is_err());
+        assert!(Cli::try_parse_from(["faas", "executions", "list", "--status", "dead"]).is_ok());
+        assert!(Cli::try_parse_from(["faas", "executions", "list", "--status", "gone"]).is_err());
+        assert!(Cli::try_parse_from(["faas", "invoke-bulk", "f"]).is_err());
     }
 
     #[test]

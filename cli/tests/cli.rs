@@ -20,6 +20,11 @@ fn every_commands_help_has_an_example() {
         vec!["list"],
         vec!["describe"],
         vec!["invoke"],
+        vec!["invoke-bulk"],
+        vec!["executions"],
+        vec!["executions", "get"],
+        vec!["executions", "list"],
+        vec!["executions", "output"],
         vec!["remove"],
         vec!["scale"],
         vec!["logs"],
@@ -64,6 +69,12 @@ fn usage_errors_exit_2() {
     assert_eq!(faas(&["frobnicate"]).code(), Some(2));
     assert_eq!(faas(&["list", "--timeout", "soon"]).code(), Some(2));
     assert_eq!(faas(&["invoke", "x", "-H", "novalue"]).code(), Some(2));
+    assert_eq!(faas(&["invoke", "x", "--wait"]).code(), Some(2));
+    assert_eq!(faas(&["invoke-bulk", "x"]).code(), Some(2));
+    assert_eq!(
+        faas(&["executions", "list", "--status", "gone"]).code(),
+        Some(2)
+    );
 }
 
 #[test]
@@ -77,7 +88,10 @@ fn an_unreachable_gateway_is_one_clear_sentence() {
         vec!["list"],
         vec!["describe", "x"],
         vec!["invoke", "x"],
+        vec!["invoke", "x", "--async"],
         vec!["logs", "x"],
+        vec!["executions", "get", "c0ffee"],
+        vec!["executions", "list"],
     ] {
         let dir = tempfile::tempdir().unwrap();
         let run = Faas::new(dir.path())

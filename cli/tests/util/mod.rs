@@ -64,6 +64,8 @@ impl Gateway {
             .env("PATH", std::env::var("PATH").unwrap_or_default())
             .env("RUST_LOG", "info")
             .env("secret_mount_path", &secrets)
+            // Each gateway its own async queue, gone with the test.
+            .env("queue_path", dir.path().join("queue.redb"))
             .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
