@@ -20,7 +20,7 @@ use http::{HeaderName, StatusCode};
 use http_body_util::{BodyExt, Limited};
 use serde::Deserialize;
 
-use super::store::{ListFilter, NewCall, StoredRequest};
+use super::store::{ListFilter, NewCall, StoreError, StoredRequest};
 use crate::AppState;
 use crate::forward::{X_CALL_ID, text};
 use crate::routing::RouteError;
@@ -189,19 +189,25 @@ async fn enqueue(State(state): State<Arc<AppState>>, request: Request) -> Respon
         Some(q) => format!("{tail}?{q}"),
         None => tail.to_owned(),
     };
-    let id = call_id(&state, &parts.headers);
-    let call = NewCall {
-        id: id.clone(),
+    let mut id = call_id(&state, &parts.headers);
+    let call = |id: &str| NewCall {
+        id: id.to_owned(),
         function: name.to_owned(),
         request: StoredRequest {
             method: parts.method.as_str().to_owned(),
-            path: forwarded,
-            headers: kept_headers(&parts.headers, &id),
-            body,
+            path: forwarded.clone(),
+            headers: kept_headers(&parts.headers, id),
+            body: body.clone(),
         },
-        callback_url: callback,
+        callback_url: callback.clone(),
     };
-    match state.queue.store.enqueue(vec![call]).await {
+    let mut stored = state.queue.store.enqueue(vec![call(&id)]).await;
+    if let Err(StoreError::Taken(_)) = stored {
+        // A concurrent call given the same X-Call-Id was stored first.
+        id = uuid::Uuid::new_v4().to_string();
+        stored = state.queue.store.enqueue(vec![call(&id)]).await;
+    }
+    match stored {
         Ok(_) => {
             state.metrics.async_enqueued(started.elapsed());
             state.queue.notify();

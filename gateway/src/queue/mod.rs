@@ -16,6 +16,7 @@ pub mod store;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -51,7 +52,18 @@ pub struct AsyncQueue {
     wake: Notify,
     /// Calls running now, per function.
     running: Mutex<HashMap<String, usize>>,
+    /// Callbacks being delivered (the drain waits for them too).
+    delivering: AtomicUsize,
     callbacks: Client<HttpConnector, Full<Bytes>>,
+}
+
+/// One callback in flight, counted while it lives.
+struct Delivering(Arc<AsyncQueue>);
+
+impl Drop for Delivering {
+    fn drop(&mut self) {
+        self.0.delivering.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 impl AsyncQueue {
@@ -60,6 +72,7 @@ impl AsyncQueue {
             store,
             wake: Notify::new(),
             running: Mutex::new(HashMap::new()),
+            delivering: AtomicUsize::new(0),
             callbacks: Client::builder(TokioExecutor::new()).build_http(),
         }
     }
@@ -69,19 +82,45 @@ impl AsyncQueue {
         self.wake.notify_one();
     }
 
-    fn running_total(&self) -> usize {
-        self.running
+    fn delivering(self: &Arc<Self>) -> Delivering {
+        self.delivering.fetch_add(1, Ordering::SeqCst);
+        Delivering(self.clone())
+    }
+
+    /// Calls running and callbacks being delivered.
+    fn in_flight(&self) -> usize {
+        let running: usize = self
+            .running
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .values()
-            .sum()
+            .sum();
+        running + self.delivering.load(Ordering::SeqCst)
     }
 
     /// Takes due calls while their functions have room, until `stop`; then
-    /// waits up to `drain` for running calls (those still running stay
-    /// `running` in the store and run again at the next start).
+    /// waits up to `drain` for running calls and callbacks (those still
+    /// running stay `running` in the store and run again at the next
+    /// start; callbacks still pending are delivered then).
     pub async fn dispatch(state: Arc<AppState>, mut stop: watch::Receiver<bool>, drain: Duration) {
         let queue = state.queue.clone();
+        let unsent = queue.store.take_unsent_callbacks();
+        if !unsent.is_empty() {
+            tracing::warn!(
+                callbacks = unsent.len(),
+                "callbacks were pending when the gateway stopped: delivering them"
+            );
+        }
+        for execution in unsent {
+            let delivering = queue.delivering();
+            let state = state.clone();
+            tokio::spawn(async move {
+                let _delivering = delivering;
+                if let Some(callback) = execution.callback.clone() {
+                    deliver_callback(&state, &execution, callback).await;
+                }
+            });
+        }
         let mut next_purge = Instant::now();
         loop {
             if *stop.borrow() {
@@ -128,14 +167,14 @@ impl AsyncQueue {
             }
         }
         let deadline = Instant::now() + drain;
-        while queue.running_total() > 0 && Instant::now() < deadline {
+        while queue.in_flight() > 0 && Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        let left = queue.running_total();
+        let left = queue.in_flight();
         if left > 0 {
             tracing::warn!(
                 calls = left,
-                "async calls still running at shutdown: they run again at the next start"
+                "async calls or callbacks still in flight at shutdown: they run again at the next start"
             );
         }
         queue.store.close();
@@ -208,6 +247,11 @@ fn retryable(status: Option<StatusCode>, codes: &[u16]) -> bool {
 async fn run(state: Arc<AppState>, id: String, function: String) {
     let queue = state.queue.clone();
     let finished = attempt(&state, &id, &function).await;
+    // Counted before the call leaves `running`: the drain sees no gap.
+    let callback = finished.and_then(|execution| {
+        let callback = execution.callback.clone()?;
+        Some((queue.delivering(), execution, callback))
+    });
     {
         let mut running = queue.running.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(n) = running.get_mut(&function) {
@@ -215,9 +259,7 @@ async fn run(state: Arc<AppState>, id: String, function: String) {
         }
     }
     queue.notify();
-    if let Some(execution) = finished
-        && let Some(callback) = execution.callback.clone()
-    {
+    if let Some((_delivering, execution, callback)) = callback {
         deliver_callback(&state, &execution, callback).await;
     }
 }

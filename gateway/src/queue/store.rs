@@ -41,6 +41,8 @@ pub enum StoreError {
     Stopped,
     #[error("execution {0:?} not found")]
     NotFound(String),
+    #[error("execution id {0:?} is taken")]
+    Taken(String),
 }
 
 fn db<E: std::fmt::Display>(e: E) -> StoreError {
@@ -207,11 +209,15 @@ pub struct Store {
     db: Arc<Database>,
     writer: Mutex<Option<mpsc::Sender<Job>>>,
     index: Arc<Mutex<Index>>,
+    /// Finished calls whose callback was still pending when the previous
+    /// gateway stopped.
+    unsent_callbacks: Mutex<Vec<Execution>>,
 }
 
 impl Store {
     /// Opens (or creates) the database at `path`; calls left running by a
-    /// previous gateway go back to the queue.
+    /// previous gateway go back to the queue, and callbacks it left
+    /// undelivered are kept for [`Store::take_unsent_callbacks`].
     pub fn open(path: &Path) -> Result<Store, StoreError> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir)
@@ -220,6 +226,7 @@ impl Store {
         let database = Database::create(path)
             .map_err(|e| db(format!("cannot open {}: {e}", path.display())))?;
         let mut index = Index::default();
+        let mut unsent = Vec::new();
         let txn = database.begin_write().map_err(db)?;
         {
             let mut records = txn.open_table(RECORDS).map_err(db)?;
@@ -237,6 +244,14 @@ impl Store {
                         record.due_ms = 0;
                         index.add(&record);
                         requeued.push(record);
+                    }
+                    _ if record
+                        .execution
+                        .callback
+                        .as_ref()
+                        .is_some_and(|c| c.status == "pending") =>
+                    {
+                        unsent.push(record.execution);
                     }
                     _ => {}
                 }
@@ -266,7 +281,19 @@ impl Store {
             db,
             writer: Mutex::new(Some(tx)),
             index: Arc::new(Mutex::new(index)),
+            unsent_callbacks: Mutex::new(unsent),
         })
+    }
+
+    /// The finished calls whose callback the previous gateway did not
+    /// deliver (once: later calls get nothing).
+    pub fn take_unsent_callbacks(&self) -> Vec<Execution> {
+        std::mem::take(
+            &mut *self
+                .unsent_callbacks
+                .lock()
+                .unwrap_or_else(|e| e.into_inner()),
+        )
     }
 
     /// Runs `op` in the next group commit; returns once it is durable.
@@ -299,7 +326,10 @@ impl Store {
         Ok(records.get(id).map_err(db)?.is_some())
     }
 
-    /// Queues calls durably, in order; their records as stored.
+    /// Queues calls durably, in order; their records as stored. An id
+    /// already stored (a concurrent call given the same `X-Call-Id`)
+    /// refuses them all with [`StoreError::Taken`]: nothing accepted is
+    /// overwritten.
     pub async fn enqueue(&self, calls: Vec<NewCall>) -> Result<Vec<Execution>, StoreError> {
         let now = SystemTime::now();
         let records: Vec<(Record, Vec<u8>)> = {
@@ -340,6 +370,12 @@ impl Store {
         self.write(move |txn| {
             let mut table = txn.open_table(RECORDS).map_err(db)?;
             let mut requests = txn.open_table(REQUESTS).map_err(db)?;
+            for (record, _) in &records {
+                let id = record.execution.id.as_str();
+                if table.get(id).map_err(db)?.is_some() {
+                    return Err(StoreError::Taken(id.to_owned()));
+                }
+            }
             for (record, request) in &records {
                 let id = record.execution.id.as_str();
                 let bytes = serde_json::to_vec(record).map_err(db)?;

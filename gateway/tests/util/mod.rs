@@ -24,6 +24,9 @@ pub struct Gateway {
     pub addr: SocketAddr,
     pub dir: tempfile::TempDir,
     log: Arc<Mutex<String>>,
+    /// What it was started with, for [`Gateway::restart`].
+    flags: Vec<String>,
+    env: Vec<(String, String)>,
 }
 
 impl Gateway {
@@ -47,61 +50,40 @@ impl Gateway {
             std::fs::create_dir_all(path.parent().unwrap()).unwrap();
             std::fs::write(&path, body).unwrap();
         }
-        let stack_path = dir.path().join("stack.yml");
-        std::fs::write(&stack_path, stack).unwrap();
-        let mut child = Command::new(BIN)
-            .args([
-                "--provider",
-                "process",
-                "--port",
-                "0",
-                "--bind-address",
-                "127.0.0.1",
-            ])
-            .arg("--queue-path")
-            .arg(dir.path().join("queue.redb"))
-            .arg("-f")
-            .arg(&stack_path)
-            .args(flags)
-            .env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .env("RUST_LOG", "info")
-            .envs(env.iter().copied())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start gateway");
-        let stderr = child.stderr.take().unwrap();
+        std::fs::write(dir.path().join("stack.yml"), stack).unwrap();
+        let flags: Vec<String> = flags.iter().map(|f| (*f).to_owned()).collect();
+        let env: Vec<(String, String)> = env
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
         let log = Arc::new(Mutex::new(String::new()));
-        let (tx, rx) = mpsc::channel();
-        {
-            let log = log.clone();
-            std::thread::spawn(move || {
-                for line in BufReader::new(stderr).lines() {
-                    let Ok(line) = line else { break };
-                    if line.contains("gateway: listening") {
-                        let _ = tx.send(line.clone());
-                    }
-                    let mut log = log.lock().unwrap();
-                    log.push_str(&line);
-                    log.push('\n');
-                }
-            });
-        }
-        let line = match rx.recv_timeout(Duration::from_secs(30)) {
-            Ok(line) => line,
-            Err(_) => {
-                let _ = child.kill();
-                panic!("gateway did not start:\n{}", log.lock().unwrap());
-            }
-        };
-        let addr: SocketAddr = field(&line, "addr=").parse().unwrap();
+        let (child, addr) = launch(dir.path(), &flags, &env, &log);
         Gateway {
             child,
-            addr: SocketAddr::from(([127, 0, 0, 1], addr.port())),
+            addr,
             dir,
             log,
+            flags,
+            env,
         }
+    }
+
+    /// Kills the gateway with SIGKILL (unless it has exited already) and
+    /// starts it again on the same directory: same stack, same queue file,
+    /// same flags. It listens on a new port (`addr` changes).
+    pub fn restart(&mut self) {
+        self.kill();
+        self.log.lock().unwrap().push_str("---- restarted ----\n");
+        let (child, addr) = launch(self.dir.path(), &self.flags, &self.env, &self.log);
+        self.child = child;
+        self.addr = addr;
+    }
+
+    /// SIGKILL, and waits until it is gone (its functions get SIGTERM from
+    /// their parent-death signal).
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 
     pub fn pid(&self) -> i32 {
@@ -169,6 +151,63 @@ fn field<'a>(line: &'a str, name: &str) -> &'a str {
         .unwrap_or_else(|| panic!("no {name} in {line:?}"))
         + name.len();
     line[start..].split_whitespace().next().unwrap()
+}
+
+/// Starts the gateway binary on `dir`'s stack.yml and queue.redb, and
+/// waits until it listens; its stderr is appended to `log`.
+fn launch(
+    dir: &Path,
+    flags: &[String],
+    env: &[(String, String)],
+    log: &Arc<Mutex<String>>,
+) -> (Child, SocketAddr) {
+    let mut child = Command::new(BIN)
+        .args([
+            "--provider",
+            "process",
+            "--port",
+            "0",
+            "--bind-address",
+            "127.0.0.1",
+        ])
+        .arg("--queue-path")
+        .arg(dir.join("queue.redb"))
+        .arg("-f")
+        .arg(dir.join("stack.yml"))
+        .args(flags)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("RUST_LOG", "info")
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start gateway");
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = mpsc::channel();
+    {
+        let log = log.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                if line.contains("gateway: listening") {
+                    let _ = tx.send(line.clone());
+                }
+                let mut log = log.lock().unwrap();
+                log.push_str(&line);
+                log.push('\n');
+            }
+        });
+    }
+    let line = match rx.recv_timeout(Duration::from_secs(30)) {
+        Ok(line) => line,
+        Err(_) => {
+            let _ = child.kill();
+            panic!("gateway did not start:\n{}", log.lock().unwrap());
+        }
+    };
+    let addr: SocketAddr = field(&line, "addr=").parse().unwrap();
+    (child, SocketAddr::from(([127, 0, 0, 1], addr.port())))
 }
 
 pub fn process_exists(pid: i32) -> bool {
