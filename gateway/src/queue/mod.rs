@@ -271,6 +271,7 @@ async fn attempt(state: &AppState, id: &str, function: &str) -> Option<Execution
         Ok(started) => started,
         Err(e) => {
             tracing::error!(call_id = %id, error = %e, "cannot start an async call");
+            queue.store.restore(id);
             return None;
         }
     };
@@ -382,6 +383,7 @@ async fn attempt(state: &AppState, id: &str, function: &str) -> Option<Execution
         Ok(_) => None,
         Err(e) => {
             tracing::error!(call_id = %id, error = %e, "cannot record an async call's outcome");
+            queue.store.restore(id);
             None
         }
     }

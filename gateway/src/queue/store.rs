@@ -407,13 +407,21 @@ impl Store {
         let mut taken = Vec::new();
         let mut keys = Vec::new();
         let mut next = None;
+        // Asked once per function and pass once it says no: a deep backlog
+        // of a busy function costs a hash lookup per call, not a label read.
+        let mut full: std::collections::HashSet<&str> = std::collections::HashSet::new();
         for (&(due, seq), (_, function)) in index.queued.iter() {
             if due > now_ms {
                 next = Some(UNIX_EPOCH + Duration::from_millis(due));
                 break;
             }
+            if full.contains(function.as_str()) {
+                continue;
+            }
             if admit(function) {
                 keys.push((due, seq));
+            } else {
+                full.insert(function.as_str());
             }
         }
         for key in keys {
@@ -422,6 +430,32 @@ impl Store {
             }
         }
         (taken, next)
+    }
+
+    /// Puts a taken call back in the index (due in a second) after a write
+    /// about it failed, so it is not stranded until the next start.
+    pub fn restore(&self, id: &str) {
+        let record = (|| -> Result<Option<Record>, StoreError> {
+            let txn = self.db.begin_read().map_err(db)?;
+            let records = txn.open_table(RECORDS).map_err(db)?;
+            let value = records.get(id).map_err(db)?;
+            value
+                .map(|v| serde_json::from_slice::<Record>(v.value()).map_err(db))
+                .transpose()
+        })();
+        match record {
+            Ok(Some(mut record)) if !record.execution.status.is_final() => {
+                record.due_ms = ms(SystemTime::now() + Duration::from_secs(1));
+                self.index
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .add(&record);
+            }
+            Ok(_) => {}
+            Err(e) => {
+                tracing::error!(call_id = %id, error = %e, "cannot put an async call back in the queue; it runs at the next start");
+            }
+        }
     }
 
     /// Queued calls per function.

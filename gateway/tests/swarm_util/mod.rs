@@ -220,6 +220,82 @@ pub fn try_docker(args: &[&str]) -> Result<String, String> {
     }
 }
 
+/// Builds `tag` from a Dockerfile given as text (no build context: the
+/// Dockerfile may only use `FROM` local images and `RUN`).
+pub fn build_image(tag: &str, dockerfile: &str) {
+    use std::io::Write;
+    let mut child = Command::new("docker")
+        .args(["build", "--quiet", "--tag", tag, "-"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run docker build: {e}"));
+    child
+        .stdin
+        .take()
+        .expect("piped stdin")
+        .write_all(dockerfile.as_bytes())
+        .expect("write the Dockerfile to docker build");
+    let output = child.wait_with_output().expect("docker build");
+    assert!(
+        output.status.success(),
+        "docker build --tag {tag} failed ({}): {}\n{dockerfile}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr).trim()
+    );
+}
+
+/// Everything every container of `service` (running or exited, on this
+/// node) wrote to stdout and stderr.
+pub fn service_container_logs(service: &str) -> String {
+    let filter = format!("label=com.docker.swarm.service.name={service}");
+    let containers = docker(&["ps", "--all", "--quiet", "--filter", &filter]);
+    let mut all = String::new();
+    for container in containers.split_whitespace() {
+        let output = Command::new("docker")
+            .args(["logs", container])
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run docker logs: {e}"));
+        assert!(
+            output.status.success(),
+            "docker logs {container} failed ({}): {}",
+            output.status,
+            String::from_utf8_lossy(&output.stderr).trim()
+        );
+        all.push_str(&String::from_utf8_lossy(&output.stdout));
+        all.push_str(&String::from_utf8_lossy(&output.stderr));
+    }
+    all
+}
+
+/// The container of a service's one running task, once it has one.
+pub fn running_container(service: &str) -> Option<String> {
+    let tasks = running_tasks(service);
+    let [task] = tasks.as_slice() else {
+        return None;
+    };
+    let container = task_container(task);
+    let (_, state) = task_status(task);
+    (state == "running" && !container.is_empty()).then_some(container)
+}
+
+/// `Basic …` for the gateway's `/system` routes, from the `.secrets/`
+/// that `./build.sh up` writes; `None` when it wrote none.
+pub fn credentials() -> Option<String> {
+    use base64::Engine;
+    let dir = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../.secrets");
+    let password = std::fs::read_to_string(dir.join("basic-auth-password")).ok()?;
+    let user = std::fs::read_to_string(dir.join("basic-auth-user"))
+        .ok()
+        .map(|u| u.trim().to_owned())
+        .filter(|u| !u.is_empty())
+        .unwrap_or_else(|| "admin".to_owned());
+    let token =
+        base64::engine::general_purpose::STANDARD.encode(format!("{user}:{}", password.trim()));
+    Some(format!("Basic {token}"))
+}
+
 /// `docker service ps` of a service, for failure messages.
 pub fn service_ps(service: &str) -> String {
     try_docker(&["service", "ps", "--no-trunc", service]).unwrap_or_else(|e| e)
