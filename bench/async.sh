@@ -146,7 +146,8 @@ SECTION=$(
     cat <<EOF
 ## 5. Async calls: durable enqueue and completion
 
-Produced by \`bench/async.sh\` (also run by \`bench/run.sh\`) on $(date -u '+%Y-%m-%d %H:%M UTC').
+Produced by \`bench/async.sh\` (also run by \`bench/run.sh\`) on $(date -u '+%Y-%m-%d %H:%M UTC'),
+source $(git -C "$ROOT" describe --always --dirty 2>/dev/null || echo unknown).
 A release gateway (process provider, \`RUST_LOG=warn\`) with one function,
 \`echo\` (\`busybox cat\` in fork mode, \`faas.async.concurrency: 8\`),
 its queue in \`bench/out/async/queue.redb\` on this machine's disk: every
@@ -167,7 +168,10 @@ Reference in the same run: the same function called synchronously
 $sp99 µs. An async call costs its durable enqueue plus the same run later.
 
 End to end: from the start of each load until every call it got accepted
-had succeeded (the gateway's \`gateway_async_executions_total\`):
+had succeeded (the gateway's \`gateway_async_executions_total\`).
+"Accepted" is wrk's count of 202s; a call whose 202 was still on its way
+when wrk stopped is accepted (and run) too, so "succeeded" can be a few
+higher:
 
 | connections | accepted | succeeded | time | completion rate |
 |---|---|---|---|---|
@@ -181,14 +185,15 @@ EOF
 
 if [[ -f $RESULTS ]] && grep -q '^## 5\. Async calls' "$RESULTS"; then
     # Replace the old section (up to the next "## " heading or the end).
-    awk -v section="$SECTION" '
-        /^## 5\. Async calls/ { print section; skip = 1; next }
+    # ENVIRON, not -v: awk -v would turn the section's backslashes into escapes.
+    SECTION=$SECTION awk '
+        /^## 5\. Async calls/ { print ENVIRON["SECTION"]; skip = 1; next }
         skip && /^## / { skip = 0 }
         !skip { print }
     ' "$RESULTS" >"$RESULTS.tmp"
     mv "$RESULTS.tmp" "$RESULTS"
 elif [[ -f $RESULTS ]] && grep -q '^## How to reproduce' "$RESULTS"; then
-    awk -v section="$SECTION" '/^## How to reproduce/ { print section; print "" } { print }' "$RESULTS" >"$RESULTS.tmp"
+    SECTION=$SECTION awk '/^## How to reproduce/ { print ENVIRON["SECTION"]; print "" } { print }' "$RESULTS" >"$RESULTS.tmp"
     mv "$RESULTS.tmp" "$RESULTS"
 else
     printf '\n%s\n' "$SECTION" >>"$RESULTS"
