@@ -66,6 +66,48 @@ pub struct FunctionStatus {
     /// RFC 3339.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub created_at: Option<String>,
+    /// The autoscaler's settings and decisions (ours; OpenFaaS has none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scaling: Option<ScalingStatus>,
+}
+
+/// A function's autoscaling, as `GET /system/function/{name}` reports it.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ScalingStatus {
+    /// Whether the gateway scales with load (`autoscale`); waking from
+    /// zero happens either way.
+    pub enabled: bool,
+    pub min: u64,
+    pub max: u64,
+    /// Per replica: in-flight calls (`capacity`) or calls per second (`rps`).
+    pub target: f64,
+    #[serde(rename = "type")]
+    pub metric: String,
+    pub zero: bool,
+    pub zero_after_seconds: f64,
+    /// The scale-down window.
+    pub window_seconds: f64,
+    /// A scaling label that could not be used (the defaults apply).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub problem: Option<String>,
+    /// The latest tick's reasoning.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub current: Option<String>,
+    /// The last change of the replica count the autoscaler made.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_decision: Option<ScalingDecision>,
+}
+
+/// One change of a function's replica count by the autoscaler.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ScalingDecision {
+    /// RFC 3339.
+    pub at: String,
+    pub from: u64,
+    pub to: u64,
+    pub reason: String,
 }
 
 /// `DELETE /system/functions`.

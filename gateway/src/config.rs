@@ -138,6 +138,35 @@ pub struct Config {
     #[arg(long, env = "async_retry_max", default_value = "60s", value_parser = duration)]
     pub async_retry_max: Duration,
 
+    /// Scale functions with their load (between faas.scale.min and max).
+    /// Off, functions are still started from zero when a call comes.
+    #[arg(long, env = "autoscale", value_parser = boolean, default_value = "true",
+          num_args = 0..=1, default_missing_value = "true")]
+    pub autoscale: bool,
+
+    /// How often the autoscaler looks at every function.
+    #[arg(long, env = "scale_tick", default_value = "1s", value_parser = positive_duration)]
+    pub scale_tick: Duration,
+
+    /// How long demand must last before a scale-up that is not a panic
+    /// (a burst of 2x the capacity or more scales up at once).
+    #[arg(long, env = "scale_up_window", default_value = "3s", value_parser = duration)]
+    pub scale_up_window: Duration,
+
+    /// Scale-down (stable) window: a function scales down only to what
+    /// every tick of this window needed (label faas.scale.window).
+    #[arg(long, env = "scale_down_window", default_value = "60s", value_parser = duration)]
+    pub scale_down_window: Duration,
+
+    /// Idle time before a function with faas.scale.zero=true goes to zero
+    /// (label faas.scale.zero-after).
+    #[arg(long, env = "scale_zero_after", default_value = "5m", value_parser = duration)]
+    pub scale_zero_after: Duration,
+
+    /// Longest a call waits while its function starts from zero (then 503).
+    #[arg(long, env = "scale_from_zero_wait", default_value = "30s", value_parser = duration)]
+    pub scale_from_zero_wait: Duration,
+
     /// Longest wait for a callback URL's answer.
     #[arg(long, env = "callback_timeout", default_value = "10s", value_parser = duration)]
     pub callback_timeout: Duration,
@@ -156,6 +185,13 @@ Examples:
 
 fn duration(v: &str) -> Result<Duration, String> {
     faas_common::parse::parse_duration(v)
+}
+
+fn positive_duration(v: &str) -> Result<Duration, String> {
+    match duration(v)? {
+        d if d.is_zero() => Err("must be more than 0".to_owned()),
+        d => Ok(d),
+    }
 }
 
 fn bytes(v: &str) -> Result<u64, String> {
@@ -181,8 +217,17 @@ mod tests {
         assert_eq!(c.secret_mount_path, PathBuf::from("/run/secrets"));
         assert!(!c.auth_invoke);
         assert_eq!(c.max_replicas, 100);
-        let c = Config::try_parse_from(["gateway", "--auth-invoke"]).unwrap();
+        assert!(c.autoscale);
+        assert_eq!(c.scale_tick, Duration::from_secs(1));
+        assert_eq!(c.scale_down_window, Duration::from_secs(60));
+        assert_eq!(c.scale_zero_after, Duration::from_secs(300));
+        assert_eq!(c.scale_from_zero_wait, Duration::from_secs(30));
+        let c =
+            Config::try_parse_from(["gateway", "--auth-invoke", "--autoscale", "false"]).unwrap();
         assert!(c.auth_invoke);
+        assert!(!c.autoscale);
+        let err = Config::try_parse_from(["gateway", "--scale-tick", "0s"]).unwrap_err();
+        assert!(err.to_string().contains("--scale-tick"), "{err}");
     }
 
     #[test]

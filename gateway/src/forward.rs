@@ -146,12 +146,12 @@ pub enum CallBody {
     Buffered(Bytes),
 }
 
-/// Keeps the call counted (replica in-flight, function in-flight gauge)
-/// until the response body has been sent.
+/// Keeps the call counted (replica in-flight, the function's in-flight
+/// gauge and load) until the response body has been sent.
 struct Tracked {
     inner: hyper::body::Incoming,
     _replica: ReplicaGuard,
-    _inflight: InflightGauge,
+    _inflight: InFlight,
 }
 
 impl http_body::Body for Tracked {
@@ -174,18 +174,23 @@ impl http_body::Body for Tracked {
     }
 }
 
-struct InflightGauge(prometheus::IntGauge);
+/// A call in flight: counted in the function's gauge and in the load the
+/// autoscaler reads, from its arrival (waiting for a replica included)
+/// until its response body ends.
+struct InFlight(Arc<Function>);
 
-impl InflightGauge {
-    fn new(gauge: &prometheus::IntGauge) -> InflightGauge {
-        gauge.inc();
-        InflightGauge(gauge.clone())
+impl InFlight {
+    fn new(function: &Arc<Function>, now: Instant) -> InFlight {
+        function.metrics.inflight.inc();
+        function.load.begin(now);
+        InFlight(function.clone())
     }
 }
 
-impl Drop for InflightGauge {
+impl Drop for InFlight {
     fn drop(&mut self) {
-        self.0.dec();
+        self.0.metrics.inflight.dec();
+        self.0.load.end(Instant::now());
     }
 }
 
@@ -193,10 +198,17 @@ pub struct Forwarder {
     client: Client<HttpConnector, ForwardBody>,
     upstream_timeout: Duration,
     replica_wait: Duration,
+    cold_wait: Duration,
 }
 
 impl Forwarder {
-    pub fn new(upstream_timeout: Duration, replica_wait: Duration) -> Forwarder {
+    /// `replica_wait`: how long a call waits for a replica to appear;
+    /// `cold_wait`: how long while its function starts from zero.
+    pub fn new(
+        upstream_timeout: Duration,
+        replica_wait: Duration,
+        cold_wait: Duration,
+    ) -> Forwarder {
         let mut connector = HttpConnector::new();
         connector.set_nodelay(true);
         connector.set_connect_timeout(Some(Duration::from_secs(5).min(upstream_timeout)));
@@ -209,6 +221,7 @@ impl Forwarder {
             client,
             upstream_timeout,
             replica_wait,
+            cold_wait,
         }
     }
 
@@ -225,7 +238,7 @@ impl Forwarder {
         let started = Instant::now();
         let metrics = &function.metrics;
         metrics.started.inc();
-        let inflight = InflightGauge::new(&metrics.inflight);
+        let inflight = InFlight::new(function, started);
         let (response, call_id) = self
             .attempt(function, parts, body, path, peer, inflight)
             .await;
@@ -242,7 +255,7 @@ impl Forwarder {
         body: CallBody,
         path: &str,
         peer: SocketAddr,
-        inflight: InflightGauge,
+        inflight: InFlight,
     ) -> (Response<Body>, HeaderValue) {
         let Parts {
             method,
@@ -262,20 +275,41 @@ impl Forwarder {
             // After a refusal, too, wait for a replica: during a rolling
             // update the refusing one may be the only one until its
             // successor is ready.
-            let picked = function.pick_or_wait(&refused, self.replica_wait).await;
-            let Some(replica) = picked else {
-                let response = if refused.is_empty() {
-                    text(
-                        StatusCode::SERVICE_UNAVAILABLE,
-                        format_args!("function {:?} has no ready replica", function.name),
-                    )
-                } else {
-                    text(
-                        StatusCode::BAD_GATEWAY,
-                        format_args!("function {:?} is unreachable: {last_error}", function.name),
-                    )
-                };
-                return (response, call_id);
+            let picked = function
+                .pick_or_wait(&refused, self.replica_wait, self.cold_wait)
+                .await;
+            let replica = match picked {
+                Ok(replica) => replica,
+                Err(waited) => {
+                    let response = if waited.cold && refused.is_empty() {
+                        text(
+                            StatusCode::SERVICE_UNAVAILABLE,
+                            format_args!(
+                                "function {:?} is scaled to zero and no replica became ready within {}s (scale_from_zero_wait)",
+                                function.name,
+                                waited.waited.as_secs_f64()
+                            ),
+                        )
+                    } else if refused.is_empty() {
+                        text(
+                            StatusCode::SERVICE_UNAVAILABLE,
+                            format_args!(
+                                "function {:?} has no ready replica (waited {}s)",
+                                function.name,
+                                waited.waited.as_secs_f64()
+                            ),
+                        )
+                    } else {
+                        text(
+                            StatusCode::BAD_GATEWAY,
+                            format_args!(
+                                "function {:?} is unreachable: {last_error}",
+                                function.name
+                            ),
+                        )
+                    };
+                    return (response, call_id);
+                }
             };
             let addr = replica.replica().addr;
             let uri = match Uri::builder()

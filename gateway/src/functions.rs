@@ -10,9 +10,9 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, RwLock};
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
 
 use tokio::sync::Notify;
 
@@ -42,6 +42,8 @@ pub struct Discovered {
     pub name: String,
     pub replicas: Vec<ReplicaInfo>,
     pub labels: BTreeMap<String, String>,
+    /// The replicas the engine has been asked for (`None`: not known).
+    pub desired: Option<u64>,
 }
 
 pub struct Replica {
@@ -74,6 +76,85 @@ impl Drop for ReplicaGuard {
     }
 }
 
+/// A function's load as the autoscaler reads it: calls in flight, their
+/// time-weighted sum since the last reading, and calls started.
+pub struct Load {
+    inner: Mutex<LoadInner>,
+}
+
+struct LoadInner {
+    inflight: u64,
+    /// In-flight calls × seconds since `read_at`.
+    area: f64,
+    changed_at: Instant,
+    read_at: Instant,
+    started: u64,
+}
+
+/// One reading of a [`Load`].
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct LoadReading {
+    /// Average calls in flight since the last reading.
+    pub concurrency: f64,
+    /// Calls started per second since the last reading.
+    pub rate: f64,
+    /// Calls in flight now.
+    pub inflight: u64,
+}
+
+impl Load {
+    fn new() -> Load {
+        let now = Instant::now();
+        Load {
+            inner: Mutex::new(LoadInner {
+                inflight: 0,
+                area: 0.0,
+                changed_at: now,
+                read_at: now,
+                started: 0,
+            }),
+        }
+    }
+
+    fn step(&self, now: Instant, change: impl FnOnce(&mut LoadInner)) {
+        let mut load = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        let dt = now.saturating_duration_since(load.changed_at).as_secs_f64();
+        load.area += load.inflight as f64 * dt;
+        load.changed_at = now;
+        change(&mut load);
+    }
+
+    /// A call started.
+    pub fn begin(&self, now: Instant) {
+        self.step(now, |l| {
+            l.inflight += 1;
+            l.started += 1;
+        });
+    }
+
+    /// A call ended (its response body is done).
+    pub fn end(&self, now: Instant) {
+        self.step(now, |l| l.inflight = l.inflight.saturating_sub(1));
+    }
+
+    /// The load since the last reading, and starts a new period.
+    pub fn read(&self, now: Instant) -> LoadReading {
+        let mut reading = LoadReading::default();
+        self.step(now, |l| {
+            let period = now.saturating_duration_since(l.read_at).as_secs_f64();
+            if period > 0.0 {
+                reading.concurrency = l.area / period;
+                reading.rate = l.started as f64 / period;
+            }
+            reading.inflight = l.inflight;
+            l.area = 0.0;
+            l.started = 0;
+            l.read_at = now;
+        });
+        reading
+    }
+}
+
 pub struct Function {
     pub name: String,
     replicas: RwLock<Arc<[Arc<Replica>]>>,
@@ -82,10 +163,23 @@ pub struct Function {
     changed: Notify,
     next: AtomicUsize,
     pub metrics: FunctionMetrics,
+    pub load: Load,
+    /// The replicas the engine was last asked for.
+    desired: AtomicU64,
+    /// At zero (asked for none) and no replica ready since: calls wait
+    /// for a cold start rather than the usual `replica_wait`.
+    cold: AtomicBool,
+    /// Calls waiting for a replica to appear.
+    waiting: AtomicUsize,
+    /// When the autoscaler last started it from zero, until a replica is
+    /// ready (for the cold-start histogram).
+    woken_at: Mutex<Option<Instant>>,
+    /// The autoscaler's wake-up call, shared by every function.
+    wake: Arc<Notify>,
 }
 
 impl Function {
-    fn new(name: &str, metrics: &Metrics) -> Function {
+    fn new(name: &str, metrics: &Metrics, wake: Arc<Notify>) -> Function {
         Function {
             name: name.to_owned(),
             replicas: RwLock::new(Arc::from(Vec::new())),
@@ -93,7 +187,51 @@ impl Function {
             changed: Notify::new(),
             next: AtomicUsize::new(0),
             metrics: metrics.function(name),
+            load: Load::new(),
+            desired: AtomicU64::new(u64::MAX),
+            cold: AtomicBool::new(false),
+            waiting: AtomicUsize::new(0),
+            woken_at: Mutex::new(None),
+            wake,
         }
+    }
+
+    /// The replicas the engine was last asked for (`None` before a
+    /// provider said).
+    pub fn desired(&self) -> Option<u64> {
+        let d = self.desired.load(Ordering::Relaxed);
+        (d != u64::MAX).then_some(d)
+    }
+
+    /// The engine has been asked for `count` replicas.
+    pub fn set_desired(&self, count: u64) {
+        self.desired.store(count, Ordering::Relaxed);
+        self.metrics.set_desired(count);
+        if count == 0 {
+            self.cold.store(true, Ordering::Relaxed);
+        }
+    }
+
+    /// The autoscaler is starting it from zero at `at`: its first ready
+    /// replica is a cold start.
+    pub fn woken(&self, at: Instant) {
+        *self.woken_at.lock().unwrap_or_else(|e| e.into_inner()) = Some(at);
+    }
+
+    /// Scaled to zero and not ready since.
+    pub fn is_cold(&self) -> bool {
+        self.cold.load(Ordering::Relaxed)
+    }
+
+    /// Calls waiting for a replica now.
+    pub fn waiting(&self) -> usize {
+        self.waiting.load(Ordering::Relaxed)
+    }
+
+    /// Asks the autoscaler to look at this function now (a call or a queued
+    /// async call wants a replica it does not have).
+    pub fn want_replica(&self) {
+        self.wake.notify_one();
     }
 
     pub fn replicas(&self) -> Arc<[Arc<Replica>]> {
@@ -136,29 +274,49 @@ impl Function {
         None
     }
 
-    /// Like [`pick`](Self::pick), waiting up to `wait` for a replica to
-    /// appear (one starting, a rolling update between tasks).
+    /// Like [`pick`](Self::pick), waiting for a replica to appear (one
+    /// starting, a rolling update between tasks): up to `wait`, or up to
+    /// `cold_wait` while the function starts from zero. A waiting call
+    /// asks the autoscaler for a replica. `None` also says whether the
+    /// wait was a cold start's.
     pub async fn pick_or_wait(
         &self,
         exclude: &[SocketAddr],
         wait: Duration,
-    ) -> Option<ReplicaGuard> {
-        let deadline = tokio::time::Instant::now() + wait;
+        cold_wait: Duration,
+    ) -> Result<ReplicaGuard, Waited> {
+        if let Some(guard) = self.pick(exclude) {
+            return Ok(guard);
+        }
+        let started = tokio::time::Instant::now();
+        let _waiting = Waiting::new(self);
+        let mut was_cold = false;
         loop {
             let changed = self.changed.notified();
             tokio::pin!(changed);
             // Register before looking, so a change in between is not missed.
             changed.as_mut().enable();
             if let Some(guard) = self.pick(exclude) {
-                return Some(guard);
+                return Ok(guard);
             }
-            if tokio::time::timeout_at(deadline, changed).await.is_err() {
-                return None;
+            was_cold |= self.is_cold();
+            let limit = if was_cold { cold_wait.max(wait) } else { wait };
+            if tokio::time::timeout_at(started + limit, changed)
+                .await
+                .is_err()
+            {
+                return Err(Waited {
+                    cold: was_cold,
+                    waited: limit,
+                });
             }
         }
     }
 
     fn set(&self, discovered: Discovered) {
+        if let Some(desired) = discovered.desired {
+            self.set_desired(desired);
+        }
         {
             let mut replicas = self.replicas.write().unwrap_or_else(|e| e.into_inner());
             let old = replicas.clone();
@@ -189,8 +347,45 @@ impl Function {
             *replicas = Arc::from(fresh);
         }
         *self.labels.write().unwrap_or_else(|e| e.into_inner()) = discovered.labels;
-        self.metrics.set_replicas(self.ready_count());
+        let ready = self.ready_count();
+        if ready > 0 {
+            self.cold.store(false, Ordering::Relaxed);
+            let woken = self
+                .woken_at
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .take();
+            if let Some(at) = woken {
+                self.metrics.cold_started(at.elapsed());
+            }
+        }
+        self.metrics.set_replicas(ready);
         self.changed.notify_waiters();
+    }
+}
+
+/// Why [`Function::pick_or_wait`] gave up.
+#[derive(Debug, Clone, Copy)]
+pub struct Waited {
+    /// The function was starting from zero.
+    pub cold: bool,
+    pub waited: Duration,
+}
+
+/// Counts a call as waiting for a replica, and tells the autoscaler.
+struct Waiting<'a>(&'a Function);
+
+impl<'a> Waiting<'a> {
+    fn new(function: &'a Function) -> Waiting<'a> {
+        function.waiting.fetch_add(1, Ordering::Relaxed);
+        function.want_replica();
+        Waiting(function)
+    }
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.waiting.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -198,6 +393,8 @@ impl Function {
 pub struct Table {
     functions: RwLock<HashMap<String, Arc<Function>>>,
     metrics: Arc<Metrics>,
+    /// Notified when a function wants a replica it does not have.
+    wake: Arc<Notify>,
 }
 
 impl Table {
@@ -205,7 +402,24 @@ impl Table {
         Table {
             functions: RwLock::new(HashMap::new()),
             metrics,
+            wake: Arc::new(Notify::new()),
         }
+    }
+
+    /// Resolves when some function wants a replica (the autoscaler waits
+    /// on it between ticks).
+    pub async fn wanted(&self) {
+        self.wake.notified().await;
+    }
+
+    /// Every function, for the autoscaler's tick.
+    pub fn all(&self) -> Vec<Arc<Function>> {
+        self.functions
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+            .cloned()
+            .collect()
     }
 
     pub fn get(&self, name: &str) -> Option<Arc<Function>> {
@@ -234,7 +448,13 @@ impl Table {
             let mut functions = self.functions.write().unwrap_or_else(|e| e.into_inner());
             functions
                 .entry(discovered.name.clone())
-                .or_insert_with(|| Arc::new(Function::new(&discovered.name, &self.metrics)))
+                .or_insert_with(|| {
+                    Arc::new(Function::new(
+                        &discovered.name,
+                        &self.metrics,
+                        self.wake.clone(),
+                    ))
+                })
                 .clone()
         };
         function.set(discovered);
@@ -285,6 +505,7 @@ mod tests {
             name: "f".into(),
             replicas,
             labels: BTreeMap::new(),
+            desired: None,
         });
         let f = table.get("f").unwrap();
         (table, f)
@@ -343,6 +564,7 @@ mod tests {
                 replica("b", 2, ReplicaState::Ready),
             ],
             labels: BTreeMap::new(),
+            desired: None,
         });
         // "a" still has one call in flight, so the next goes to "b".
         assert_eq!(f.pick(&[]).unwrap().replica().addr.port(), 2);
@@ -355,8 +577,9 @@ mod tests {
         let waiter = tokio::spawn({
             let f = f.clone();
             async move {
-                f.pick_or_wait(&[], Duration::from_secs(5))
+                f.pick_or_wait(&[], Duration::from_secs(5), Duration::from_secs(30))
                     .await
+                    .ok()
                     .map(|g| g.replica().addr.port())
             }
         });
@@ -365,8 +588,76 @@ mod tests {
             name: "f".into(),
             replicas: vec![replica("a", 7, ReplicaState::Ready)],
             labels: BTreeMap::new(),
+            desired: Some(1),
         });
         assert_eq!(waiter.await.unwrap(), Some(7));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn calls_to_a_function_at_zero_wait_for_a_cold_start_and_ask_for_it() {
+        let (t, f) = table_with(vec![]);
+        t.upsert(Discovered {
+            name: "f".into(),
+            desired: Some(0),
+            ..Default::default()
+        });
+        assert!(f.is_cold());
+        let asked = tokio::spawn({
+            let t = t.wake.clone();
+            async move { t.notified().await }
+        });
+        let waiter = tokio::spawn({
+            let f = f.clone();
+            async move {
+                f.pick_or_wait(&[], Duration::from_secs(5), Duration::from_secs(30))
+                    .await
+                    .map(|g| g.replica().addr.port())
+                    .map_err(|w| (w.cold, w.waited))
+            }
+        });
+        asked.await.unwrap();
+        assert_eq!(f.waiting(), 1);
+        // Past replica_wait, still waiting: the function starts from zero.
+        tokio::time::sleep(Duration::from_secs(20)).await;
+        assert!(!waiter.is_finished());
+        t.upsert(Discovered {
+            name: "f".into(),
+            replicas: vec![replica("a", 9, ReplicaState::Ready)],
+            desired: Some(1),
+            ..Default::default()
+        });
+        assert_eq!(waiter.await.unwrap(), Ok(9));
+        assert!(!f.is_cold());
+        assert_eq!(f.waiting(), 0);
+        // A function with replicas asked for waits replica_wait only.
+        let (_t, g) = table_with(vec![]);
+        let err = g
+            .pick_or_wait(&[], Duration::from_secs(5), Duration::from_secs(30))
+            .await
+            .map(|_| ())
+            .unwrap_err();
+        assert!(!err.cold);
+        assert_eq!(err.waited, Duration::from_secs(5));
+    }
+
+    #[test]
+    fn load_is_averaged_over_time_between_readings() {
+        let load = Load::new();
+        let t0 = Instant::now();
+        load.read(t0);
+        let s = Duration::from_secs;
+        load.begin(t0);
+        load.begin(t0 + s(1));
+        load.end(t0 + s(2));
+        let r = load.read(t0 + s(4));
+        // 1 call for 1 s, 2 for 1 s, 1 for 2 s: 5 call-seconds over 4 s.
+        assert!((r.concurrency - 1.25).abs() < 1e-9, "{r:?}");
+        assert!((r.rate - 0.5).abs() < 1e-9, "{r:?}");
+        assert_eq!(r.inflight, 1);
+        // The call still in flight counts fully in the next period.
+        let r = load.read(t0 + s(6));
+        assert!((r.concurrency - 1.0).abs() < 1e-9, "{r:?}");
+        assert_eq!(r.rate, 0.0);
     }
 
     #[test]

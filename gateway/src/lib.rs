@@ -13,6 +13,7 @@ pub mod metrics;
 pub mod provider;
 pub mod queue;
 pub mod routing;
+pub mod scaling;
 pub mod server;
 pub mod system;
 
@@ -45,6 +46,7 @@ pub struct AppState {
     /// Basic auth for `/system/*` (and calls, with `auth_invoke`); `None`: open.
     pub credentials: Option<auth::Credentials>,
     pub queue: Arc<queue::AsyncQueue>,
+    pub scaler: Arc<scaling::Autoscaler>,
 }
 
 /// All routes: the gateway's own, then every other path as a call.
@@ -137,7 +139,12 @@ pub async fn run(
         .await
         .map_err(|e| RunError::Provider(provider.name(), e))?;
     let state = Arc::new(AppState {
-        forwarder: Forwarder::new(config.upstream_timeout, config.replica_wait),
+        forwarder: Forwarder::new(
+            config.upstream_timeout,
+            config.replica_wait,
+            config.scale_from_zero_wait,
+        ),
+        scaler: Arc::new(scaling::Autoscaler::new(&config)),
         config: config.clone(),
         table: table.clone(),
         metrics,
@@ -157,6 +164,7 @@ pub async fn run(
         stopped.clone(),
         config.upstream_timeout,
     ));
+    let scaling = tokio::spawn(scaling::Autoscaler::run(state.clone(), stopped.clone()));
     let serving = tokio::spawn(server::serve(
         listener,
         state.clone(),
@@ -169,6 +177,7 @@ pub async fn run(
     let _ = stop.send(true);
     let _ = serving.await;
     let _ = dispatcher.await;
+    let _ = scaling.await;
     provider.shutdown().await;
     tracing::info!("stopped");
     Ok(())

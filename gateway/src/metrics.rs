@@ -3,7 +3,9 @@
 //! `gateway_functions_seconds{function_name,code}` (histogram),
 //! `gateway_function_invocation_started{function_name}` and
 //! `gateway_service_count{function_name}` (ready replicas), plus our
-//! `gateway_function_invocation_inflight{function_name}`.
+//! `gateway_function_invocation_inflight{function_name}`, the async
+//! queue's figures and the autoscaler's (`gateway_replicas_desired`,
+//! `gateway_scaling_events_total`, `gateway_cold_start_seconds`).
 //!
 //! Each function's handles are resolved once, when the function is first
 //! seen; per status code they are cached on first use. Recording a call
@@ -32,6 +34,9 @@ pub struct Metrics {
     async_finished: IntCounterVec,
     async_retries: IntCounterVec,
     enqueue_seconds: Histogram,
+    desired: IntGaugeVec,
+    scaling_events: IntCounterVec,
+    cold_start: HistogramVec,
 }
 
 impl Metrics {
@@ -108,8 +113,38 @@ impl Metrics {
             ]),
         )
         .expect("valid metric");
+        let desired = IntGaugeVec::new(
+            Opts::new(
+                "gateway_replicas_desired",
+                "Replicas the engine has been asked for, by function (gateway_service_count: ready ones).",
+            ),
+            &["function_name"],
+        )
+        .expect("valid metric");
+        let scaling_events = IntCounterVec::new(
+            Opts::new(
+                "gateway_scaling_events_total",
+                "Replica count changes made by the autoscaler, by function and direction (up, down).",
+            ),
+            &["function_name", "direction"],
+        )
+        .expect("valid metric");
+        let cold_start = HistogramVec::new(
+            HistogramOpts::new(
+                "gateway_cold_start_seconds",
+                "Time from a scale-up from zero to the function's first ready replica.",
+            )
+            .buckets(vec![
+                0.05, 0.1, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0, 30.0,
+            ]),
+            &["function_name"],
+        )
+        .expect("valid metric");
         for metric in [
-            Box::new(queue_depth.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(desired.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(scaling_events.clone()),
+            Box::new(cold_start.clone()),
+            Box::new(queue_depth.clone()),
             Box::new(async_finished.clone()),
             Box::new(async_retries.clone()),
             Box::new(enqueue_seconds.clone()),
@@ -132,6 +167,9 @@ impl Metrics {
             async_finished,
             async_retries,
             enqueue_seconds,
+            desired,
+            scaling_events,
+            cold_start,
         }
     }
 
@@ -168,6 +206,11 @@ impl Metrics {
             started: self.started.with_label_values(&[name]),
             inflight: self.inflight.with_label_values(&[name]),
             service_count: self.service_count.with_label_values(&[name]),
+            desired_vec: self.desired.clone(),
+            desired: self.desired.with_label_values(&[name]),
+            scaled_up: self.scaling_events.with_label_values(&[name, "up"]),
+            scaled_down: self.scaling_events.with_label_values(&[name, "down"]),
+            cold_start: self.cold_start.with_label_values(&[name]),
             common: Default::default(),
             other: Mutex::new(HashMap::new()),
         }
@@ -198,6 +241,11 @@ pub struct FunctionMetrics {
     pub started: IntCounter,
     pub inflight: IntGauge,
     service_count: IntGauge,
+    desired_vec: IntGaugeVec,
+    desired: IntGauge,
+    scaled_up: IntCounter,
+    scaled_down: IntCounter,
+    cold_start: Histogram,
     common: [OnceLock<ByCode>; CODES.len()],
     other: Mutex<HashMap<u16, ByCode>>,
 }
@@ -234,10 +282,28 @@ impl FunctionMetrics {
         self.service_count.set(ready as i64);
     }
 
-    /// The function is gone: drop its replica gauge (counters stay, as
+    pub fn set_desired(&self, desired: u64) {
+        self.desired.set(desired as i64);
+    }
+
+    /// The autoscaler changed the replica count.
+    pub fn scaled(&self, up: bool) {
+        if up {
+            self.scaled_up.inc();
+        } else {
+            self.scaled_down.inc();
+        }
+    }
+
+    pub fn cold_started(&self, elapsed: Duration) {
+        self.cold_start.observe(elapsed.as_secs_f64());
+    }
+
+    /// The function is gone: drop its replica gauges (counters stay, as
     /// Prometheus expects of counters).
     pub fn forget(&self) {
         let _ = self.service_count_vec.remove_label_values(&[&self.name]);
+        let _ = self.desired_vec.remove_label_values(&[&self.name]);
     }
 }
 

@@ -38,6 +38,7 @@ pub fn routes(state: Arc<AppState>) -> Router<Arc<AppState>> {
         .route("/system/function/{name}", get(describe))
         .route("/system/scale-function/{name}", post(scale))
         .route("/system/info", get(info))
+        .route("/system/alert", post(alert))
         .route("/system/logs", get(logs))
         .route(
             "/system/secrets",
@@ -122,12 +123,13 @@ fn parse<T: DeserializeOwned>(body: &Bytes, what: &str) -> Result<T, Response> {
         .map_err(|e| bad_request(format_args!("malformed JSON ({what}): {e}")))
 }
 
-/// The invocation count comes from the gateway's own counters.
+/// The invocation count comes from the gateway's own counters, the
+/// scaling from the autoscaler.
 fn with_counts(state: &AppState, mut status: FunctionStatus) -> FunctionStatus {
-    status.invocation_count = state
-        .table
-        .get(&status.name)
-        .map_or(0, |f| f.metrics.started.get());
+    if let Some(function) = state.table.get(&status.name) {
+        status.invocation_count = function.metrics.started.get();
+        status.scaling = Some(state.scaler.status(&function));
+    }
     status
 }
 
@@ -199,6 +201,12 @@ fn check_deployment(d: &Deployment, max_replicas: u64) -> Result<(), Response> {
             )));
         }
         Ok(_) => {}
+    }
+    if let Err(e) = crate::scaling::policy::Settings::from_labels(
+        &d.labels,
+        crate::scaling::policy::Defaults::default(),
+    ) {
+        return Err(bad_request(e));
     }
     if let Some(bad) = d.secrets.iter().find(|s| validate_secret_name(s).is_err()) {
         return Err(bad_request(format_args!("invalid secret name {bad:?}")));
@@ -305,6 +313,7 @@ async fn scale(
     };
     match state.provider.scale(&name, replicas).await {
         Ok(()) => {
+            state.scaler.note_external(&state.table, &name, replicas);
             tracing::info!(function = %name, replicas, "scaled");
             text(
                 StatusCode::ACCEPTED,
@@ -313,6 +322,10 @@ async fn scale(
         }
         Err(e) => failed(e),
     }
+}
+
+async fn alert(State(state): State<Arc<AppState>>, ApiBody(body): ApiBody) -> Response {
+    crate::scaling::alert::handle(&state, &body).await
 }
 
 async fn info(State(state): State<Arc<AppState>>) -> Response {

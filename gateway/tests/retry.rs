@@ -60,6 +60,7 @@ fn table_with(replicas: &[SocketAddr]) -> Arc<gateway::functions::Function> {
             })
             .collect(),
         labels: BTreeMap::new(),
+        desired: None,
     });
     table.get("f").unwrap()
 }
@@ -89,7 +90,11 @@ async fn a_refused_connection_is_retried_on_another_replica() {
     let good = echo_replica().await;
     let bad = refusing_address();
     let function = table_with(&[bad, good]);
-    let forwarder = Forwarder::new(Duration::from_secs(5), Duration::from_millis(100));
+    let forwarder = Forwarder::new(
+        Duration::from_secs(5),
+        Duration::from_millis(100),
+        Duration::from_secs(30),
+    );
     // Least in flight, ties round robin: over several calls the refusing
     // replica comes first at least once, and every call still succeeds.
     for i in 0..6 {
@@ -102,7 +107,11 @@ async fn a_refused_connection_is_retried_on_another_replica() {
 #[tokio::test]
 async fn when_every_replica_refuses_the_answer_is_502_naming_the_cause() {
     let function = table_with(&[refusing_address(), refusing_address()]);
-    let forwarder = Forwarder::new(Duration::from_secs(5), Duration::from_millis(100));
+    let forwarder = Forwarder::new(
+        Duration::from_secs(5),
+        Duration::from_millis(100),
+        Duration::from_secs(30),
+    );
     let (status, text) = call(&forwarder, &function, "x").await;
     assert_eq!(status, StatusCode::BAD_GATEWAY);
     assert!(text.starts_with("function \"f\" is unreachable"), "{text}");
@@ -112,11 +121,15 @@ async fn when_every_replica_refuses_the_answer_is_502_naming_the_cause() {
 #[tokio::test]
 async fn no_replica_at_all_is_503_after_waiting() {
     let function = table_with(&[]);
-    let forwarder = Forwarder::new(Duration::from_secs(5), Duration::from_millis(200));
+    let forwarder = Forwarder::new(
+        Duration::from_secs(5),
+        Duration::from_millis(200),
+        Duration::from_secs(30),
+    );
     let started = std::time::Instant::now();
     let (status, text) = call(&forwarder, &function, "x").await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
-    assert_eq!(text, "function \"f\" has no ready replica\n");
+    assert_eq!(text, "function \"f\" has no ready replica (waited 0.2s)\n");
     assert!(started.elapsed() >= Duration::from_millis(200));
 }
 
@@ -124,7 +137,11 @@ async fn no_replica_at_all_is_503_after_waiting() {
 async fn a_buffered_body_survives_a_retry_too() {
     let good = echo_replica().await;
     let function = table_with(&[refusing_address(), good]);
-    let forwarder = Forwarder::new(Duration::from_secs(5), Duration::from_millis(100));
+    let forwarder = Forwarder::new(
+        Duration::from_secs(5),
+        Duration::from_millis(100),
+        Duration::from_secs(30),
+    );
     for _ in 0..4 {
         let (parts, ()) = Request::post("/").body(()).unwrap().into_parts();
         let response = forwarder
@@ -157,9 +174,14 @@ async fn when_the_only_replica_refuses_the_call_waits_for_its_successor() {
         name: "f".into(),
         replicas: vec![replica("old", old)],
         labels: BTreeMap::new(),
+        desired: None,
     });
     let function = table.get("f").unwrap();
-    let forwarder = Forwarder::new(Duration::from_secs(5), Duration::from_secs(3));
+    let forwarder = Forwarder::new(
+        Duration::from_secs(5),
+        Duration::from_secs(3),
+        Duration::from_secs(30),
+    );
     let successor = echo_replica().await;
     let arrives = tokio::spawn(async move {
         tokio::time::sleep(Duration::from_millis(300)).await;
@@ -167,6 +189,7 @@ async fn when_the_only_replica_refuses_the_call_waits_for_its_successor() {
             name: "f".into(),
             replicas: vec![replica("new", successor)],
             labels: BTreeMap::new(),
+            desired: None,
         });
         table
     });

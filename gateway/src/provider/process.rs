@@ -12,6 +12,7 @@ use std::collections::{BTreeMap, VecDeque};
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -183,6 +184,8 @@ struct Managed {
     replicas: Vec<ReplicaHandle>,
     /// Ready replicas: id → port.
     ready: Arc<Mutex<BTreeMap<String, u16>>>,
+    /// `replicas.len()`, for the replicas' own publishing.
+    desired: Arc<AtomicU64>,
 }
 
 pub struct ProcessProvider {
@@ -259,13 +262,14 @@ impl ProcessProvider {
             created_at: SystemTime::now(),
             replicas: Vec::new(),
             ready: Arc::new(Mutex::new(BTreeMap::new())),
+            desired: Arc::new(AtomicU64::new(replicas)),
         };
         for _ in 0..replicas {
             let handle = self.start_replica(&managed, spec.clone());
             managed.replicas.push(handle);
         }
         // Known (and answering 503 until a replica is ready) from now on.
-        self.publish(&spec.function, &managed.ready, &spec.deployment.labels);
+        self.publish(&managed);
         functions.insert(spec.function.clone(), managed);
         Ok(())
     }
@@ -286,6 +290,7 @@ impl ProcessProvider {
             secrets_dir: self.secrets_dir.clone(),
             logs: managed.logs.clone(),
             ready: managed.ready.clone(),
+            desired: managed.desired.clone(),
             table: self.table().clone(),
             probe: self.probe.clone(),
         };
@@ -293,13 +298,17 @@ impl ProcessProvider {
         ReplicaHandle { id, stop, task }
     }
 
-    fn publish(
-        &self,
-        function: &str,
-        ready: &Mutex<BTreeMap<String, u16>>,
-        labels: &BTreeMap<String, String>,
-    ) {
-        publish(self.table(), function, ready, labels);
+    fn publish(&self, managed: &Managed) {
+        managed
+            .desired
+            .store(managed.replicas.len() as u64, Ordering::Relaxed);
+        publish(
+            self.table(),
+            &managed.spec.function,
+            &managed.ready,
+            &managed.spec.deployment.labels,
+            managed.replicas.len() as u64,
+        );
     }
 
     /// Every secret a deployment names must exist.
@@ -348,6 +357,10 @@ impl ProcessProvider {
         }
         let deadline = Instant::now() + START_WAIT;
         for name in stack.functions.keys() {
+            // Deployed at zero (faas.scale.min 0): nothing to wait for.
+            if self.table().get(name).and_then(|f| f.desired()) == Some(0) {
+                continue;
+            }
             while Instant::now() < deadline {
                 if self.table().get(name).is_some_and(|f| f.ready_count() > 0) {
                     break;
@@ -387,6 +400,7 @@ fn publish(
     function: &str,
     ready: &Mutex<BTreeMap<String, u16>>,
     labels: &BTreeMap<String, String>,
+    desired: u64,
 ) {
     let replicas = ready
         .lock()
@@ -402,6 +416,7 @@ fn publish(
         name: function.to_owned(),
         replicas,
         labels: labels.clone(),
+        desired: Some(desired),
     });
 }
 
@@ -414,6 +429,7 @@ struct ReplicaCtx {
     secrets_dir: PathBuf,
     logs: Arc<LogBook>,
     ready: Arc<Mutex<BTreeMap<String, u16>>>,
+    desired: Arc<AtomicU64>,
     table: Arc<Table>,
     probe: Client<HttpConnector, Empty<Bytes>>,
 }
@@ -434,6 +450,7 @@ impl ReplicaCtx {
                 &self.spec.function,
                 &self.ready,
                 &self.spec.deployment.labels,
+                self.desired.load(Ordering::Relaxed),
             );
         }
     }
@@ -681,6 +698,7 @@ impl Provider for ProcessProvider {
                         as u64,
                     invocation_count: 0,
                     created_at: Some(faas_common::time::rfc3339(m.created_at)),
+                    scaling: None,
                 }
             })
             .collect())
@@ -761,6 +779,7 @@ impl Provider for ProcessProvider {
             let handle = self.start_replica(managed, managed.spec.clone());
             managed.replicas.push(handle);
         }
+        self.publish(managed);
         drop(functions);
         ProcessProvider::stop_replicas(surplus).await;
         Ok(())

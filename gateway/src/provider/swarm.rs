@@ -32,10 +32,11 @@
 mod logs;
 mod secrets;
 mod spec;
+mod starting;
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::net::{IpAddr, SocketAddr};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -116,6 +117,10 @@ pub struct SwarmProvider {
     /// Our own service, never a function.
     own_service: OnceLock<Option<String>>,
     resync_now: Notify,
+    /// Starting tasks the gateway probes itself ([`starting`]).
+    starting: starting::Starting,
+    /// Ourselves, for the probes' tasks.
+    me: OnceLock<Weak<SwarmProvider>>,
 }
 
 impl SwarmProvider {
@@ -140,6 +145,8 @@ impl SwarmProvider {
             network_ids: Mutex::new(Vec::new()),
             own_service: OnceLock::new(),
             resync_now: Notify::new(),
+            starting: starting::Starting::new(),
+            me: OnceLock::new(),
         })
     }
 
@@ -224,6 +231,7 @@ impl SwarmProvider {
             .map_err(engine)?;
 
         let mut known: BTreeMap<String, Known> = BTreeMap::new();
+        let mut starting = HashSet::new();
         for (name, service) in functions {
             let service_id = service.id.clone().unwrap_or_default();
             let service_name = service
@@ -232,19 +240,41 @@ impl SwarmProvider {
                 .and_then(|s| s.name.clone())
                 .unwrap_or_default();
             let port = port_of(&service);
-            let replicas: Vec<ReplicaInfo> = tasks
+            let mut replicas = Vec::new();
+            for task in tasks
                 .iter()
                 .filter(|t| t.service_id.as_deref() == Some(service_id.as_str()))
-                .filter_map(|t| replica_of(t, &service_name, &endpoints, port))
-                .collect();
+            {
+                if let Some(replica) = replica_of(task, &service_name, &endpoints, port) {
+                    replicas.push(replica);
+                } else if let Some((id, container)) = starting_task(task) {
+                    starting.insert(id.to_owned());
+                    match self.starting.ready(id) {
+                        Some(addr) => replicas.push(ReplicaInfo {
+                            id: id.to_owned(),
+                            addr,
+                            state: ReplicaState::Ready,
+                        }),
+                        None => self.probe_starting(id, container, port),
+                    }
+                }
+            }
             let current = current_ready_tasks(&service, &tasks, &replicas);
+            let status = status_of(&name, &service, current);
+            // Only replicated services have a count to scale.
+            let replicated = service
+                .spec
+                .as_ref()
+                .and_then(|s| s.mode.as_ref())
+                .is_none_or(|m| m.replicated.is_some());
             let entry = Known {
-                status: status_of(&name, &service, current),
                 discovered: Discovered {
                     name: name.clone(),
                     replicas,
                     labels: labels_of(&service),
+                    desired: replicated.then_some(status.replicas),
                 },
+                status,
                 service_id,
                 service_name,
             };
@@ -260,6 +290,7 @@ impl SwarmProvider {
                 }
             }
         }
+        self.starting.retain(&starting);
         self.table()
             .replace_all(known.values().map(|k| k.discovered.clone()).collect());
         *self.known.lock().unwrap_or_else(|e| e.into_inner()) = known;
@@ -566,6 +597,17 @@ fn replica_of(
     })
 }
 
+/// A task that is starting and meant to run, with its container: its
+/// watchdog may be ready before Docker's first health check says so.
+fn starting_task(task: &Task) -> Option<(&str, &str)> {
+    let status = task.status.as_ref()?;
+    if status.state != Some(TaskState::STARTING) || task.desired_state != Some(TaskState::RUNNING) {
+        return None;
+    }
+    let container = status.container_status.as_ref()?.container_id.as_deref()?;
+    Some((task.id.as_deref()?, container))
+}
+
 /// Running tasks meant to run that were started from the service's current
 /// spec. During a rolling update the old tasks still serve (and are still
 /// routed to until they drain) but are not what was asked for: counting
@@ -655,6 +697,7 @@ fn status_of(name: &str, service: &Service, available: u64) -> FunctionStatus {
         available_replicas: available,
         invocation_count: 0,
         created_at: service.created_at.as_ref().map(|t| t.to_string()),
+        scaling: None,
     }
 }
 
@@ -764,6 +807,7 @@ impl Provider for SwarmProvider {
 
     async fn start(self: Arc<Self>, table: Arc<Table>) -> Result<(), ProviderError> {
         let _ = self.table.set(table);
+        let _ = self.me.set(Arc::downgrade(&self));
         // Speak the engine's API version, whatever bollard defaults to.
         let negotiated = self.raw.clone().negotiate_version().await.map_err(engine)?;
         let _ = self.negotiated.set(negotiated);

@@ -129,6 +129,15 @@ impl AsyncQueue {
             let (taken, next_due) = {
                 let mut running = queue.running.lock().unwrap_or_else(|e| e.into_inner());
                 queue.store.take_due(SystemTime::now(), |function| {
+                    // A function at zero: its calls wait here (not in a
+                    // retry loop) while the autoscaler starts it.
+                    if let Some(f) = state.table.get(function)
+                        && f.is_cold()
+                        && f.ready_count() == 0
+                    {
+                        f.want_replica();
+                        return false;
+                    }
                     let limit = concurrency(&state, function);
                     let now = running.entry(function.to_owned()).or_default();
                     if *now < limit {
