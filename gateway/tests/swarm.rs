@@ -118,8 +118,8 @@ async fn the_seeds_commands_echo_the_body() {
 }
 
 /// A new plain `docker service create --network functions` is routable
-/// within 2 s of its task running; after `docker service rm` it answers 404
-/// within 2 s.
+/// within 2 s of its task starting (or running); after `docker service rm`
+/// it answers 404 within 2 s.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_new_service_is_routable_and_a_removed_one_404s_within_2s() {
     let Some(swarm) = Swarm::connect() else {
@@ -157,12 +157,17 @@ async fn a_new_service_is_routable_and_a_removed_one_404s_within_2s() {
     };
     let tasks = running_tasks(&name);
     assert_eq!(tasks.len(), 1, "{}", service_ps(&name));
-    let (running_since, state) = task_status(&tasks[0]);
-    assert_eq!(state, "running");
-    let lag = routable
-        .duration_since(running_since)
-        .unwrap_or(Duration::ZERO);
-    eprintln!("{name}: routable {lag:?} after its task was running");
+    // Routable once its watchdog answers: Docker may still call the task
+    // `starting` (its first health check runs 2 s after the start; the
+    // gateway probes the watchdog itself), else `running`.
+    let (since, state) = task_status(&tasks[0]);
+    assert!(
+        state == "running" || state == "starting",
+        "{state}: {}",
+        service_ps(&name)
+    );
+    let lag = routable.duration_since(since).unwrap_or(Duration::ZERO);
+    eprintln!("{name}: routable {lag:?} after its task was {state}");
     assert!(
         lag <= DISCOVERY_LAG,
         "{name} became routable {lag:?} after its task was running (limit {DISCOVERY_LAG:?})"

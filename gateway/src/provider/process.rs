@@ -357,18 +357,17 @@ impl ProcessProvider {
         }
         let deadline = Instant::now() + START_WAIT;
         for name in stack.functions.keys() {
-            // Deployed at zero (faas.scale.min 0): nothing to wait for.
-            if self.table().get(name).and_then(|f| f.desired()) == Some(0) {
-                continue;
-            }
-            while Instant::now() < deadline {
-                if self.table().get(name).is_some_and(|f| f.ready_count() > 0) {
-                    break;
-                }
+            // Every replica asked for (none for a function deployed at zero).
+            let all_ready = || {
+                self.table()
+                    .get(name)
+                    .is_some_and(|f| f.ready_count() as u64 >= f.desired().unwrap_or(1))
+            };
+            while !all_ready() && Instant::now() < deadline {
                 tokio::time::sleep(PROBE_EVERY).await;
             }
-            if self.table().get(name).is_none_or(|f| f.ready_count() == 0) {
-                tracing::warn!(function = %name, "no replica became ready within {START_WAIT:?}; still trying");
+            if !all_ready() {
+                tracing::warn!(function = %name, "not every replica became ready within {START_WAIT:?}; still trying");
             }
         }
         Ok(())

@@ -916,6 +916,15 @@ impl Provider for SwarmProvider {
                 .replicas = Some(replicas);
         })
         .await?;
+        // Listed at once; the resync that follows confirms it.
+        if let Some(known) = self
+            .known
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get_mut(name)
+        {
+            known.status.replicas = replicas.max(0) as u64;
+        }
         self.resync_now.notify_one();
         Ok(())
     }

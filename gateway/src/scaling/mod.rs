@@ -45,22 +45,28 @@ struct Entry {
     settings: Settings,
     problem: Option<String>,
     /// A count asked of the provider that its view may not show yet.
-    pending: Option<(u64, Instant)>,
+    pending: Option<Pending>,
     /// A scale call still running.
     busy: bool,
     current: Option<String>,
     last_change: Option<ScalingDecision>,
 }
 
+#[derive(Debug, Clone, Copy)]
+struct Pending {
+    asked: u64,
+    /// The provider's count when we asked.
+    before: u64,
+    at: Instant,
+}
+
 impl Entry {
-    /// The count to decide from: ours while the provider catches up.
+    /// The count to decide from: ours while the provider's view still shows
+    /// the count from before we asked (briefly); anything else the
+    /// provider shows is believed (a manual scale meanwhile, too).
     fn current(&mut self, engine: u64, now: Instant) -> u64 {
         match self.pending {
-            Some((asked, _)) if asked == engine => {
-                self.pending = None;
-                engine
-            }
-            Some((asked, at)) if now.duration_since(at) < PENDING_FOR => asked,
+            Some(p) if engine == p.before && now.duration_since(p.at) < PENDING_FOR => p.asked,
             _ => {
                 self.pending = None;
                 engine
@@ -207,7 +213,11 @@ impl Autoscaler {
                 };
                 entry.current = Some(decision.reason.clone());
                 if decision.desired != current {
-                    entry.pending = Some((decision.desired, now));
+                    entry.pending = Some(Pending {
+                        asked: decision.desired,
+                        before: engine_count,
+                        at: now,
+                    });
                     entry.busy = true;
                     entry.last_change = Some(ScalingDecision {
                         at: faas_common::time::rfc3339(SystemTime::now()),
@@ -260,7 +270,7 @@ impl Autoscaler {
         }
         let mut entries = self.functions.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(entry) = entries.get_mut(name) {
-            entry.pending = Some((count, Instant::now()));
+            entry.pending = None;
         }
     }
 }
