@@ -120,6 +120,27 @@ fn describe_text(status: &FunctionStatus, url: &str, async_url: &str) -> String 
         ("Replicas", status.replicas.to_string()),
         ("Available", status.available_replicas.to_string()),
         ("Invocations", status.invocation_count.to_string()),
+        ("Scaling", scaling_text(status)),
+        (
+            "Last scaling",
+            status
+                .scaling
+                .as_ref()
+                .and_then(|s| s.last_decision.as_ref())
+                .map_or("-".to_string(), |d| {
+                    format!("{} -> {} at {}\n{}", d.from, d.to, d.at, d.reason)
+                }),
+        ),
+        (
+            "Scaling now",
+            or_dash(
+                status
+                    .scaling
+                    .as_ref()
+                    .and_then(|s| s.current.as_deref())
+                    .unwrap_or_default(),
+            ),
+        ),
         ("Image", or_dash(&status.image)),
         (
             "Function process",
@@ -134,6 +155,39 @@ fn describe_text(status: &FunctionStatus, url: &str, async_url: &str) -> String 
         ("URL", url.to_string()),
         ("Async URL", async_url.to_string()),
     ])
+}
+
+/// The autoscaler's settings, a line each.
+fn scaling_text(status: &FunctionStatus) -> String {
+    let Some(s) = &status.scaling else {
+        return "-".to_string();
+    };
+    let per = if s.metric == "rps" {
+        "calls/s"
+    } else {
+        "in flight"
+    };
+    let seconds = |v: f64| output::duration_text(std::time::Duration::from_secs_f64(v.max(0.0)));
+    let mut lines = vec![format!(
+        "{}-{} replicas, target {} {per} per replica",
+        s.min, s.max, s.target
+    )];
+    lines.push(format!(
+        "scales down after a {} window",
+        seconds(s.window_seconds)
+    ));
+    lines.push(if s.zero {
+        format!("to zero after {} idle", seconds(s.zero_after_seconds))
+    } else {
+        "never to zero (faas.scale.zero=true to allow)".to_string()
+    });
+    if !s.enabled {
+        lines.push("autoscaler off (gateway autoscale=false): manual scaling only".to_string());
+    }
+    if let Some(problem) = &s.problem {
+        lines.push(format!("label problem, defaults used: {problem}"));
+    }
+    lines.join("\n")
 }
 
 pub fn remove(ctx: &Context, args: RemoveArgs) -> Result<()> {
@@ -203,6 +257,24 @@ mod tests {
             available_replicas: 1,
             invocation_count: 12,
             created_at: Some("2026-11-22T14:00:00Z".into()),
+            scaling: Some(faas_common::api::ScalingStatus {
+                enabled: true,
+                min: 1,
+                max: 4,
+                target: 2.0,
+                metric: "capacity".into(),
+                zero: true,
+                zero_after_seconds: 300.0,
+                window_seconds: 60.0,
+                problem: None,
+                current: Some("0.0 in flight: steady".into()),
+                last_decision: Some(faas_common::api::ScalingDecision {
+                    at: "2026-11-22T14:01:00Z".into(),
+                    from: 1,
+                    to: 2,
+                    reason: "panic: 4.0 in flight".into(),
+                }),
+            }),
             ..Default::default()
         }
     }
@@ -240,6 +312,9 @@ mod tests {
             "Function process:  cat",
             "Labels:            faas.function=catservice",
             "Annotations:\n",
+            "Scaling:           1-4 replicas, target 2 in flight per replica\n                   scales down after a 1m window\n                   to zero after 5m idle\n",
+            "Last scaling:      1 -> 2 at 2026-11-22T14:01:00Z\n                   panic: 4.0 in flight\n",
+            "Scaling now:       0.0 in flight: steady",
             "URL:               http://gw/function/catservice",
             "Async URL:         http://gw/async-function/catservice",
         ] {

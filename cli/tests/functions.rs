@@ -23,6 +23,8 @@ fn describe_shows_state_command_and_urls() {
         "topic=demo".to_string(),
         format!("URL:               {}/function/echo", gw.url),
         format!("Async URL:         {}/async-function/echo", gw.url),
+        "Scaling:           1-20 replicas, target 10 in flight per replica".to_string(),
+        "never to zero".to_string(),
     ] {
         assert!(text.contains(&want), "{want:?} not in\n{text}");
     }
