@@ -61,6 +61,8 @@ functions:
     fprocess: $ROOT/bench/out/async/cat.sh
     labels:
       faas.async.concurrency: "8"
+      # One replica, as measured before the autoscaler existed.
+      faas.scale.max: "1"
 EOF
 # busybox cat when present (as the watchdog benchmark), else the system's.
 CAT=/bin/busybox

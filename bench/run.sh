@@ -11,6 +11,8 @@
 #                  (./build.sh up; this script never deploys it)
 #   5. async       durable enqueue rate and latency, completion rate
 #                  (bench/async.sh, also runnable alone)
+#   6. scaling     time to the needed replicas under load, cold starts
+#                  from zero, process provider and Swarm (bench/scaling.sh)
 #
 # Everything runs on 127.0.0.1 (and, for the Swarm part, Docker's own
 # addresses), bounded in time (about 8 minutes). Raw outputs go to
@@ -532,6 +534,9 @@ functions:
     fprocess: $MARKDOWN
     environment:
       mode: http
+    labels:
+      # One replica, like nginx's one upstream: no autoscaling here.
+      faas.scale.max: "1"
 EOF
 port_free "$P_GW" || die "port $P_GW is in use (set BENCH_PORT_BASE)"
 GW_CMD=(env RUST_LOG=warn "TMPDIR=$OUT/tmp/gateway" "$GATEWAY" --provider process -f "$GW_STACK"
@@ -1097,5 +1102,7 @@ EOF
 
 # 5. async calls: their own script, which adds its section to $RESULTS.
 BENCH_RESULTS=$RESULTS BENCH_OUT=$OUT BENCH_DURATION=$DURATION "$BENCH/async.sh"
+# 6. autoscaling: scale-up time and cold starts (Swarm rows when the stack is up).
+BENCH_RESULTS=$RESULTS BENCH_OUT=$OUT "$BENCH/scaling.sh"
 
 log "done in ${ELAPSED}s: $RESULTS"

@@ -6,24 +6,37 @@ use std::time::Duration;
 
 /// Accepts `10` (seconds), `10s`, `500ms`, `1.5s`, `2m`, `1h`, `250us`.
 pub fn parse_duration(v: &str) -> Result<Duration, String> {
-    const HINT: &str = "expected a duration such as 10, 10s, 500ms or 2m";
+    const HINT: &str = "expected a duration such as 10, 10s, 500ms, 2m or 1h30m";
     let v = v.trim();
-    let split = v
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(v.len());
-    let (number, unit) = v.split_at(split);
-    let number: f64 = number.parse().map_err(|_| HINT.to_string())?;
-    let scale = match unit.trim() {
-        "" | "s" | "sec" | "secs" => 1.0,
-        "ms" => 1e-3,
-        "us" | "µs" => 1e-6,
-        "ns" => 1e-9,
-        "m" | "min" => 60.0,
-        "h" => 3600.0,
-        _ => return Err(HINT.to_string()),
-    };
-    let secs = number * scale;
-    if !secs.is_finite() || !(0.0..=1e9).contains(&secs) {
+    let mut rest = v;
+    let mut secs = 0.0;
+    let mut parts = 0;
+    while !rest.is_empty() {
+        let split = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .unwrap_or(rest.len());
+        let (number, tail) = rest.split_at(split);
+        let number: f64 = number.parse().map_err(|_| HINT.to_string())?;
+        let unit_len = tail
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(tail.len());
+        let (unit, tail) = tail.split_at(unit_len);
+        let scale = match unit.trim() {
+            // A bare number is seconds, but only on its own ("10").
+            "" if parts == 0 && tail.is_empty() => 1.0,
+            "s" | "sec" | "secs" => 1.0,
+            "ms" => 1e-3,
+            "us" | "µs" => 1e-6,
+            "ns" => 1e-9,
+            "m" | "min" => 60.0,
+            "h" => 3600.0,
+            _ => return Err(HINT.to_string()),
+        };
+        secs += number * scale;
+        parts += 1;
+        rest = tail;
+    }
+    if parts == 0 || !secs.is_finite() || !(0.0..=1e9).contains(&secs) {
         return Err(HINT.to_string());
     }
     Ok(Duration::from_secs_f64(secs))
@@ -97,6 +110,12 @@ mod tests {
         assert_eq!(parse_duration("0"), Ok(Duration::ZERO));
         assert!(parse_duration("").is_err());
         assert!(parse_duration("s").is_err());
+        // Go's compound form (OpenFaaS writes durations so).
+        assert_eq!(parse_duration("1h30m"), Ok(Duration::from_secs(5400)));
+        assert_eq!(parse_duration("2m30s"), Ok(Duration::from_secs(150)));
+        assert_eq!(parse_duration("1m0.5s"), Ok(Duration::from_millis(60_500)));
+        assert!(parse_duration("1m30").is_err());
+        assert!(parse_duration("10 20").is_err());
     }
 
     #[test]

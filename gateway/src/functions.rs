@@ -174,6 +174,11 @@ pub struct Function {
     /// When the autoscaler last started it from zero, until a replica is
     /// ready (for the cold-start histogram).
     woken_at: Mutex<Option<Instant>>,
+    /// Something wants a replica while it is cold: the autoscaler has been
+    /// told (once) and not looked yet.
+    wake_requested: AtomicBool,
+    /// Since when something has wanted a replica while it is cold.
+    wanted_since: Mutex<Option<Instant>>,
     /// The autoscaler's wake-up call, shared by every function.
     wake: Arc<Notify>,
 }
@@ -192,6 +197,8 @@ impl Function {
             cold: AtomicBool::new(false),
             waiting: AtomicUsize::new(0),
             woken_at: Mutex::new(None),
+            wake_requested: AtomicBool::new(false),
+            wanted_since: Mutex::new(None),
             wake,
         }
     }
@@ -212,10 +219,10 @@ impl Function {
         }
     }
 
-    /// The autoscaler is starting it from zero at `at`: its first ready
-    /// replica is a cold start.
-    pub fn woken(&self, at: Instant) {
-        *self.woken_at.lock().unwrap_or_else(|e| e.into_inner()) = Some(at);
+    /// The autoscaler is starting it from zero at `at` (`None`: that
+    /// failed): its first ready replica is a cold start.
+    pub fn woken(&self, at: Option<Instant>) {
+        *self.woken_at.lock().unwrap_or_else(|e| e.into_inner()) = at;
     }
 
     /// Scaled to zero and not ready since.
@@ -228,10 +235,36 @@ impl Function {
         self.waiting.load(Ordering::Relaxed)
     }
 
-    /// Asks the autoscaler to look at this function now (a call or a queued
-    /// async call wants a replica it does not have).
+    /// A call or a queued async call wants a replica: when the function is
+    /// cold, the autoscaler is asked (once) to look at it now.
     pub fn want_replica(&self) {
-        self.wake.notify_one();
+        if !self.is_cold() {
+            return;
+        }
+        self.wanted_since
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get_or_insert_with(Instant::now);
+        if !self.wake_requested.swap(true, Ordering::AcqRel) {
+            self.wake.notify_one();
+        }
+    }
+
+    /// Whether a wake was asked for since the autoscaler last looked.
+    pub fn take_wake_request(&self) -> bool {
+        self.wake_requested.swap(false, Ordering::AcqRel)
+    }
+
+    /// Cold, no replica ready, and wanted for less than `limit`: queued
+    /// async calls wait for the cold start rather than fail on it.
+    pub fn starting_from_zero(&self, limit: Duration) -> bool {
+        self.is_cold()
+            && self.ready_count() == 0
+            && self
+                .wanted_since
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .is_none_or(|since| since.elapsed() < limit)
     }
 
     pub fn replicas(&self) -> Arc<[Arc<Replica>]> {
@@ -350,6 +383,7 @@ impl Function {
         let ready = self.ready_count();
         if ready > 0 {
             self.cold.store(false, Ordering::Relaxed);
+            *self.wanted_since.lock().unwrap_or_else(|e| e.into_inner()) = None;
             let woken = self
                 .woken_at
                 .lock()

@@ -204,7 +204,10 @@ fn check_deployment(d: &Deployment, max_replicas: u64) -> Result<(), Response> {
     }
     if let Err(e) = crate::scaling::policy::Settings::from_labels(
         &d.labels,
-        crate::scaling::policy::Defaults::default(),
+        crate::scaling::policy::Defaults {
+            max_replicas,
+            ..Default::default()
+        },
     ) {
         return Err(bad_request(e));
     }
@@ -311,9 +314,8 @@ async fn scale(
             }
         },
     };
-    match state.provider.scale(&name, replicas).await {
+    match state.scaler.scale(&state, &name, replicas).await {
         Ok(()) => {
-            state.scaler.note_external(&state.table, &name, replicas);
             tracing::info!(function = %name, replicas, "scaled");
             text(
                 StatusCode::ACCEPTED,

@@ -127,13 +127,12 @@ functions:
     let ready_after = started.elapsed();
     eprintln!("4 replicas ready {ready_after:?} after the load started");
     assert!(gw.children().len() >= 4, "{:?}", gw.children());
+    // Straight to 4 in a panic, or in two steps when the load began late
+    // in a tick (its first reading then averages less than 6 in flight).
     let decision = &grown["scaling"]["lastDecision"];
-    assert_eq!(decision["from"], 1, "{grown}");
     assert_eq!(decision["to"], 4, "{grown}");
-    assert!(
-        decision["reason"].as_str().unwrap().contains("panic"),
-        "{decision}"
-    );
+    assert!(decision["from"].as_u64().unwrap() < 4, "{grown}");
+    assert!(ready_after < Duration::from_secs(5), "{ready_after:?}");
 
     let codes = running.await.unwrap();
     let ended = Instant::now();
@@ -269,7 +268,6 @@ functions:
         ),
         Some(1.0)
     );
-    assert_eq!(status(&gw, "echo").await["replicas"], 1);
 }
 
 #[tokio::test]
@@ -347,6 +345,54 @@ functions:
     assert!(
         took >= Duration::from_millis(1400) && took < Duration::from_secs(5),
         "{took:?}"
+    );
+}
+
+#[tokio::test]
+async fn async_calls_to_a_function_that_cannot_start_are_not_held_forever() {
+    let stack = r#"
+functions:
+  broken:
+    fprocess: cat
+    environment:
+      exec_timeout: sometime
+    labels:
+      faas.scale.min: "0"
+"#;
+    let gw = Gateway::start(
+        stack,
+        &[],
+        &[
+            "--scale-from-zero-wait",
+            "1s",
+            "--replica-wait",
+            "200ms",
+            "--async-max-retries",
+            "1",
+            "--async-retry-base",
+            "100ms",
+        ],
+    );
+    let reply = post(gw.addr, "/async-function/broken", "x").await;
+    assert_eq!(reply.status, StatusCode::ACCEPTED, "{}", reply.text());
+    let id = reply.header("x-call-id").unwrap().to_owned();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let record = loop {
+        let r = get(gw.addr, &format!("/system/executions/{id}")).await;
+        let record: Value = serde_json::from_slice(&r.body).unwrap();
+        if record["status"] == "dead" {
+            break record;
+        }
+        assert!(Instant::now() < deadline, "{record}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    // Held for the cold start's wait, then tried and retried: a record
+    // that says why, not a call queued forever.
+    assert_eq!(record["attempts"], 2, "{record}");
+    assert_eq!(record["statusCode"], 503, "{record}");
+    assert!(
+        record["error"].as_str().unwrap().contains("scaled to zero"),
+        "{record}"
     );
 }
 

@@ -208,8 +208,14 @@ async fn a_service_at_zero_starts_for_its_first_call_which_succeeds() {
     eprintln!("{name}: first call from zero answered in {took:?}");
     assert_eq!(answer.status, StatusCode::OK, "{}", answer.text());
     assert_eq!(answer.text(), "first call");
-    assert_eq!(spec_replicas(&name), 1);
     let metrics = client.metrics().await;
+    assert_eq!(
+        metrics.value(
+            "gateway_scaling_events_total",
+            &[("function_name", &name), ("direction", "up")]
+        ),
+        Some(1.0)
+    );
     assert_eq!(
         metrics.value(
             "gateway_cold_start_seconds_count",

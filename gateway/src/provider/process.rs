@@ -780,7 +780,12 @@ impl Provider for ProcessProvider {
         }
         self.publish(managed);
         drop(functions);
-        ProcessProvider::stop_replicas(surplus).await;
+        // Told to stop now (out of rotation at once); their drain goes on
+        // without holding up the caller (the autoscaler, a scale request).
+        for handle in &surplus {
+            let _ = handle.stop.send(true);
+        }
+        tokio::spawn(ProcessProvider::stop_replicas(surplus));
         Ok(())
     }
 

@@ -247,6 +247,18 @@ impl SwarmProvider {
             {
                 if let Some(replica) = replica_of(task, &service_name, &endpoints, port) {
                     replicas.push(replica);
+                } else if let Some(id) = task.id.as_deref()
+                    && task.desired_state == Some(TaskState::RUNNING)
+                    && let Some(addr) = self.starting.ready(id)
+                {
+                    // Probed while starting, running now, but not yet in
+                    // the network's records: still ready.
+                    starting.insert(id.to_owned());
+                    replicas.push(ReplicaInfo {
+                        id: id.to_owned(),
+                        addr,
+                        state: ReplicaState::Ready,
+                    });
                 } else if let Some((id, container)) = starting_task(task) {
                     starting.insert(id.to_owned());
                     match self.starting.ready(id) {

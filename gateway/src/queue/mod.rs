@@ -130,10 +130,11 @@ impl AsyncQueue {
                 let mut running = queue.running.lock().unwrap_or_else(|e| e.into_inner());
                 queue.store.take_due(SystemTime::now(), |function| {
                     // A function at zero: its calls wait here (not in a
-                    // retry loop) while the autoscaler starts it.
+                    // retry loop) while the autoscaler starts it, for as
+                    // long as a sync call would wait; then they run, and
+                    // the retry rules apply.
                     if let Some(f) = state.table.get(function)
-                        && f.is_cold()
-                        && f.ready_count() == 0
+                        && f.starting_from_zero(state.config.scale_from_zero_wait)
                     {
                         f.want_replica();
                         return false;

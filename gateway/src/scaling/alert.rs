@@ -127,24 +127,23 @@ async fn scale(
         Err(e) => return Err(failure(&name, e)),
     };
     let (settings, _) = state.scaler.settings(&function.labels());
-    let Some(to) = alert_replicas(firing, current, &settings) else {
+    if settings.factor == 0 {
         return Ok(format!(
             "{name}: alert scaling is off (faas.scale.factor 0), kept {current}"
         ));
-    };
-    if to != current {
-        state
-            .provider
-            .scale(&name, to)
-            .await
-            .map_err(|e| failure(&name, e))?;
-        state.scaler.note_external(&state.table, &name, to);
-        tracing::info!(function = %name, from = current, to, firing, "scaled by an alert");
     }
-    Ok(format!(
-        "{name}: {current} -> {to} replicas ({})",
-        if firing { "firing" } else { "resolved" }
-    ))
+    let to = alert_replicas(firing, current, &settings);
+    let how = if firing { "firing" } else { "resolved" };
+    let Some(to) = to.filter(|to| *to != current) else {
+        return Ok(format!("{name}: kept {current} replicas ({how})"));
+    };
+    state
+        .scaler
+        .scale(state, &name, to)
+        .await
+        .map_err(|e| failure(&name, e))?;
+    tracing::info!(function = %name, from = current, to, firing, "scaled by an alert");
+    Ok(format!("{name}: {current} -> {to} replicas ({how})"))
 }
 
 fn failure(name: &str, e: ProviderError) -> (StatusCode, String) {

@@ -5,11 +5,13 @@
 //! moment a call (or a queued async call) wants one, and takes OpenFaaS's
 //! AlertManager webhook ([`alert`]).
 //!
-//! The loop runs every `scale_tick` (1 s) and whenever a function wants a
-//! replica it does not have ([`Table::wanted`]). Only the loop decides, one
-//! function at a time, and a function whose scale call is still running is
-//! left alone until it returns: fifty calls arriving at a function at zero
-//! cause one scale-up, and two scale calls for one function never race.
+//! The loop runs every `scale_tick` (1 s) and whenever a cold function is
+//! wanted ([`Table::wanted`]). Only the loop decides, and a function whose
+//! scale call is still running is not decided again until it returns:
+//! fifty calls arriving at a function at zero cause one scale-up. Every
+//! scale of a function — the loop's, a manual one, an alert's — goes
+//! through that function's own lock, and a decision the loop took before a
+//! manual scale is dropped rather than applied over it.
 
 pub mod alert;
 pub mod policy;
@@ -20,15 +22,22 @@ use std::time::{Duration, Instant, SystemTime};
 
 use faas_common::api::{ScalingDecision, ScalingStatus};
 use tokio::sync::watch;
+use tokio::task::JoinSet;
 
 use crate::AppState;
 use crate::config::Config;
-use crate::functions::{Function, Table};
+use crate::functions::Function;
+use crate::provider::ProviderError;
 use policy::{Decision, Defaults, Policy, Sample, Settings};
 
-/// How long a count the autoscaler asked for may take to show in the
-/// provider's view before the provider's own count is believed again.
+/// How long a count the loop asked for may take to show in the provider's
+/// view (a Swarm resync that started before the change can still show the
+/// old count meanwhile).
 const PENDING_FOR: Duration = Duration::from_secs(10);
+/// After a failed scale, the function is left alone this long.
+const RETRY_AFTER: Duration = Duration::from_secs(5);
+/// At shutdown, scale calls still running get this long to finish.
+const SHUTDOWN_WAIT: Duration = Duration::from_secs(15);
 
 pub struct Autoscaler {
     /// Scale with load; when off, functions are still woken from zero.
@@ -37,17 +46,28 @@ pub struct Autoscaler {
     defaults: Defaults,
     epoch: Instant,
     functions: Mutex<HashMap<String, Entry>>,
+    /// One lock per function: its scale calls, whoever makes them, in turn.
+    locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    /// The loop's scale calls in flight (awaited at shutdown).
+    calls: Mutex<JoinSet<()>>,
 }
 
 /// What the loop keeps per function.
 struct Entry {
+    /// The deployment it belongs to (a function removed and deployed again
+    /// under the same name starts afresh).
+    created: Option<String>,
     policy: Policy,
-    settings: Settings,
     problem: Option<String>,
     /// A count asked of the provider that its view may not show yet.
     pending: Option<Pending>,
-    /// A scale call still running.
+    /// A scale call of the loop still running.
     busy: bool,
+    /// Counts scales from outside the loop: a decision taken before one is
+    /// stale.
+    generation: u64,
+    /// After a failure, no decision before this.
+    retry_after: Option<Instant>,
     current: Option<String>,
     last_change: Option<ScalingDecision>,
 }
@@ -61,12 +81,32 @@ struct Pending {
 }
 
 impl Entry {
+    fn new(clock: Duration, created: Option<String>) -> Entry {
+        Entry {
+            created,
+            policy: Policy::new(clock),
+            problem: None,
+            pending: None,
+            busy: false,
+            generation: 0,
+            retry_after: None,
+            current: None,
+            last_change: None,
+        }
+    }
+
     /// The count to decide from: ours while the provider's view still shows
-    /// the count from before we asked (briefly); anything else the
-    /// provider shows is believed (a manual scale meanwhile, too).
+    /// the count from before we asked, or already ours (for a while);
+    /// anything else the provider shows is believed (a scale by someone
+    /// else meanwhile).
     fn current(&mut self, engine: u64, now: Instant) -> u64 {
         match self.pending {
-            Some(p) if engine == p.before && now.duration_since(p.at) < PENDING_FOR => p.asked,
+            Some(p)
+                if (engine == p.before || engine == p.asked)
+                    && now.duration_since(p.at) < PENDING_FOR =>
+            {
+                p.asked
+            }
             _ => {
                 self.pending = None;
                 engine
@@ -81,17 +121,18 @@ impl Autoscaler {
             enabled: config.autoscale,
             tick: config.scale_tick,
             defaults: Defaults {
-                window: config.scale_down_window,
+                window: config
+                    .scale_down_window
+                    .clamp(Duration::from_secs(1), policy::MAX_WINDOW),
                 up_window: config.scale_up_window,
                 zero_after: config.scale_zero_after,
+                max_replicas: config.max_replicas,
             },
             epoch: Instant::now(),
             functions: Mutex::new(HashMap::new()),
+            locks: Mutex::new(HashMap::new()),
+            calls: Mutex::new(JoinSet::new()),
         }
-    }
-
-    pub fn defaults(&self) -> Defaults {
-        self.defaults
     }
 
     /// The settings the loop uses for `labels` (and what is wrong with them).
@@ -123,7 +164,38 @@ impl Autoscaler {
         }
     }
 
-    /// Runs the loop until `stop`.
+    fn lock_of(&self, name: &str) -> Arc<tokio::sync::Mutex<()>> {
+        self.locks
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(name.to_owned())
+            .or_default()
+            .clone()
+    }
+
+    /// A scale from outside the loop (`scale-function`, an alert): made in
+    /// turn with the loop's own, and continued from by the loop.
+    pub async fn scale(
+        &self,
+        state: &AppState,
+        name: &str,
+        count: u64,
+    ) -> Result<(), ProviderError> {
+        let lock = self.lock_of(name);
+        let _turn = lock.lock().await;
+        state.provider.scale(name, count).await?;
+        if let Some(function) = state.table.get(name) {
+            function.set_desired(count);
+        }
+        let mut entries = self.functions.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(entry) = entries.get_mut(name) {
+            entry.pending = None;
+            entry.generation += 1;
+        }
+        Ok(())
+    }
+
+    /// Runs the loop until `stop`, then lets scale calls in flight finish.
     pub async fn run(state: Arc<AppState>, mut stop: watch::Receiver<bool>) {
         let scaler = state.scaler.clone();
         let mut tick = tokio::time::interval(scaler.tick);
@@ -139,13 +211,31 @@ impl Autoscaler {
             }
             scaler.pass(&state, full).await;
         }
+        let mut calls =
+            std::mem::take(&mut *scaler.calls.lock().unwrap_or_else(|e| e.into_inner()));
+        let _ = tokio::time::timeout(SHUTDOWN_WAIT, async {
+            while calls.join_next().await.is_some() {}
+        })
+        .await;
     }
 
-    /// One look at every function: a full tick, or (`full` false) only
-    /// functions at zero that something wants.
+    /// One look at the functions: a full tick, or (`full` false) only cold
+    /// functions something wants.
     async fn pass(self: &Arc<Self>, state: &Arc<AppState>, full: bool) {
-        let engine: HashMap<String, u64> = match state.provider.list().await {
-            Ok(list) => list.into_iter().map(|f| (f.name, f.replicas)).collect(),
+        let woken: Vec<Arc<Function>> = state
+            .table
+            .all()
+            .into_iter()
+            .filter(|f| f.take_wake_request() || full)
+            .collect();
+        if woken.is_empty() {
+            return;
+        }
+        let engine: HashMap<String, (u64, Option<String>)> = match state.provider.list().await {
+            Ok(list) => list
+                .into_iter()
+                .map(|f| (f.name, (f.replicas, f.created_at)))
+                .collect(),
             Err(e) => {
                 tracing::warn!(error = %e, "autoscaler: cannot list functions; skipping a tick");
                 return;
@@ -154,62 +244,59 @@ impl Autoscaler {
         let queued = state.queue.store.depth();
         let now = Instant::now();
         let clock = now.duration_since(self.epoch);
-        let mut changes: Vec<(Arc<Function>, Decision)> = Vec::new();
+        let mut changes: Vec<(Arc<Function>, Decision, u64)> = Vec::new();
         {
             let mut entries = self.functions.lock().unwrap_or_else(|e| e.into_inner());
-            entries.retain(|name, _| engine.contains_key(name));
-            for function in state.table.all() {
+            if full {
+                entries.retain(|name, _| engine.contains_key(name));
+            }
+            for function in woken {
                 // Not scalable (unknown to the provider, a global service).
-                let (Some(&engine_count), Some(_)) =
+                let (Some((engine_count, created)), Some(_)) =
                     (engine.get(&function.name), function.desired())
                 else {
                     continue;
                 };
-                let (settings, problem) = self.settings(&function.labels());
+                let engine_count = *engine_count;
                 let entry = entries
                     .entry(function.name.clone())
-                    .or_insert_with(|| Entry {
-                        policy: Policy::new(clock),
-                        settings: settings.clone(),
-                        problem: None,
-                        pending: None,
-                        busy: false,
-                        current: None,
-                        last_change: None,
-                    });
-                if problem.is_some() && problem != entry.problem {
-                    tracing::warn!(function = %function.name, problem = ?problem, "scaling labels: using the defaults");
+                    .or_insert_with(|| Entry::new(clock, created.clone()));
+                if entry.created != *created {
+                    *entry = Entry::new(clock, created.clone());
                 }
-                entry.settings = settings;
+                let (settings, problem) = self.settings(&function.labels());
+                if problem.is_some() && problem != entry.problem {
+                    tracing::warn!(function = %function.name, problem = ?problem, "scaling labels: using the defaults for what cannot be used");
+                }
                 entry.problem = problem;
-                if entry.busy {
+                let load = full.then(|| function.load.read(now));
+                if entry.busy || entry.retry_after.is_some_and(|t| now < t) {
                     continue;
                 }
                 let current = entry.current(engine_count, now);
                 let queued = queued.get(&function.name).copied().unwrap_or(0);
                 let waiting = function.waiting() > 0;
-                let decision = if full {
-                    let load = function.load.read(now);
-                    let sample = Sample {
-                        concurrency: load.concurrency,
-                        rate: load.rate,
-                        inflight: load.inflight,
-                        queued,
-                        waiting,
-                    };
-                    if self.enabled {
-                        entry
-                            .policy
-                            .decide(clock, &entry.settings, current, &sample)
-                    } else if current == 0 && sample.active() {
-                        entry.policy.wake(clock, &entry.settings)
-                    } else {
-                        continue;
+                let decision = match load {
+                    Some(load) => {
+                        let sample = Sample {
+                            concurrency: load.concurrency,
+                            rate: load.rate,
+                            inflight: load.inflight,
+                            queued,
+                            waiting,
+                        };
+                        if self.enabled {
+                            entry.policy.decide(clock, &settings, current, &sample)
+                        } else if current == 0 && sample.active() {
+                            entry.policy.wake(clock, &settings)
+                        } else {
+                            continue;
+                        }
                     }
-                } else if current == 0 && (waiting || queued > 0) {
-                    entry.policy.wake(clock, &entry.settings)
-                } else {
-                    continue;
+                    None if current == 0 && (waiting || queued > 0) => {
+                        entry.policy.wake(clock, &settings)
+                    }
+                    None => continue,
                 };
                 entry.current = Some(decision.reason.clone());
                 if decision.desired != current {
@@ -219,58 +306,89 @@ impl Autoscaler {
                         at: now,
                     });
                     entry.busy = true;
-                    entry.last_change = Some(ScalingDecision {
-                        at: faas_common::time::rfc3339(SystemTime::now()),
-                        from: current,
-                        to: decision.desired,
-                        reason: decision.reason.clone(),
-                    });
-                    changes.push((function, decision));
+                    changes.push((function, decision, entry.generation));
                 }
             }
         }
-        for (function, decision) in changes {
-            tracing::info!(
-                function = %function.name,
-                from = decision.from,
-                to = decision.desired,
-                reason = %decision.reason,
-                "autoscaler"
-            );
-            function.metrics.scaled(decision.desired > decision.from);
-            if decision.from == 0 {
-                function.woken(now);
-            }
-            function.set_desired(decision.desired);
+        for (function, decision, generation) in changes {
             let scaler = self.clone();
             let state = state.clone();
-            tokio::spawn(async move {
-                let result = state.provider.scale(&function.name, decision.desired).await;
-                let mut entries = scaler.functions.lock().unwrap_or_else(|e| e.into_inner());
-                if let Some(entry) = entries.get_mut(&function.name) {
-                    entry.busy = false;
-                    if let Err(e) = &result {
-                        entry.pending = None;
-                        entry.current =
-                            Some(format!("scaling to {} failed: {e}", decision.desired));
-                    }
-                }
-                if let Err(e) = result {
-                    tracing::warn!(function = %function.name, to = decision.desired, error = %e, "autoscaler: scaling failed");
-                }
-            });
+            if decision.from == 0 {
+                function.woken(Some(now));
+            }
+            self.calls
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .spawn(async move {
+                    scaler.apply(&state, &function, decision, generation).await;
+                });
         }
     }
 
-    /// Marks a count set from outside the loop (a manual scale, an alert):
-    /// the loop continues from it.
-    pub fn note_external(&self, table: &Table, name: &str, count: u64) {
-        if let Some(function) = table.get(name) {
-            function.set_desired(count);
-        }
+    /// Makes one decision of the loop, in turn with other scales of the
+    /// function, unless one from outside came first.
+    async fn apply(
+        &self,
+        state: &AppState,
+        function: &Function,
+        decision: Decision,
+        generation: u64,
+    ) {
+        let name = &function.name;
+        let lock = self.lock_of(name);
+        let _turn = lock.lock().await;
+        let stale = self
+            .functions
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(name)
+            .is_none_or(|e| e.generation != generation);
+        let result = if stale {
+            tracing::debug!(function = %name, to = decision.desired, "autoscaler: dropped, scaled meanwhile by someone else");
+            None
+        } else {
+            Some(state.provider.scale(name, decision.desired).await)
+        };
         let mut entries = self.functions.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(entry) = entries.get_mut(name) {
-            entry.pending = None;
+        let entry = entries.get_mut(name);
+        match (result, entry) {
+            (Some(Ok(())), Some(entry)) => {
+                entry.busy = false;
+                entry.last_change = Some(ScalingDecision {
+                    at: faas_common::time::rfc3339(SystemTime::now()),
+                    from: decision.from,
+                    to: decision.desired,
+                    reason: decision.reason.clone(),
+                });
+                function.set_desired(decision.desired);
+                function.metrics.scaled(decision.desired > decision.from);
+                tracing::info!(
+                    function = %name,
+                    from = decision.from,
+                    to = decision.desired,
+                    reason = %decision.reason,
+                    "autoscaler"
+                );
+            }
+            (Some(Err(e)), entry) => {
+                function.woken(None);
+                tracing::warn!(function = %name, to = decision.desired, error = %e, "autoscaler: scaling failed; trying again in {RETRY_AFTER:?}");
+                if let Some(entry) = entry {
+                    entry.busy = false;
+                    entry.pending = None;
+                    entry.retry_after = Some(Instant::now() + RETRY_AFTER);
+                    entry.current = Some(format!("scaling to {} failed: {e}", decision.desired));
+                }
+            }
+            (_, entry) => {
+                if decision.from == 0 {
+                    function.woken(None);
+                }
+                if let Some(entry) = entry {
+                    entry.busy = false;
+                    entry.pending = None;
+                }
+            }
         }
     }
 }

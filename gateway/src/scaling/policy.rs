@@ -85,12 +85,14 @@ pub struct Settings {
     pub factor: u64,
 }
 
-/// The gateway-wide defaults the labels override.
+/// The gateway-wide defaults the labels override, and the bound on max.
 #[derive(Debug, Clone, Copy)]
 pub struct Defaults {
     pub window: Duration,
     pub up_window: Duration,
     pub zero_after: Duration,
+    /// The most replicas anything may ask for (`max_replicas`).
+    pub max_replicas: u64,
 }
 
 impl Default for Defaults {
@@ -99,9 +101,13 @@ impl Default for Defaults {
             window: Duration::from_secs(60),
             up_window: Duration::from_secs(3),
             zero_after: DEFAULT_ZERO_AFTER,
+            max_replicas: 100,
         }
     }
 }
+
+/// The longest scale-down window: the policy keeps a sample per tick of it.
+pub const MAX_WINDOW: Duration = Duration::from_secs(3600);
 
 /// A scaling label with a value that cannot be used.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -114,14 +120,35 @@ impl fmt::Display for LabelError {
 }
 
 impl Settings {
-    /// The settings a function's labels ask for. A label that cannot be
-    /// read is an error naming it (deployments are refused with it); for a
-    /// service created outside the API, the caller logs it and uses
-    /// [`Settings::lenient`].
+    /// The settings a function's labels ask for; a label that cannot be
+    /// used is an error naming it (deployments are refused with it).
     pub fn from_labels(
         labels: &BTreeMap<String, String>,
         defaults: Defaults,
     ) -> Result<Settings, LabelError> {
+        let (settings, mut problems) = Settings::parse(labels, defaults);
+        if problems.is_empty() {
+            Ok(settings)
+        } else {
+            Err(problems.swap_remove(0))
+        }
+    }
+
+    /// Like [`from_labels`](Self::from_labels) for a function that runs
+    /// already (a service created outside the API): an unusable label
+    /// falls back to its default (max to `max_replicas`), the first problem
+    /// is returned to be shown.
+    pub fn lenient(
+        labels: &BTreeMap<String, String>,
+        defaults: Defaults,
+    ) -> (Settings, Option<LabelError>) {
+        let (settings, mut problems) = Settings::parse(labels, defaults);
+        let first = (!problems.is_empty()).then(|| problems.swap_remove(0));
+        (settings, first)
+    }
+
+    /// Each label on its own: its value, or its default and a problem.
+    fn parse(labels: &BTreeMap<String, String>, defaults: Defaults) -> (Settings, Vec<LabelError>) {
         fn get<'a>(
             labels: &'a BTreeMap<String, String>,
             keys: &[&'static str],
@@ -129,43 +156,82 @@ impl Settings {
             keys.iter()
                 .find_map(|k| labels.get(*k).map(|v| (*k, v.trim())))
         }
+        let mut problems = Vec::new();
+        let mut problem = |message: String| problems.push(LabelError(message));
         let get = |keys: &[&'static str]| get(labels, keys);
-        let whole = |keys: &[&'static str], default: u64| -> Result<u64, LabelError> {
-            match get(keys) {
-                None => Ok(default),
-                Some((key, v)) => v
-                    .parse::<u64>()
-                    .map_err(|_| LabelError(format!("label {key}={v:?} is not a whole number"))),
-            }
+        let mut whole = |keys: &[&'static str], default: u64| match get(keys) {
+            None => default,
+            Some((key, v)) => v.parse::<u64>().unwrap_or_else(|_| {
+                problem(format!("label {key}={v:?} is not a whole number"));
+                default
+            }),
         };
-        let duration = |keys: &[&'static str], default: Duration| -> Result<Duration, LabelError> {
-            match get(keys) {
-                None => Ok(default),
-                Some((key, v)) => faas_common::parse::parse_duration(v)
-                    .map_err(|hint| LabelError(format!("label {key}={v:?}: {hint}"))),
-            }
+        let min = whole(&MIN_LABELS, DEFAULT_MIN);
+        let default_max = DEFAULT_MAX.min(defaults.max_replicas).max(1);
+        let mut max = whole(&MAX_LABELS, default_max);
+        let factor = whole(&FACTOR_LABELS, DEFAULT_FACTOR);
+        let mut problem = |message: String| problems.push(LabelError(message));
+        let mut duration = |keys: &[&'static str],
+                            default: Duration,
+                            least: Duration,
+                            most: Duration| match get(keys) {
+            None => default,
+            Some((key, v)) => match faas_common::parse::parse_duration(v) {
+                Ok(d) if d >= least && d <= most => d,
+                Ok(_) => {
+                    problem(format!(
+                        "label {key}={v:?}: from {}s to {}s",
+                        least.as_secs_f64(),
+                        most.as_secs()
+                    ));
+                    default
+                }
+                Err(hint) => {
+                    problem(format!("label {key}={v:?}: {hint}"));
+                    default
+                }
+            },
         };
-        let min = whole(&MIN_LABELS, DEFAULT_MIN)?;
-        let max = whole(&MAX_LABELS, DEFAULT_MAX)?;
+        let zero_after = duration(
+            &ZERO_AFTER_LABELS,
+            defaults.zero_after,
+            Duration::from_secs(1),
+            Duration::from_secs(1_000_000_000),
+        );
+        let window = duration(
+            &WINDOW_LABELS,
+            defaults.window,
+            Duration::from_secs(1),
+            MAX_WINDOW,
+        );
+        let mut problem = |message: String| problems.push(LabelError(message));
         if max == 0 {
-            return Err(LabelError(format!(
+            problem(format!(
                 "label {}=0: a function needs at least 1 replica at most",
                 MAX_LABELS[0]
-            )));
+            ));
+            max = default_max;
         }
-        if min > max {
-            return Err(LabelError(format!(
-                "scale min {min} is above scale max {max}"
-            )));
+        if max > defaults.max_replicas {
+            problem(format!(
+                "label {}={max} is above max_replicas ({})",
+                MAX_LABELS[0], defaults.max_replicas
+            ));
+            max = defaults.max_replicas.max(1);
         }
+        let min = if min > max {
+            problem(format!("scale min {min} is above scale max {max}"));
+            max
+        } else {
+            min
+        };
         let target = match get(&TARGET_LABELS) {
             None => DEFAULT_TARGET,
             Some((key, v)) => match v.parse::<f64>() {
                 Ok(t) if t.is_finite() && t > 0.0 => t,
                 _ => {
-                    return Err(LabelError(format!(
-                        "label {key}={v:?} is not a positive number"
-                    )));
+                    problem(format!("label {key}={v:?} is not a positive number"));
+                    DEFAULT_TARGET
                 }
             },
         };
@@ -173,52 +239,46 @@ impl Settings {
             None => Metric::Capacity,
             Some((_, v)) if v.eq_ignore_ascii_case("capacity") => Metric::Capacity,
             Some((_, v)) if v.eq_ignore_ascii_case("rps") => Metric::Rps,
+            // OpenFaaS's other types (cpu) are not ours to refuse: such a
+            // function scales on capacity.
+            Some((key, _)) if key != TYPE_LABELS[0] => Metric::Capacity,
             Some((key, v)) => {
-                return Err(LabelError(format!(
+                problem(format!(
                     "label {key}={v:?}: use capacity (in-flight calls per replica) or rps (calls per second per replica)"
-                )));
+                ));
+                Metric::Capacity
             }
         };
         let zero = match get(&ZERO_LABELS) {
             None => false,
-            Some((key, v)) => faas_common::parse::parse_bool(v)
-                .map_err(|hint| LabelError(format!("label {key}={v:?}: {hint}")))?,
+            Some((key, v)) => faas_common::parse::parse_bool(v).unwrap_or_else(|hint| {
+                problem(format!("label {key}={v:?}: {hint}"));
+                false
+            }),
         };
-        let zero_after = duration(&ZERO_AFTER_LABELS, defaults.zero_after)?;
-        let window = duration(&WINDOW_LABELS, defaults.window)?;
-        let factor = whole(&FACTOR_LABELS, DEFAULT_FACTOR)?;
-        if factor > 100 {
-            return Err(LabelError(format!(
+        let factor = if factor > 100 {
+            problem(format!(
                 "label {}={factor}: a percentage from 0 to 100",
                 FACTOR_LABELS[0]
-            )));
-        }
-        Ok(Settings {
-            min,
-            max,
-            target,
-            metric,
-            zero,
-            zero_after,
-            window,
-            up_window: defaults.up_window.min(window),
-            factor,
-        })
-    }
-
-    /// Like [`from_labels`](Self::from_labels), falling back to the
-    /// defaults when a label is unusable (with the reason).
-    pub fn lenient(
-        labels: &BTreeMap<String, String>,
-        defaults: Defaults,
-    ) -> (Settings, Option<LabelError>) {
-        match Settings::from_labels(labels, defaults) {
-            Ok(s) => (s, None),
-            Err(e) => (
-                Settings::from_labels(&BTreeMap::new(), defaults).expect("defaults are valid"),
-                Some(e),
-            ),
-        }
+            ));
+            DEFAULT_FACTOR
+        } else {
+            factor
+        };
+        (
+            Settings {
+                min,
+                max,
+                target,
+                metric,
+                zero,
+                zero_after,
+                window,
+                up_window: defaults.up_window.min(window),
+                factor,
+            },
+            problems,
+        )
     }
 }
 
@@ -371,7 +431,7 @@ impl Policy {
             } else {
                 decision(0, "at zero until a call comes".to_owned())
             }
-        } else if settings.zero && idle >= settings.zero_after {
+        } else if settings.zero && !sample.active() && idle >= settings.zero_after {
             decision(
                 0,
                 format!(
@@ -465,17 +525,24 @@ impl Policy {
 }
 
 /// AlertManager scaling (OpenFaaS's rule): a firing alert adds
-/// `ceil(max × factor / 100)` replicas, up to max; a resolved one goes back
-/// to min. A factor of 0 turns alert scaling off (`None`).
+/// `ceil(max × factor / 100)` replicas, up to max; a resolved one brings a
+/// function above its minimum back to it (never to zero unless
+/// `faas.scale.zero` allows it, never up). `None`: nothing to do, or a
+/// factor of 0, which turns alert scaling off.
 pub fn alert_replicas(firing: bool, current: u64, settings: &Settings) -> Option<u64> {
-    if !firing {
-        return Some(settings.min);
-    }
-    let step = (settings.max * settings.factor).div_ceil(100);
+    let step = settings.max.saturating_mul(settings.factor).div_ceil(100);
     if step == 0 {
         return None;
     }
-    Some((current + step).min(settings.max))
+    if firing {
+        return Some(current.saturating_add(step).min(settings.max));
+    }
+    let floor = if settings.zero {
+        settings.min
+    } else {
+        settings.min.max(1)
+    };
+    (current > floor).then_some(floor)
 }
 
 #[cfg(test)]
@@ -758,7 +825,58 @@ mod tests {
         assert_eq!(alert_replicas(true, 1, &s), Some(5));
         assert_eq!(alert_replicas(true, 18, &s), Some(20));
         assert_eq!(alert_replicas(false, 12, &s), Some(1));
+        // Resolved never scales up, nor to zero unless zero is allowed.
+        assert_eq!(alert_replicas(false, 0, &s), None);
+        assert_eq!(alert_replicas(false, 1, &s), None);
+        let min0 = settings(&[("faas.scale.min", "0")]);
+        assert_eq!(alert_replicas(false, 3, &min0), Some(1));
+        let zero = settings(&[("faas.scale.min", "0"), ("faas.scale.zero", "true")]);
+        assert_eq!(alert_replicas(false, 3, &zero), Some(0));
         let off = settings(&[("faas.scale.factor", "0")]);
         assert_eq!(alert_replicas(true, 1, &off), None);
+        assert_eq!(alert_replicas(false, 5, &off), None);
+        // No overflow at the edges.
+        let huge = Settings {
+            max: u64::MAX,
+            ..settings(&[])
+        };
+        assert_eq!(alert_replicas(true, u64::MAX - 1, &huge), Some(u64::MAX));
+    }
+
+    #[test]
+    fn zero_after_never_cuts_a_busy_function() {
+        let mut sim = Sim::new(
+            &[("faas.scale.zero", "true"), ("faas.scale.zero-after", "1s")],
+            1,
+        );
+        assert!(sim.run(30, load(0.5)).iter().all(|&r| r == 1));
+        let labels = BTreeMap::from([("faas.scale.zero-after".to_owned(), "0".to_owned())]);
+        assert!(Settings::from_labels(&labels, Defaults::default()).is_err());
+    }
+
+    #[test]
+    fn max_is_bounded_by_max_replicas_and_bad_labels_fall_back_one_by_one() {
+        let defaults = Defaults {
+            max_replicas: 50,
+            ..Defaults::default()
+        };
+        let labels = BTreeMap::from([
+            ("faas.scale.max".to_owned(), "500".to_owned()),
+            ("faas.scale.min".to_owned(), "3".to_owned()),
+            ("faas.scale.target".to_owned(), "nope".to_owned()),
+        ]);
+        let err = Settings::from_labels(&labels, defaults).unwrap_err();
+        assert!(err.0.contains("above max_replicas (50)"), "{err}");
+        let (s, problem) = Settings::lenient(&labels, defaults);
+        assert_eq!((s.min, s.max, s.target), (3, 50, DEFAULT_TARGET));
+        assert!(problem.is_some());
+        // OpenFaaS's cpu type is tolerated (capacity), ours is not.
+        let cpu = BTreeMap::from([("com.openfaas.scale.type".to_owned(), "cpu".to_owned())]);
+        assert_eq!(
+            Settings::from_labels(&cpu, defaults).unwrap().metric,
+            Metric::Capacity
+        );
+        let window = BTreeMap::from([("faas.scale.window".to_owned(), "2h".to_owned())]);
+        assert!(Settings::from_labels(&window, defaults).is_err());
     }
 }

@@ -28,6 +28,9 @@ use hyper_util::rt::TokioExecutor;
 use super::SwarmProvider;
 
 const PROBE_EVERY: Duration = Duration::from_millis(50);
+/// A watchdog not ready after this long is probed less often.
+const SLOW_AFTER: Duration = Duration::from_secs(5);
+const PROBE_SLOWLY: Duration = Duration::from_millis(500);
 const PROBE_TIMEOUT: Duration = Duration::from_millis(500);
 /// A task still not answering after this long is left to Docker's check.
 const GIVE_UP_AFTER: Duration = Duration::from_secs(120);
@@ -108,14 +111,15 @@ impl SwarmProvider {
     }
 
     async fn probe(self: Arc<Self>, task: String, container: String, port: u16) {
-        let deadline = tokio::time::Instant::now() + GIVE_UP_AFTER;
+        let started = tokio::time::Instant::now();
         let mut addr = None;
-        while self.starting.still_probing(&task) && tokio::time::Instant::now() < deadline {
+        while self.starting.still_probing(&task) && started.elapsed() < GIVE_UP_AFTER {
             if addr.is_none() {
-                addr = self
-                    .container_address(&container)
-                    .await
-                    .map(|ip| SocketAddr::new(ip, port));
+                match self.container_address(&container).await {
+                    // Not on this node (or gone): Docker's check decides.
+                    Err(()) => return,
+                    Ok(ip) => addr = ip.map(|ip| SocketAddr::new(ip, port)),
+                }
             }
             if let Some(addr) = addr
                 && self.starting.healthy(addr).await
@@ -129,26 +133,33 @@ impl SwarmProvider {
                 }
                 return;
             }
-            tokio::time::sleep(PROBE_EVERY).await;
+            // Quick while a fresh watchdog is expected, then gently.
+            let pause = if started.elapsed() < SLOW_AFTER {
+                PROBE_EVERY
+            } else {
+                PROBE_SLOWLY
+            };
+            tokio::time::sleep(pause).await;
         }
     }
 
     /// A local container's address on the functions network (`None` while
-    /// it has none, or when it runs on another node).
-    async fn container_address(&self, container: &str) -> Option<IpAddr> {
+    /// it has none); `Err` when this node's Docker does not know it.
+    async fn container_address(&self, container: &str) -> Result<Option<IpAddr>, ()> {
         let inspected = self
             .docker()
             .inspect_container(container, None)
             .await
-            .ok()?;
+            .map_err(|_| ())?;
         let ids = self
             .network_ids
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .clone();
-        inspected
-            .network_settings?
-            .networks?
+        Ok(inspected
+            .network_settings
+            .and_then(|n| n.networks)
+            .unwrap_or_default()
             .into_iter()
             .find(|(name, endpoint)| {
                 *name == self.network
@@ -159,6 +170,6 @@ impl SwarmProvider {
             })
             .and_then(|(_, endpoint)| endpoint.ip_address)
             .filter(|ip| !ip.is_empty())
-            .and_then(|ip| ip.parse().ok())
+            .and_then(|ip| ip.parse().ok()))
     }
 }
