@@ -15,6 +15,18 @@ use util::*;
 
 const SLEEP: &str = include_str!("../../sample-functions/sleep/handler.sh");
 
+/// Deployed at zero, and its watchdog refuses its configuration: no
+/// replica ever gets ready.
+const BROKEN: &str = r#"
+functions:
+  broken:
+    fprocess: cat
+    environment:
+      exec_timeout: sometime
+    labels:
+      faas.scale.min: "0"
+"#;
+
 async fn status(gw: &Gateway, name: &str) -> Value {
     let reply = get(gw.addr, &format!("/system/function/{name}")).await;
     assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
@@ -46,6 +58,26 @@ async fn until(
 
 fn replicas(n: u64) -> impl Fn(&Value) -> bool {
     move |s| s["replicas"] == n && s["availableReplicas"] == n
+}
+
+/// Polls an async call's record until its status is `status` (it may be
+/// queued or running before); panics on another final status or after
+/// `limit`.
+async fn until_execution(gw: &Gateway, id: &str, status: &str, limit: Duration) -> Value {
+    let deadline = Instant::now() + limit;
+    loop {
+        let reply = get(gw.addr, &format!("/system/executions/{id}")).await;
+        let record: Value = serde_json::from_slice(&reply.body).unwrap();
+        if record["status"] == status {
+            return record;
+        }
+        assert!(
+            record["status"] == "queued" || record["status"] == "running",
+            "{record}"
+        );
+        assert!(Instant::now() < deadline, "{record}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 async fn metrics(gw: &Gateway) -> String {
@@ -285,20 +317,7 @@ functions:
     let reply = post(gw.addr, "/async-function/echo", "later").await;
     assert_eq!(reply.status, StatusCode::ACCEPTED, "{}", reply.text());
     let id = reply.header("x-call-id").unwrap().to_owned();
-    let deadline = Instant::now() + Duration::from_secs(15);
-    let record = loop {
-        let r = get(gw.addr, &format!("/system/executions/{id}")).await;
-        let record: Value = serde_json::from_slice(&r.body).unwrap();
-        if record["status"] == "succeeded" {
-            break record;
-        }
-        assert!(
-            record["status"] == "queued" || record["status"] == "running",
-            "{record}"
-        );
-        assert!(Instant::now() < deadline, "{record}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    let record = until_execution(&gw, &id, "succeeded", Duration::from_secs(15)).await;
     // Not retried: it waited for the replica instead of failing on it.
     assert_eq!(record["attempts"], 1, "{record}");
     let output = get(gw.addr, &format!("/system/executions/{id}/output")).await;
@@ -307,18 +326,8 @@ functions:
 
 #[tokio::test]
 async fn a_function_that_cannot_start_from_zero_answers_503_after_the_wait() {
-    // The watchdog refuses its configuration: no replica ever gets ready.
-    let stack = r#"
-functions:
-  broken:
-    fprocess: cat
-    environment:
-      exec_timeout: sometime
-    labels:
-      faas.scale.min: "0"
-"#;
     let gw = Gateway::start(
-        stack,
+        BROKEN,
         &[],
         &[
             "--scale-from-zero-wait",
@@ -350,17 +359,8 @@ functions:
 
 #[tokio::test]
 async fn async_calls_to_a_function_that_cannot_start_are_not_held_forever() {
-    let stack = r#"
-functions:
-  broken:
-    fprocess: cat
-    environment:
-      exec_timeout: sometime
-    labels:
-      faas.scale.min: "0"
-"#;
     let gw = Gateway::start(
-        stack,
+        BROKEN,
         &[],
         &[
             "--scale-from-zero-wait",
@@ -376,16 +376,7 @@ functions:
     let reply = post(gw.addr, "/async-function/broken", "x").await;
     assert_eq!(reply.status, StatusCode::ACCEPTED, "{}", reply.text());
     let id = reply.header("x-call-id").unwrap().to_owned();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let record = loop {
-        let r = get(gw.addr, &format!("/system/executions/{id}")).await;
-        let record: Value = serde_json::from_slice(&r.body).unwrap();
-        if record["status"] == "dead" {
-            break record;
-        }
-        assert!(Instant::now() < deadline, "{record}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    let record = until_execution(&gw, &id, "dead", Duration::from_secs(20)).await;
     // Held for the cold start's wait, then tried and retried: a record
     // that says why, not a call queued forever.
     assert_eq!(record["attempts"], 2, "{record}");

@@ -10,37 +10,24 @@ mod swarm_util;
 use std::time::{Duration, Instant};
 
 use http::StatusCode;
-use swarm_util::{Http, Swarm, TestService, docker, service_ps, unique_name};
+use swarm_util::{Http, Swarm, TestService, docker, service_ps};
 
 /// Creates a service on the functions network from `image` with `labels`,
 /// a 1 s drain (so a stopped task is gone soon) and `replicas`.
-fn create(tag: &str, image: &str, replicas: u32, labels: &[&str]) -> TestService {
-    let name = unique_name(tag);
+fn create(swarm: &Swarm, tag: &str, image: &str, replicas: u32, labels: &[&str]) -> TestService {
     let replicas = replicas.to_string();
-    let mut args = vec![
-        "service",
-        "create",
-        "--detach",
-        "--quiet",
-        "--network",
-        "functions",
+    let mut extra = vec![
         "--endpoint-mode",
         "dnsrr",
-        "--name",
-        &name,
         "--replicas",
         &replicas,
         "--env",
         "healthcheck_interval=1s",
-        "--label",
-        "faas.test=swarm",
     ];
     for label in labels {
-        args.extend(["--label", label]);
+        extra.extend(["--label", label]);
     }
-    args.push(image);
-    docker(&args);
-    TestService { name }
+    swarm.create_service_of(tag, image, &extra)
 }
 
 /// The replica count in the service's spec (what the autoscaler set).
@@ -107,6 +94,7 @@ async fn a_service_scales_up_under_load_within_seconds_and_back_down_after() {
     };
     let client = &swarm.client;
     let service = create(
+        &swarm,
         "autoscale",
         "faas/sleep:latest",
         1,
@@ -182,6 +170,7 @@ async fn a_service_at_zero_starts_for_its_first_call_which_succeeds() {
     };
     let client = &swarm.client;
     let service = create(
+        &swarm,
         "fromzero",
         swarm_util::CATSERVICE,
         1,

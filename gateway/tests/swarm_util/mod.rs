@@ -68,6 +68,11 @@ impl Swarm {
     /// Creates a test service on the functions network, removed when the
     /// returned guard is dropped. `extra` goes before the image.
     pub fn create_service(&self, tag: &str, extra: &[&str]) -> TestService {
+        self.create_service_of(tag, CATSERVICE, extra)
+    }
+
+    /// [`Swarm::create_service`] with another image.
+    pub fn create_service_of(&self, tag: &str, image: &str, extra: &[&str]) -> TestService {
         let name = unique_name(tag);
         let mut args = vec![
             "service",
@@ -82,7 +87,7 @@ impl Swarm {
             "faas.test=swarm",
         ];
         args.extend_from_slice(extra);
-        args.push(CATSERVICE);
+        args.push(image);
         docker(&args);
         TestService { name }
     }
