@@ -155,12 +155,12 @@ pub struct Config {
 
     /// Scale-down (stable) window: a function scales down only to what
     /// every tick of this window needed (label faas.scale.window).
-    #[arg(long, env = "scale_down_window", default_value = "60s", value_parser = duration)]
+    #[arg(long, env = "scale_down_window", default_value = "60s", value_parser = window)]
     pub scale_down_window: Duration,
 
     /// Idle time before a function with faas.scale.zero=true goes to zero
     /// (label faas.scale.zero-after).
-    #[arg(long, env = "scale_zero_after", default_value = "5m", value_parser = duration)]
+    #[arg(long, env = "scale_zero_after", default_value = "5m", value_parser = positive_duration)]
     pub scale_zero_after: Duration,
 
     /// Longest a call waits while its function starts from zero (then 503).
@@ -190,6 +190,17 @@ fn duration(v: &str) -> Result<Duration, String> {
 fn positive_duration(v: &str) -> Result<Duration, String> {
     match duration(v)? {
         d if d.is_zero() => Err("must be more than 0".to_owned()),
+        d => Ok(d),
+    }
+}
+
+/// A scale-down window: 1 s to 1 h (the autoscaler keeps a sample per
+/// tick of it).
+fn window(v: &str) -> Result<Duration, String> {
+    match duration(v)? {
+        d if d < Duration::from_secs(1) || d > crate::scaling::policy::MAX_WINDOW => {
+            Err("must be from 1s to 1h".to_owned())
+        }
         d => Ok(d),
     }
 }
@@ -226,8 +237,16 @@ mod tests {
             Config::try_parse_from(["gateway", "--auth-invoke", "--autoscale", "false"]).unwrap();
         assert!(c.auth_invoke);
         assert!(!c.autoscale);
-        let err = Config::try_parse_from(["gateway", "--scale-tick", "0s"]).unwrap_err();
-        assert!(err.to_string().contains("--scale-tick"), "{err}");
+        for (flag, bad) in [
+            ("--scale-tick", "0s"),
+            ("--scale-zero-after", "0"),
+            ("--scale-down-window", "2h"),
+            ("--scale-down-window", "100ms"),
+            ("--scale-from-zero-wait", "soon"),
+        ] {
+            let err = Config::try_parse_from(["gateway", flag, bad]).unwrap_err();
+            assert!(err.to_string().contains(flag), "{flag} {bad}: {err}");
+        }
     }
 
     #[test]

@@ -310,8 +310,8 @@ impl Function {
     /// Like [`pick`](Self::pick), waiting for a replica to appear (one
     /// starting, a rolling update between tasks): up to `wait`, or up to
     /// `cold_wait` while the function starts from zero. A waiting call
-    /// asks the autoscaler for a replica. `None` also says whether the
-    /// wait was a cold start's.
+    /// asks the autoscaler for a replica. `Err` says how long it waited
+    /// and whether the wait was a cold start's.
     pub async fn pick_or_wait(
         &self,
         exclude: &[SocketAddr],

@@ -53,7 +53,12 @@ pub fn routes(state: Arc<AppState>) -> Router<Arc<AppState>> {
 
 /// A provider's failure as an answer: one line, the status that fits.
 fn failed(e: ProviderError) -> Response {
-    let status = match &e {
+    text(status_of(&e), one_line(&e.to_string()))
+}
+
+/// The status that fits a provider's failure.
+pub(crate) fn status_of(e: &ProviderError) -> StatusCode {
+    match e {
         ProviderError::NotFound(_) | ProviderError::SecretNotFound(_) => StatusCode::NOT_FOUND,
         ProviderError::Conflict(_) | ProviderError::SecretExists(_) | ProviderError::InUse(_) => {
             StatusCode::CONFLICT
@@ -62,12 +67,11 @@ fn failed(e: ProviderError) -> Response {
         ProviderError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
         ProviderError::Engine(_) => StatusCode::INTERNAL_SERVER_ERROR,
         ProviderError::Unsupported(..) => StatusCode::NOT_IMPLEMENTED,
-    };
-    text(status, one_line(&e.to_string()))
+    }
 }
 
 /// Engines sometimes answer with several lines; an error body is one.
-fn one_line(message: &str) -> String {
+pub(crate) fn one_line(message: &str) -> String {
     message.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 

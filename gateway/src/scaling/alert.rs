@@ -16,6 +16,7 @@ use super::policy::alert_replicas;
 use crate::AppState;
 use crate::forward::text;
 use crate::provider::ProviderError;
+use crate::system::{one_line, status_of};
 
 /// The parts of AlertManager's webhook body that matter here.
 #[derive(Debug, Deserialize)]
@@ -147,17 +148,8 @@ async fn scale(
 }
 
 fn failure(name: &str, e: ProviderError) -> (StatusCode, String) {
-    let status = match e {
-        ProviderError::NotFound(_) => StatusCode::NOT_FOUND,
-        ProviderError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
-        _ => StatusCode::INTERNAL_SERVER_ERROR,
-    };
     (
-        status,
+        status_of(&e),
         format!("cannot scale {name:?}: {}", one_line(&e.to_string())),
     )
-}
-
-fn one_line(message: &str) -> String {
-    message.split_whitespace().collect::<Vec<_>>().join(" ")
 }

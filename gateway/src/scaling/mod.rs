@@ -121,9 +121,7 @@ impl Autoscaler {
             enabled: config.autoscale,
             tick: config.scale_tick,
             defaults: Defaults {
-                window: config
-                    .scale_down_window
-                    .clamp(Duration::from_secs(1), policy::MAX_WINDOW),
+                window: config.scale_down_window,
                 up_window: config.scale_up_window,
                 zero_after: config.scale_zero_after,
                 max_replicas: config.max_replicas,

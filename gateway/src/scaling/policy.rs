@@ -308,30 +308,11 @@ impl Sample {
     }
 }
 
-/// Which way a decision went.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Direction {
-    Up,
-    Down,
-    Steady,
-}
-
-impl Direction {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Direction::Up => "up",
-            Direction::Down => "down",
-            Direction::Steady => "steady",
-        }
-    }
-}
-
 /// One tick's outcome.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Decision {
     pub from: u64,
     pub desired: u64,
-    pub direction: Direction,
     pub reason: String,
 }
 
@@ -400,18 +381,10 @@ impl Policy {
         }
 
         let idle = self.idle(now);
-        let decision = |desired: u64, reason: String| {
-            let direction = match desired.cmp(&current) {
-                std::cmp::Ordering::Greater => Direction::Up,
-                std::cmp::Ordering::Less => Direction::Down,
-                std::cmp::Ordering::Equal => Direction::Steady,
-            };
-            Decision {
-                from: current,
-                desired,
-                direction,
-                reason,
-            }
+        let decision = |desired: u64, reason: String| Decision {
+            from: current,
+            desired,
+            reason,
         };
         let figure = match settings.metric {
             Metric::Capacity => format!("{load:.1} in flight"),
@@ -518,7 +491,6 @@ impl Policy {
         Decision {
             from: 0,
             desired,
-            direction: Direction::Up,
             reason: "a call is waiting: starting from zero".to_owned(),
         }
     }
@@ -656,7 +628,7 @@ mod tests {
         let mut sim = Sim::new(&[("faas.scale.target", "1")], 1);
         let d = sim.tick(load(8.0));
         assert_eq!(d.desired, 8);
-        assert_eq!(d.direction, Direction::Up);
+        assert_eq!(d.from, 1);
         assert!(d.reason.contains("panic"), "{}", d.reason);
     }
 
