@@ -95,8 +95,13 @@ pub fn invoke(ctx: &Context, args: InvokeArgs) -> Result<()> {
     Err(refusal(&args.name, response))
 }
 
+/// On the gateway's own 401 only (it removes the header from functions'
+/// answers).
+const GATEWAY_AUTH_HEADER: &str = "x-faas-auth";
+
 /// Sends a function call (sync, async or bulk), with credentials only
-/// where the gateway asks for them (`auth_invoke`): otherwise the function
+/// where the gateway itself asks for them (`auth_invoke`: its 401 carries
+/// `X-Faas-Auth`, which no function's answer can): otherwise the function
 /// would receive the admin password. `request` builds the request around
 /// a body, twice when the gateway asks for credentials.
 pub fn send_call(
@@ -111,7 +116,10 @@ pub fn send_call(
         std::mem::take(&mut body)
     };
     let response = client.exchange(request(first)?, false, Wait::Headers)?;
-    if response.status() == 401 && client.has_credentials() {
+    if response.status() == 401
+        && response.headers().contains_key(GATEWAY_AUTH_HEADER)
+        && client.has_credentials()
+    {
         return client.exchange(request(body)?, true, Wait::Headers);
     }
     Ok(response)

@@ -69,6 +69,10 @@ pub struct FunctionStatus {
     /// The autoscaler's settings and decisions (ours; OpenFaaS has none).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scaling: Option<ScalingStatus>,
+    /// Other services that claim this function's name, and which one
+    /// serves it (ours).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub conflict: Option<String>,
 }
 
 /// A function's autoscaling, as `GET /system/function/{name}` reports it.

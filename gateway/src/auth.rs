@@ -2,33 +2,44 @@
 //!
 //! Credentials come from the secret files `basic-auth-user` and
 //! `basic-auth-password` under `secret_mount_path` (where Swarm mounts
-//! secrets), else from `basic_auth_user` / `basic_auth_password`. Without
-//! any, the API is open. Comparison is constant-time; credentials are never
-//! logged or echoed.
+//! secrets), else from `basic_auth_user` / `basic_auth_password`, else from
+//! the same two files in the state directory, which the gateway writes
+//! (random password, mode 0600) on its first start. The API is open only
+//! with `--auth none`, an operator's explicit choice. Credentials are kept
+//! as SHA-256 digests and compared in constant time (equal lengths, so
+//! nothing leaks through timing), never logged or echoed.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use axum::extract::{Request, State};
 use axum::middleware::Next;
 use axum::response::Response;
 use base64::Engine;
-use base64::engine::general_purpose::STANDARD;
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use http::header::{AUTHORIZATION, HeaderValue, WWW_AUTHENTICATE};
 use http::{HeaderMap, StatusCode};
+use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use crate::AppState;
-use crate::config::Config;
+use crate::config::{AuthMode, Config};
 use crate::forward::text;
+use crate::state_dir;
 
-const USER_FILE: &str = "basic-auth-user";
-const PASSWORD_FILE: &str = "basic-auth-password";
+pub const USER_FILE: &str = "basic-auth-user";
+pub const PASSWORD_FILE: &str = "basic-auth-password";
+/// The user name of generated credentials.
+pub const DEFAULT_USER: &str = "admin";
+/// Marks the gateway's own 401 (the forwarder removes it from functions'
+/// answers, so none can forge it): clients send credentials on a call only
+/// when the gateway itself asks for them.
+pub const AUTH_REQUIRED_HEADER: &str = "x-faas-auth";
 
-/// The one user allowed in.
+/// The one user allowed in, as digests.
 pub struct Credentials {
-    user: Vec<u8>,
-    password: Vec<u8>,
+    user: [u8; 32],
+    password: [u8; 32],
 }
 
 impl std::fmt::Debug for Credentials {
@@ -37,52 +48,98 @@ impl std::fmt::Debug for Credentials {
     }
 }
 
+/// Where the credentials in force came from, for the start-up log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Source {
+    SecretFiles(PathBuf),
+    Environment,
+    /// Generated at an earlier start, read from the state directory.
+    StateDir(PathBuf),
+    /// Generated now (the password is shown once); kept in this directory.
+    Generated {
+        dir: PathBuf,
+        password: String,
+    },
+}
+
+fn digest(bytes: &[u8]) -> [u8; 32] {
+    Sha256::digest(bytes).into()
+}
+
 impl Credentials {
-    /// The configured credentials, if any. Half a pair (a user without a
-    /// password, or the reverse) is a configuration error, not an open API.
-    pub fn load(config: &Config) -> Result<Option<Credentials>, String> {
+    fn new(user: &[u8], password: &[u8]) -> Credentials {
+        Credentials {
+            user: digest(user),
+            password: digest(password),
+        }
+    }
+
+    /// The credentials in force and where they came from; `None` only with
+    /// `--auth none`. Half a pair (a user without a password, or the
+    /// reverse) is a configuration error, not an open API.
+    pub fn load(
+        config: &Config,
+        state_dir: &Path,
+    ) -> Result<Option<(Credentials, Source)>, String> {
+        let configured = Credentials::configured(config)?;
+        if config.auth == AuthMode::None {
+            return match configured {
+                Some((_, Source::SecretFiles(dir))) => Err(format!(
+                    "--auth none, but credentials are configured in {}: remove them or drop --auth none",
+                    dir.display()
+                )),
+                Some(_) => Err(
+                    "--auth none, but basic_auth_user and basic_auth_password are set: unset them or drop --auth none"
+                        .to_owned(),
+                ),
+                None => Ok(None),
+            };
+        }
+        if let Some(found) = configured {
+            return Ok(Some(found));
+        }
+        if let Some((user, password)) = read_pair(state_dir)? {
+            return Ok(Some((
+                Credentials::new(user.as_bytes(), password.as_bytes()),
+                Source::StateDir(state_dir.to_owned()),
+            )));
+        }
+        let password = generate_password()?;
+        state_dir::write_private(&state_dir.join(USER_FILE), DEFAULT_USER.as_bytes())
+            .and_then(|()| {
+                state_dir::write_private(&state_dir.join(PASSWORD_FILE), password.as_bytes())
+            })
+            .map_err(|e| {
+                format!(
+                    "cannot store generated credentials in {}: {e}",
+                    state_dir.display()
+                )
+            })?;
+        Ok(Some((
+            Credentials::new(DEFAULT_USER.as_bytes(), password.as_bytes()),
+            Source::Generated {
+                dir: state_dir.to_owned(),
+                password,
+            },
+        )))
+    }
+
+    /// Credentials the operator configured: secret files, else variables.
+    fn configured(config: &Config) -> Result<Option<(Credentials, Source)>, String> {
         let dir = &config.secret_mount_path;
-        let user = read_secret(dir, USER_FILE)?;
-        let password = read_secret(dir, PASSWORD_FILE)?;
-        let (user, password, names) = match (user, password) {
-            (Some(u), Some(p)) => (
-                Some(u),
-                Some(p),
-                [
-                    dir.join(USER_FILE).display().to_string(),
-                    dir.join(PASSWORD_FILE).display().to_string(),
-                ],
-            ),
-            (None, None) => (
-                config.basic_auth_user.clone(),
-                config.basic_auth_password.clone(),
-                [
-                    "basic_auth_user".to_owned(),
-                    "basic_auth_password".to_owned(),
-                ],
-            ),
-            (Some(_), None) => {
-                return Err(format!(
-                    "{} exists but {} does not",
-                    dir.join(USER_FILE).display(),
-                    dir.join(PASSWORD_FILE).display()
-                ));
-            }
-            (None, Some(_)) => {
-                return Err(format!(
-                    "{} exists but {} does not",
-                    dir.join(PASSWORD_FILE).display(),
-                    dir.join(USER_FILE).display()
-                ));
-            }
-        };
-        let [user_name, password_name] = names;
-        match (user, password) {
+        if let Some((user, password)) = read_pair(dir)? {
+            return Ok(Some((
+                Credentials::new(user.as_bytes(), password.as_bytes()),
+                Source::SecretFiles(dir.clone()),
+            )));
+        }
+        let (user_name, password_name) = ("basic_auth_user", "basic_auth_password");
+        match (&config.basic_auth_user, &config.basic_auth_password) {
             (None, None) => Ok(None),
-            (Some(u), Some(p)) if !u.is_empty() && !p.is_empty() => Ok(Some(Credentials {
-                user: u.into_bytes(),
-                password: p.into_bytes(),
-            })),
+            (Some(u), Some(p)) if !u.is_empty() && !p.is_empty() => Ok(Some((
+                Credentials::new(u.as_bytes(), p.as_bytes()),
+                Source::Environment,
+            ))),
             (Some(u), _) if !u.is_empty() => Err(format!(
                 "{user_name} is set but {password_name} is missing or empty: both are needed"
             )),
@@ -90,14 +147,6 @@ impl Credentials {
                 "{password_name} is set but {user_name} is missing or empty: both are needed"
             )),
             _ => Err(format!("{user_name} and {password_name} are empty")),
-        }
-    }
-
-    #[cfg(test)]
-    fn new(user: &str, password: &str) -> Credentials {
-        Credentials {
-            user: user.as_bytes().to_vec(),
-            password: password.as_bytes().to_vec(),
         }
     }
 
@@ -110,11 +159,46 @@ impl Credentials {
         else {
             return false;
         };
-        // Both compared, always: no early exit tells which half was wrong.
-        let user_ok = user.as_slice().ct_eq(&self.user);
-        let password_ok = password.as_slice().ct_eq(&self.password);
+        // Digests of equal length, both compared, always: neither the
+        // length nor which half was wrong shows in the time taken.
+        let user_ok = digest(&user).ct_eq(&self.user);
+        let password_ok = digest(&password).ct_eq(&self.password);
         (user_ok & password_ok).into()
     }
+}
+
+/// The pair of files in `dir`; `None` when neither exists, an error
+/// naming the missing one when only one does, or when one is empty.
+fn read_pair(dir: &Path) -> Result<Option<(String, String)>, String> {
+    let user = read_secret(dir, USER_FILE)?;
+    let password = read_secret(dir, PASSWORD_FILE)?;
+    let (user_path, password_path) = (dir.join(USER_FILE), dir.join(PASSWORD_FILE));
+    match (user, password) {
+        (None, None) => Ok(None),
+        (Some(u), Some(p)) if !u.is_empty() && !p.is_empty() => Ok(Some((u, p))),
+        (Some(_), Some(_)) => Err(format!(
+            "{} or {} is empty",
+            user_path.display(),
+            password_path.display()
+        )),
+        (Some(_), None) => Err(format!(
+            "{} exists but {} does not",
+            user_path.display(),
+            password_path.display()
+        )),
+        (None, Some(_)) => Err(format!(
+            "{} exists but {} does not",
+            password_path.display(),
+            user_path.display()
+        )),
+    }
+}
+
+/// 24 characters from 18 random bytes (144 bits), safe in a shell.
+fn generate_password() -> Result<String, String> {
+    let mut bytes = [0u8; 18];
+    getrandom::fill(&mut bytes).map_err(|e| format!("no randomness for a password: {e}"))?;
+    Ok(URL_SAFE_NO_PAD.encode(bytes))
 }
 
 /// `Basic <base64(user:password)>` → (user, password).
@@ -144,10 +228,12 @@ pub fn unauthorized() -> Response {
         StatusCode::UNAUTHORIZED,
         "authentication required: send basic auth credentials (faas login)",
     );
-    response.headers_mut().insert(
+    let headers = response.headers_mut();
+    headers.insert(
         WWW_AUTHENTICATE,
         HeaderValue::from_static("Basic realm=\"faas\""),
     );
+    headers.insert(AUTH_REQUIRED_HEADER, HeaderValue::from_static("basic"));
     response
 }
 
@@ -181,7 +267,7 @@ mod tests {
 
     #[test]
     fn admits_only_the_exact_pair() {
-        let c = Credentials::new("admin", "s3:cret");
+        let c = Credentials::new(b"admin", b"s3:cret");
         assert!(c.admits(&basic("admin:s3:cret")));
         assert!(c.admits(&headers(&format!(
             "basic  {}",
@@ -201,26 +287,74 @@ mod tests {
         assert!(!c.admits(&headers("Basic not-base64!")));
     }
 
+    fn config(secrets: &Path) -> Config {
+        let mut config = <Config as clap::Parser>::try_parse_from(["gateway"]).unwrap();
+        config.secret_mount_path = secrets.to_owned();
+        config
+    }
+
     #[test]
     fn secret_files_win_and_half_a_pair_is_an_error() {
         let dir = tempfile::tempdir().unwrap();
-        let mut config = <Config as clap::Parser>::try_parse_from(["gateway"]).unwrap();
-        config.secret_mount_path = dir.path().to_owned();
-        assert!(Credentials::load(&config).unwrap().is_none());
+        let state = tempfile::tempdir().unwrap();
+        let mut config = config(dir.path());
 
         config.basic_auth_user = Some("env-user".into());
-        assert!(Credentials::load(&config).is_err());
+        assert!(Credentials::load(&config, state.path()).is_err());
         config.basic_auth_password = Some("env-pass".into());
-        let c = Credentials::load(&config).unwrap().unwrap();
+        let (c, source) = Credentials::load(&config, state.path()).unwrap().unwrap();
+        assert_eq!(source, Source::Environment);
         assert!(c.admits(&basic("env-user:env-pass")));
 
         std::fs::write(dir.path().join(USER_FILE), "admin\n").unwrap();
-        let err = Credentials::load(&config).unwrap_err();
+        let err = Credentials::load(&config, state.path()).unwrap_err();
         assert!(err.contains(PASSWORD_FILE), "{err}");
         std::fs::write(dir.path().join(PASSWORD_FILE), "pw\n").unwrap();
-        let c = Credentials::load(&config).unwrap().unwrap();
+        let (c, source) = Credentials::load(&config, state.path()).unwrap().unwrap();
+        assert_eq!(source, Source::SecretFiles(dir.path().to_owned()));
         assert!(c.admits(&basic("admin:pw")));
         assert!(!c.admits(&basic("env-user:env-pass")));
         assert_eq!(format!("{c:?}"), "Credentials(<redacted>)");
+        // Nothing was generated while credentials were configured.
+        assert!(!state.path().join(PASSWORD_FILE).exists());
+    }
+
+    #[test]
+    fn without_credentials_a_password_is_generated_once_and_kept() {
+        let secrets = tempfile::tempdir().unwrap();
+        let state = tempfile::tempdir().unwrap();
+        let config = config(secrets.path());
+        let (c, source) = Credentials::load(&config, state.path()).unwrap().unwrap();
+        let Source::Generated { password, .. } = source else {
+            panic!("expected generated credentials, got {source:?}");
+        };
+        assert_eq!(password.len(), 24);
+        assert!(c.admits(&basic(&format!("admin:{password}"))));
+        let file = state.path().join(PASSWORD_FILE);
+        assert_eq!(std::fs::read_to_string(&file).unwrap(), password);
+        use std::os::unix::fs::MetadataExt;
+        assert_eq!(std::fs::metadata(&file).unwrap().mode() & 0o777, 0o600);
+        // The next start reads the same ones.
+        let (again, source) = Credentials::load(&config, state.path()).unwrap().unwrap();
+        assert_eq!(source, Source::StateDir(state.path().to_owned()));
+        assert!(again.admits(&basic(&format!("admin:{password}"))));
+        // A fresh state directory gets a different password.
+        let other = tempfile::tempdir().unwrap();
+        let (_, source) = Credentials::load(&config, other.path()).unwrap().unwrap();
+        assert!(matches!(source, Source::Generated { password: p, .. } if p != password));
+    }
+
+    #[test]
+    fn auth_none_is_open_but_never_with_credentials_configured() {
+        let secrets = tempfile::tempdir().unwrap();
+        let state = tempfile::tempdir().unwrap();
+        let mut config = config(secrets.path());
+        config.auth = AuthMode::None;
+        assert!(Credentials::load(&config, state.path()).unwrap().is_none());
+        assert!(!state.path().join(PASSWORD_FILE).exists());
+        config.basic_auth_user = Some("u".into());
+        config.basic_auth_password = Some("p".into());
+        let err = Credentials::load(&config, state.path()).unwrap_err();
+        assert!(err.contains("--auth none"), "{err}");
     }
 }

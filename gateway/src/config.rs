@@ -18,6 +18,17 @@ pub enum ProviderKind {
     Process,
 }
 
+/// Who may use `/system/*` (and, with `auth_invoke`, call functions).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum AuthMode {
+    /// HTTP basic auth: the configured credentials, else ones generated on
+    /// first start and kept in the state directory.
+    Basic,
+    /// No authentication at all: anyone who reaches the port can deploy
+    /// and run code. Logged loudly at start.
+    None,
+}
+
 /// faas gateway: routes calls to functions on Docker Swarm (or to local
 /// processes), balances across replicas, and exposes Prometheus metrics.
 #[derive(Debug, Clone, Parser)]
@@ -86,6 +97,18 @@ pub struct Config {
     /// Prefer the environment or a secret file: flags show in `ps`.
     #[arg(long, env = "basic_auth_password", hide_env_values = true)]
     pub basic_auth_password: Option<String>,
+
+    /// `basic`: /system/* needs credentials (the configured ones, else
+    /// generated on first start into the state directory); `none`: the API
+    /// is open to anyone who reaches the port.
+    #[arg(long, env = "auth", value_enum, default_value = "basic")]
+    pub auth: AuthMode,
+
+    /// The gateway's own directory (mode 0700): generated credentials, the
+    /// async queue, the process provider's files. Default:
+    /// $XDG_STATE_HOME/faas-gateway, else ~/.local/state/faas-gateway.
+    #[arg(long, env = "state_dir")]
+    pub state_dir: Option<PathBuf>,
 
     /// Require basic auth for function calls too (when credentials exist).
     #[arg(long, env = "auth_invoke", value_parser = boolean, default_value = "false",
@@ -167,6 +190,33 @@ pub struct Config {
     #[arg(long, env = "scale_from_zero_wait", default_value = "30s", value_parser = duration)]
     pub scale_from_zero_wait: Duration,
 
+    /// Where callbacks may go besides public addresses: CIDRs
+    /// (10.0.0.0/8, 127.0.0.1/32) and host names, comma-separated.
+    #[arg(long, env = "callback_allow", value_delimiter = ',', value_parser = callback_allow)]
+    pub callback_allow: Vec<crate::queue::callback::Allowed>,
+
+    /// Callback deliveries in flight at once (the rest wait their turn).
+    #[arg(long, env = "callback_concurrency", default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..))]
+    pub callback_concurrency: u32,
+
+    /// Most elements in one /bulk-function request (then 413).
+    #[arg(long, env = "max_bulk_items", default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_bulk_items: u64,
+
+    /// Open client connections at once; more wait in the kernel's backlog.
+    #[arg(long, env = "max_connections", default_value_t = 4096, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_connections: u32,
+
+    /// Longest time to receive a request body the gateway buffers (async,
+    /// bulk, Alexa, /system/*; then 408).
+    #[arg(long, env = "body_timeout", default_value = "30s", value_parser = positive_duration)]
+    pub body_timeout: Duration,
+
+    /// Most bytes of request bodies buffered at once, over all requests
+    /// (async, bulk, Alexa, /system/*; then 503).
+    #[arg(long, env = "max_buffered", default_value = "256m", value_parser = bytes)]
+    pub max_buffered: u64,
+
     /// Longest wait for a callback URL's answer.
     #[arg(long, env = "callback_timeout", default_value = "10s", value_parser = duration)]
     pub callback_timeout: Duration,
@@ -203,6 +253,10 @@ fn window(v: &str) -> Result<Duration, String> {
         }
         d => Ok(d),
     }
+}
+
+fn callback_allow(v: &str) -> Result<crate::queue::callback::Allowed, String> {
+    v.parse()
 }
 
 fn bytes(v: &str) -> Result<u64, String> {

@@ -349,6 +349,8 @@ impl Forwarder {
                 Ok(Ok(upstream)) => {
                     let (mut parts, incoming) = upstream.into_parts();
                     strip_hop_by_hop(&mut parts.headers);
+                    // Only the gateway itself may ask a client for credentials.
+                    parts.headers.remove(crate::auth::AUTH_REQUIRED_HEADER);
                     let body = Body::new(Tracked {
                         inner: incoming,
                         _replica: replica,
@@ -465,11 +467,12 @@ fn prepare_headers(headers: &mut HeaderMap, peer: SocketAddr) -> HeaderValue {
 /// Removes the headers that describe one connection, not the message
 /// (RFC 9110 §7.6.1), including any the Connection header names.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
-    if let Some(connection) = headers.get(header::CONNECTION) {
-        let named: Vec<HeaderName> = connection
-            .to_str()
-            .unwrap_or("")
-            .split(',')
+    if headers.contains_key(header::CONNECTION) {
+        // Every Connection header, not only the first.
+        let named: Vec<HeaderName> = headers
+            .get_all(header::CONNECTION)
+            .iter()
+            .flat_map(|v| v.to_str().unwrap_or("").split(','))
             .filter_map(|n| HeaderName::from_bytes(n.trim().as_bytes()).ok())
             .collect();
         for name in named {

@@ -14,7 +14,6 @@ use std::sync::Arc;
 use axum::extract::{ConnectInfo, Request, State};
 use axum::response::Response;
 use http::StatusCode;
-use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 
 use crate::AppState;
@@ -82,27 +81,24 @@ pub async fn fallback(
         .path_and_query()
         .map_or("/", |pq| pq.as_str())
         .to_owned();
-    let limit = state.config.max_alexa_body;
-    let bytes = match Limited::new(body, usize::try_from(limit).unwrap_or(usize::MAX))
-        .collect()
-        .await
-    {
-        Ok(collected) => collected.to_bytes(),
-        Err(e) if e.is::<http_body_util::LengthLimitError>() => {
-            return text(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                format_args!(
-                    "request body is larger than max_alexa_body ({limit} bytes); {NO_ROUTE}"
-                ),
-            );
-        }
-        Err(e) => {
-            return text(
-                StatusCode::BAD_REQUEST,
-                format_args!("cannot read the request body: {e}"),
-            );
+    let limits = state.body_limits(state.config.max_alexa_body, "max_alexa_body");
+    // Held (and counted against max_buffered) until the call is answered.
+    let buffered = match crate::body::read(body, limits).await {
+        Ok(buffered) => buffered,
+        Err(mut answer) => {
+            if answer.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                answer = text(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    format_args!(
+                        "request body is larger than max_alexa_body ({} bytes); {NO_ROUTE}",
+                        state.config.max_alexa_body
+                    ),
+                );
+            }
+            return answer;
         }
     };
+    let bytes = buffered.bytes.clone();
     match routing::alexa_intent(&bytes) {
         Some(intent) if faas_common::is_valid_function_name(&intent) => {
             call(

@@ -5,6 +5,7 @@
 //! `main.rs` only parses the configuration and calls [`run`].
 
 pub mod auth;
+pub mod body;
 pub mod config;
 pub mod forward;
 pub mod functions;
@@ -15,6 +16,7 @@ pub mod queue;
 pub mod routing;
 pub mod scaling;
 pub mod server;
+pub mod state_dir;
 pub mod system;
 
 use std::future::Future;
@@ -47,6 +49,20 @@ pub struct AppState {
     pub credentials: Option<auth::Credentials>,
     pub queue: Arc<queue::AsyncQueue>,
     pub scaler: Arc<scaling::Autoscaler>,
+    /// The memory all buffered request bodies share (`max_buffered`).
+    pub buffered: body::Budget,
+}
+
+impl AppState {
+    /// The limits for a body buffered under `max` (set by `flag`).
+    pub fn body_limits(&self, max: u64, flag: &'static str) -> body::Limits<'_> {
+        body::Limits {
+            max,
+            flag,
+            timeout: self.config.body_timeout,
+            budget: &self.buffered,
+        }
+    }
 }
 
 /// All routes: the gateway's own, then every other path as a call.
@@ -100,10 +116,58 @@ pub enum RunError {
     Provider(&'static str, ProviderError),
     #[error("basic auth: {0}")]
     Auth(String),
+    #[error("state directory: {0}")]
+    StateDir(String),
     #[error("{0}")]
     Queue(#[from] queue::store::StoreError),
     #[error("{0}")]
     Io(#[from] std::io::Error),
+}
+
+/// Says who may use the API, once, at start: loudly when nobody needs
+/// credentials, with the login line when the gateway made them itself.
+fn announce_auth(config: &Config, source: Option<&auth::Source>, local: std::net::SocketAddr) {
+    let host = if local.ip().is_unspecified() {
+        std::net::SocketAddr::from(([127, 0, 0, 1], local.port()))
+    } else {
+        local
+    };
+    let scope = if config.auth_invoke {
+        "/system/*, /async-function/*, /bulk-function/* and function calls"
+    } else {
+        "/system/*"
+    };
+    match source {
+        None => tracing::warn!(
+            "--auth none: {scope} is OPEN to anyone who can reach {local}: they can deploy functions and run any command as this user"
+        ),
+        Some(auth::Source::Generated { dir, password }) => {
+            let file = dir.join(auth::PASSWORD_FILE);
+            tracing::warn!(
+                user = auth::DEFAULT_USER,
+                password = %password,
+                file = %file.display(),
+                "generated credentials for {scope} (shown only this once; kept in the file, mode 0600)"
+            );
+            tracing::info!(
+                "log in with: faas login --gateway http://{host} --username {} --password-stdin < {}",
+                auth::DEFAULT_USER,
+                file.display()
+            );
+        }
+        Some(auth::Source::StateDir(dir)) => tracing::info!(
+            "basic auth required on {scope}; log in with: faas login --gateway http://{host} --username {} --password-stdin < {}",
+            auth::DEFAULT_USER,
+            dir.join(auth::PASSWORD_FILE).display()
+        ),
+        Some(auth::Source::SecretFiles(dir)) => tracing::info!(
+            dir = %dir.display(),
+            "basic auth required on {scope} (credentials from the secret files)"
+        ),
+        Some(auth::Source::Environment) => tracing::info!(
+            "basic auth required on {scope} (credentials from basic_auth_user and basic_auth_password)"
+        ),
+    }
 }
 
 /// Starts `provider`, serves `listener` until `shutdown` resolves, then
@@ -114,23 +178,26 @@ pub async fn run(
     provider: Arc<dyn Provider>,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), RunError> {
-    let credentials = auth::Credentials::load(&config).map_err(RunError::Auth)?;
-    if credentials.is_none() {
-        tracing::warn!(
-            "no basic auth credentials: /system/* is open to anyone who can reach this port"
-        );
-    } else if config.auth_invoke {
-        tracing::info!("basic auth required on /system/* and on function calls");
-    } else {
-        tracing::info!("basic auth required on /system/*");
-    }
-    let queue_path = config.queue_path.clone().unwrap_or_else(|| {
-        let port = listener.local_addr().map_or(config.port, |a| a.port());
-        std::env::temp_dir().join(format!("faas-queue-{port}.redb"))
-    });
+    let state_dir = config
+        .state_dir
+        .clone()
+        .unwrap_or_else(state_dir::default_path);
+    state_dir::prepare(&state_dir).map_err(RunError::StateDir)?;
+    let local = listener.local_addr()?;
+    let credentials = auth::Credentials::load(&config, &state_dir).map_err(RunError::Auth)?;
+    announce_auth(&config, credentials.as_ref().map(|(_, s)| s), local);
+    let credentials = credentials.map(|(c, _)| c);
+    let queue_path = config
+        .queue_path
+        .clone()
+        .unwrap_or_else(|| state_dir.join(format!("queue-{}.redb", local.port())));
     let store = queue::store::Store::open(&queue_path)?;
     tracing::info!(path = %queue_path.display(), "async queue open");
-    let queue = Arc::new(queue::AsyncQueue::new(store));
+    let queue = Arc::new(queue::AsyncQueue::new(
+        store,
+        queue::callback::Policy::new(config.callback_allow.clone()),
+        config.callback_concurrency as usize,
+    ));
     let metrics = Arc::new(Metrics::new());
     let table = Arc::new(Table::new(metrics.clone()));
     provider
@@ -151,6 +218,7 @@ pub async fn run(
         provider: provider.clone(),
         credentials,
         queue,
+        buffered: body::Budget::new(config.max_buffered),
     });
     tracing::info!(
         addr = %listener.local_addr()?,

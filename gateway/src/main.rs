@@ -22,7 +22,7 @@ fn main() -> ExitCode {
     if std::env::args_os().nth(1).is_some_and(|a| a == "fwatchdog") {
         return watchdog::cli::main(std::env::args().skip(2));
     }
-    let config = Config::parse();
+    let mut config = Config::parse();
     let level = std::env::var("RUST_LOG")
         .ok()
         .and_then(|v| v.parse::<LevelFilter>().ok())
@@ -49,6 +49,12 @@ fn main() -> ExitCode {
             signal(SignalKind::terminate()).map_err(|e| format!("cannot handle SIGTERM: {e}"))?;
         let int =
             signal(SignalKind::interrupt()).map_err(|e| format!("cannot handle SIGINT: {e}"))?;
+        let state_dir = config
+            .state_dir
+            .clone()
+            .unwrap_or_else(gateway::state_dir::default_path);
+        gateway::state_dir::prepare(&state_dir).map_err(|e| format!("state directory: {e}"))?;
+        config.state_dir = Some(state_dir);
         let provider = choose_provider(&config).await?;
         let addr = SocketAddr::new(config.bind_address, config.port);
         let listener = TcpListener::bind(addr)
@@ -87,8 +93,17 @@ fn process(config: &Config) -> Result<ProcessProvider, String> {
         Some(path) => Launcher::Binary(path.clone()),
         None => Launcher::find(),
     };
-    ProcessProvider::new(launcher, config.stack_file.as_deref(), config.log_lines)
-        .map_err(|e| e.to_string())
+    let state_dir = config
+        .state_dir
+        .clone()
+        .unwrap_or_else(gateway::state_dir::default_path);
+    ProcessProvider::new(
+        launcher,
+        config.stack_file.as_deref(),
+        config.log_lines,
+        &state_dir,
+    )
+    .map_err(|e| e.to_string())
 }
 
 async fn healthcheck(target: SocketAddr) -> Result<(), String> {

@@ -1,6 +1,8 @@
 //! Accepting connections: HTTP/1.1 with keep-alive, TCP_NODELAY, a header
-//! read timeout, the caller's address in each request's extensions, and a
-//! graceful stop that lets in-flight calls finish.
+//! read timeout, at most `max_connections` open at once (more wait in the
+//! kernel's backlog until one closes), the caller's address in each
+//! request's extensions, and a graceful stop that lets in-flight calls
+//! finish.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -15,7 +17,7 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
-use tokio::sync::watch;
+use tokio::sync::{Semaphore, watch};
 use tower::ServiceExt;
 
 use crate::{AppState, invoke, routing};
@@ -35,7 +37,28 @@ pub async fn serve(
         .header_read_timeout(read_timeout)
         .keep_alive(true);
     let graceful = GracefulShutdown::new();
+    let slots = Arc::new(Semaphore::new(state.config.max_connections as usize));
+    let mut full = false;
     loop {
+        let slot = match slots.clone().try_acquire_owned() {
+            Ok(slot) => {
+                full = false;
+                slot
+            }
+            Err(_) => {
+                if !full {
+                    tracing::warn!(
+                        max_connections = state.config.max_connections,
+                        "connection limit reached: new connections wait until one closes"
+                    );
+                    full = true;
+                }
+                tokio::select! {
+                    slot = slots.clone().acquire_owned() => slot.expect("the semaphore is never closed"),
+                    _ = stopped(&mut stop) => break,
+                }
+            }
+        };
         tokio::select! {
             accepted = listener.accept() => {
                 let (stream, peer) = match accepted {
@@ -54,10 +77,15 @@ pub async fn serve(
                     let state = state.clone();
                     async move {
                         if state.config.auth_invoke
+                            && state.credentials.is_some()
                             && routing::is_call_path(request.uri().path())
-                            && !crate::auth::allowed(&state, request.headers())
                         {
-                            return Ok(crate::auth::unauthorized());
+                            if !crate::auth::allowed(&state, request.headers()) {
+                                return Ok(crate::auth::unauthorized());
+                            }
+                            // The credentials were for the gateway: no
+                            // function sees them, no queue stores them.
+                            request.headers_mut().remove(http::header::AUTHORIZATION);
                         }
                         if let Some(routed) = invoke::route_by_head(&request) {
                             return Ok::<_, Infallible>(invoke::call_by_head(state, peer, request, routed).await);
@@ -68,6 +96,7 @@ pub async fn serve(
                 });
                 let connection = graceful.watch(http.serve_connection(TokioIo::new(stream), service));
                 tokio::spawn(async move {
+                    let _slot = slot;
                     if let Err(e) = connection.await {
                         tracing::debug!(%peer, error = %e, "connection ended with an error");
                     }

@@ -19,14 +19,15 @@ use faas_common::api::{
 };
 use futures_util::StreamExt;
 use http::StatusCode;
-use http::header::{CACHE_CONTROL, CONTENT_LENGTH, CONTENT_TYPE, HeaderValue};
-use http_body_util::{BodyExt, LengthLimitError, Limited};
+use http::header::{CACHE_CONTROL, CONTENT_TYPE, HeaderValue};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
 use crate::AppState;
 use crate::forward::text;
-use crate::provider::{LogQuery, ProviderError, min_replicas, validate_secret_name};
+use crate::provider::{
+    LogQuery, ProviderError, min_replicas, reserved_label, validate_secret_name,
+};
 
 /// The `/system/*` routes, behind basic auth when credentials exist.
 pub fn routes(state: Arc<AppState>) -> Router<Arc<AppState>> {
@@ -67,6 +68,7 @@ pub(crate) fn status_of(e: &ProviderError) -> StatusCode {
         ProviderError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
         ProviderError::Engine(_) => StatusCode::INTERNAL_SERVER_ERROR,
         ProviderError::Unsupported(..) => StatusCode::NOT_IMPLEMENTED,
+        ProviderError::NotOurs(..) => StatusCode::FORBIDDEN,
     }
 }
 
@@ -87,30 +89,10 @@ impl FromRequest<Arc<AppState>> for ApiBody {
     type Rejection = Response;
 
     async fn from_request(request: Request, state: &Arc<AppState>) -> Result<Self, Response> {
-        let limit = state.config.max_api_body;
-        let too_large = || {
-            text(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                format_args!("request body is larger than max_api_body ({limit} bytes)"),
-            )
-        };
-        let declared = request
-            .headers()
-            .get(CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse::<u64>().ok());
-        if declared.is_some_and(|len| len > limit) {
-            return Err(too_large());
-        }
-        let limit = usize::try_from(limit).unwrap_or(usize::MAX);
-        match Limited::new(request.into_body(), limit).collect().await {
-            Ok(collected) => Ok(ApiBody(collected.to_bytes())),
-            Err(e) if e.is::<LengthLimitError>() => Err(too_large()),
-            Err(e) => Err(bad_request(format_args!(
-                "cannot read the request body: {}",
-                one_line(&e.to_string())
-            ))),
-        }
+        let limits = state.body_limits(state.config.max_api_body, "max_api_body");
+        crate::body::read(request.into_body(), limits)
+            .await
+            .map(|buffered| ApiBody(buffered.bytes))
     }
 }
 
@@ -180,6 +162,11 @@ fn check_deployment(d: &Deployment, max_replicas: u64) -> Result<(), Response> {
     }
     if !faas_common::is_valid_function_name(&d.service) {
         return Err(bad_request(invalid_name(&d.service)));
+    }
+    if let Some(label) = reserved_label(d.labels.keys()) {
+        return Err(bad_request(format_args!(
+            "label {label:?} is reserved for the gateway and Docker: remove it (reserved: faas.role, faas.function, com.openfaas.function, faas.port, faas.deployed-by, faas.secret, com.docker.*)"
+        )));
     }
     for (section, resources) in [("limits", &d.limits), ("requests", &d.requests)] {
         let Some(r) = resources else { continue };

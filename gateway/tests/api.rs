@@ -159,6 +159,7 @@ fn texts(lines: &[Value]) -> Vec<&str> {
 
 /// Runs the gateway until it exits (it must, within 10 s): status, stderr.
 fn run_to_exit(flags: &[&str], env: &[(&str, &str)]) -> (std::process::ExitStatus, String) {
+    let state = tempfile::tempdir().unwrap();
     let mut child = Command::new(BIN)
         .args([
             "--provider",
@@ -168,6 +169,8 @@ fn run_to_exit(flags: &[&str], env: &[(&str, &str)]) -> (std::process::ExitStatu
             "--bind-address",
             "127.0.0.1",
         ])
+        .arg("--state-dir")
+        .arg(state.path())
         .args(flags)
         .env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
@@ -741,6 +744,8 @@ impl QuietGateway {
         let child = Command::new(BIN)
             .args(["--provider", "process", "--bind-address", "127.0.0.1"])
             .args(["--port", &port.to_string()])
+            .args(["--auth", "none", "--state-dir"])
+            .arg(dir.path().join("state"))
             .arg("-f")
             .arg(dir.path().join("stack.yml"))
             .env_clear()

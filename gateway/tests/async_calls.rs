@@ -686,6 +686,10 @@ async fn callback_gets_the_result_and_its_delivery_is_recorded() {
             "100ms",
             "--async-max-retries",
             "2",
+            // The test's receiver is on loopback, which callbacks may not
+            // reach unless the operator allows it.
+            "--callback-allow",
+            "127.0.0.1",
         ],
     );
     let (server, received) = callback_server(vec![]);
@@ -1071,7 +1075,7 @@ fn called_back(e: &Execution) -> bool {
 
 #[tokio::test]
 async fn sigterm_waits_for_a_callback_being_delivered() {
-    let mut gw = Gateway::start(CALLBACK_STACK, &[], &[]);
+    let mut gw = Gateway::start(CALLBACK_STACK, &[], &["--callback-allow", "127.0.0.1"]);
     let (server, received) = callback_server(vec![Duration::from_millis(800)]);
     let url = format!("http://{server}/done");
     let id = enqueue(gw.addr, "upper", "x", &[("X-Callback-Url", &url)]).await;
@@ -1097,7 +1101,7 @@ async fn sigterm_waits_for_a_callback_being_delivered() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn callback_cut_by_sigkill_is_delivered_after_the_restart() {
-    let mut gw = Gateway::start(CALLBACK_STACK, &[], &[]);
+    let mut gw = Gateway::start(CALLBACK_STACK, &[], &["--callback-allow", "127.0.0.1"]);
     // The first delivery is never answered: the gateway dies waiting.
     let (server, received) = callback_server(vec![Duration::from_secs(5)]);
     let url = format!("http://{server}/done");

@@ -64,8 +64,15 @@ impl Gateway {
             .env("PATH", std::env::var("PATH").unwrap_or_default())
             .env("RUST_LOG", "info")
             .env("secret_mount_path", &secrets)
-            // Each gateway its own async queue, gone with the test.
+            // Each gateway its own async queue and state, gone with the test.
             .env("queue_path", dir.path().join("queue.redb"))
+            .env("state_dir", dir.path().join("state"))
+            // Without credentials, an open API, chosen explicitly.
+            .envs(
+                env.iter()
+                    .all(|(k, _)| !k.starts_with("basic_auth"))
+                    .then_some(("auth", "none")),
+            )
             .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())

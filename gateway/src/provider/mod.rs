@@ -44,6 +44,44 @@ pub enum ProviderError {
     Engine(String),
     #[error("{0} is not supported by the {1} provider")]
     Unsupported(&'static str, &'static str),
+    /// A service the gateway did not deploy: it may be called and scaled,
+    /// not changed or removed through the API.
+    #[error(
+        "function {0:?} is the service {1:?}, which the gateway did not deploy: it can be called and scaled, but only its owner can update or remove it (docker service update/rm)"
+    )]
+    NotOurs(String, String),
+}
+
+/// The label the gateway puts on every service it deploys; only those can
+/// be updated or removed through the API.
+pub const DEPLOYED_BY_LABEL: &str = "faas.deployed-by";
+pub const DEPLOYED_BY_GATEWAY: &str = "gateway";
+
+/// Labels a deployment may not set: they decide what the gateway itself
+/// treats as its own (`faas.role`, `faas.deployed-by`), which name or port
+/// a service serves (`faas.function`, `faas.port`), or belong to Docker
+/// (`com.docker.*`).
+const RESERVED_LABELS: [&str; 6] = [
+    "faas.role",
+    "faas.function",
+    "com.openfaas.function",
+    "faas.port",
+    DEPLOYED_BY_LABEL,
+    "faas.secret",
+];
+const RESERVED_PREFIXES: [&str; 1] = ["com.docker."];
+
+/// The first reserved label among `labels`, if any.
+pub fn reserved_label<'a>(labels: impl IntoIterator<Item = &'a String>) -> Option<&'a String> {
+    labels.into_iter().find(|key| {
+        let key = key.to_ascii_lowercase();
+        RESERVED_LABELS.iter().any(|r| {
+            key == *r
+                || key
+                    .strip_prefix(r)
+                    .is_some_and(|rest| rest.starts_with('.'))
+        }) || RESERVED_PREFIXES.iter().any(|p| key.starts_with(p))
+    })
 }
 
 #[async_trait]

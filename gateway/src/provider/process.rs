@@ -205,10 +205,13 @@ pub struct ProcessProvider {
 impl ProcessProvider {
     /// `stack`: the stack file to run at start, if any.
     /// `log_lines`: how many output lines to keep per function.
+    /// `state_dir`: the gateway's private directory; this provider keeps
+    /// its replicas' folders and its secrets in a folder of its own there.
     pub fn new(
         launcher: Launcher,
         stack: Option<&Path>,
         log_lines: usize,
+        state_dir: &Path,
     ) -> Result<ProcessProvider, ProviderError> {
         let stack = match stack {
             None => None,
@@ -223,7 +226,7 @@ impl ProcessProvider {
                 Some((loaded, dir))
             }
         };
-        let state_dir = std::env::temp_dir().join(format!("faas-gateway-{}", std::process::id()));
+        let state_dir = state_dir.join(format!("process-{}", std::process::id()));
         Ok(ProcessProvider {
             launcher,
             stack,
@@ -698,6 +701,7 @@ impl Provider for ProcessProvider {
                     invocation_count: 0,
                     created_at: Some(faas_common::time::rfc3339(m.created_at)),
                     scaling: None,
+                    conflict: None,
                 }
             })
             .collect())

@@ -53,7 +53,9 @@ use futures_util::stream::BoxStream;
 use tokio::sync::Notify;
 
 use self::spec::Plan;
-use super::{LogQuery, Provider, ProviderError, validate_secret_name};
+use super::{
+    DEPLOYED_BY_GATEWAY, DEPLOYED_BY_LABEL, LogQuery, Provider, ProviderError, validate_secret_name,
+};
 use crate::config::Config;
 use crate::functions::{Discovered, ReplicaInfo, ReplicaState, Table};
 
@@ -100,6 +102,9 @@ const UPDATE_ATTEMPTS: usize = 5;
 struct Known {
     service_id: String,
     service_name: String,
+    /// Deployed by the gateway (labelled `faas.deployed-by=gateway`): the
+    /// only services the API updates or removes.
+    ours: bool,
     status: FunctionStatus,
     discovered: Discovered,
 }
@@ -121,6 +126,8 @@ pub struct SwarmProvider {
     starting: starting::Starting,
     /// Ourselves, for the probes' tasks.
     me: OnceLock<Weak<SwarmProvider>>,
+    /// Contested names as last reported, so each is logged once.
+    conflicts: Mutex<BTreeMap<String, String>>,
 }
 
 impl SwarmProvider {
@@ -147,6 +154,7 @@ impl SwarmProvider {
             resync_now: Notify::new(),
             starting: starting::Starting::new(),
             me: OnceLock::new(),
+            conflicts: Mutex::new(BTreeMap::new()),
         })
     }
 
@@ -214,11 +222,31 @@ impl SwarmProvider {
             }
         }
         let own = self.own_service.get().cloned().flatten();
-        let functions: Vec<(String, Service)> = services
+        let mut claims: BTreeMap<String, Vec<Service>> = BTreeMap::new();
+        for service in services
             .into_iter()
             .filter(|s| s.id.is_some() && s.id != own)
-            .filter_map(|s| function_name(&s, &network_ids).map(|name| (name, s)))
+        {
+            if let Some(name) = function_name(&service, &network_ids) {
+                claims.entry(name).or_default().push(service);
+            }
+        }
+        let mut conflicts = BTreeMap::new();
+        let functions: Vec<(String, Service)> = claims
+            .into_iter()
+            .map(|(name, mut claimants)| {
+                claimants.sort_by_cached_key(|s| Claim::of(&name, s, &network_ids).rank());
+                let winner = claimants.remove(0);
+                if !claimants.is_empty() {
+                    conflicts.insert(
+                        name.clone(),
+                        conflict_text(&name, &winner, &claimants, &network_ids),
+                    );
+                }
+                (name, winner)
+            })
             .collect();
+        self.report_conflicts(&conflicts);
 
         let mut filters = HashMap::new();
         filters.insert("desired-state", vec!["running", "shutdown"]);
@@ -272,7 +300,12 @@ impl SwarmProvider {
                 }
             }
             let current = current_ready_tasks(&service, &tasks, &replicas);
-            let status = status_of(&name, &service, current);
+            let mut status = status_of(&name, &service, current);
+            status.conflict = conflicts.get(&name).cloned();
+            let ours = labels_of(&service)
+                .get(DEPLOYED_BY_LABEL)
+                .map(String::as_str)
+                == Some(DEPLOYED_BY_GATEWAY);
             // Only replicated services have a count to scale.
             let replicated = service
                 .spec
@@ -289,18 +322,9 @@ impl SwarmProvider {
                 status,
                 service_id,
                 service_name,
+                ours,
             };
-            // Two services claiming one name: the one literally named so wins
-            // (the seed's `docker service create --name catservice` over a
-            // stack's faas_catservice).
-            match known.get(&name) {
-                Some(existing) if existing.service_name == name => {
-                    tracing::warn!(function = %name, ignored = %entry.service_name, "two services claim this function name");
-                }
-                _ => {
-                    known.insert(name, entry);
-                }
-            }
+            known.insert(name, entry);
         }
         self.starting.retain(&starting);
         self.table()
@@ -378,8 +402,36 @@ impl SwarmProvider {
         }
     }
 
+    /// Logs contested names when they appear, change or go away.
+    fn report_conflicts(&self, now: &BTreeMap<String, String>) {
+        let mut last = self.conflicts.lock().unwrap_or_else(|e| e.into_inner());
+        for (name, text) in now {
+            if last.get(name) != Some(text) {
+                tracing::warn!(function = %name, "{text}");
+            }
+        }
+        for name in last.keys().filter(|n| !now.contains_key(*n)) {
+            tracing::info!(function = %name, "only one service claims this function name now");
+        }
+        *last = now.clone();
+    }
+
     fn service_of(&self, name: &str) -> Result<String, ProviderError> {
         self.known_service(name).map(|(id, _)| id)
+    }
+
+    /// A known function's service id, if the gateway deployed it; else
+    /// `NotOurs`, naming the service.
+    fn our_service(&self, name: &str) -> Result<String, ProviderError> {
+        let known = self.known.lock().unwrap_or_else(|e| e.into_inner());
+        match known.get(name) {
+            None => Err(ProviderError::NotFound(name.to_owned())),
+            Some(k) if !k.ours => Err(ProviderError::NotOurs(
+                name.to_owned(),
+                k.service_name.clone(),
+            )),
+            Some(k) => Ok(k.service_id.clone()),
+        }
     }
 
     /// A known function's service id and service name.
@@ -459,23 +511,39 @@ impl SwarmProvider {
         }
     }
 
-    /// Secrets as (name, id), all of them or those whose names start with
-    /// one of `prefixes` (Docker's `name` filter matches prefixes).
+    /// The secrets the API created (labelled `faas.secret=true`) as
+    /// (name, id): all of them or those whose names start with one of
+    /// `prefixes` (Docker's `name` filter matches prefixes). No other
+    /// secret is ever listed, mounted or removed through the API.
     async fn find_secrets(
         &self,
         prefixes: Vec<&str>,
     ) -> Result<Vec<(String, String)>, ProviderError> {
-        let options = (!prefixes.is_empty()).then(|| {
-            let mut filters = HashMap::new();
+        let mut filters = HashMap::new();
+        filters.insert("label", vec![secrets::SECRET_FILTER]);
+        if !prefixes.is_empty() {
             filters.insert("name", prefixes);
-            ListSecretsOptionsBuilder::default()
-                .filters(&filters)
-                .build()
-        });
-        let secrets = self.docker().list_secrets(options).await.map_err(engine)?;
+        }
+        let options = ListSecretsOptionsBuilder::default()
+            .filters(&filters)
+            .build();
+        let secrets = self
+            .docker()
+            .list_secrets(Some(options))
+            .await
+            .map_err(engine)?;
         Ok(secrets
             .into_iter()
-            .filter_map(|s| Some((s.spec?.name?, s.id?)))
+            .filter_map(|s| {
+                let spec = s.spec?;
+                // Checked here too, not only by Docker's filter.
+                let ours = spec
+                    .labels
+                    .as_ref()
+                    .and_then(|l| l.get(secrets::SECRET_LABEL))
+                    .is_some_and(|v| v == "true");
+                ours.then_some((spec.name?, s.id?))
+            })
             .collect())
     }
 
@@ -525,6 +593,86 @@ impl SwarmProvider {
     }
 }
 
+/// How strongly a service claims a function name, when several do: the
+/// gateway's own deployment first, then a service on the functions
+/// network (one elsewhere cannot even be reached), then the one literally
+/// named so (the seed's `docker service create --name catservice` over a
+/// stack's `faas_catservice`), then by service name. Deterministic, so
+/// every resync and every gateway picks the same.
+struct Claim {
+    ours: bool,
+    attached: bool,
+    literal: bool,
+    service_name: String,
+}
+
+impl Claim {
+    fn of(name: &str, service: &Service, network_ids: &[String]) -> Claim {
+        let labels = labels_of(service);
+        let service_name = service
+            .spec
+            .as_ref()
+            .and_then(|s| s.name.clone())
+            .unwrap_or_default();
+        Claim {
+            ours: labels.get(DEPLOYED_BY_LABEL).map(String::as_str) == Some(DEPLOYED_BY_GATEWAY),
+            attached: attached(service, network_ids),
+            literal: service_name == name,
+            service_name,
+        }
+    }
+
+    fn rank(self) -> (bool, bool, bool, String) {
+        (!self.ours, !self.attached, !self.literal, self.service_name)
+    }
+
+    fn why(&self) -> &'static str {
+        match (self.ours, self.attached, self.literal) {
+            (true, _, _) => "deployed by the gateway",
+            (false, true, true) => "on the functions network, named exactly so",
+            (false, true, false) => "on the functions network",
+            (false, false, true) => "named exactly so",
+            (false, false, false) => "first by service name",
+        }
+    }
+}
+
+/// One line saying which service serves a contested name and which are
+/// ignored.
+fn conflict_text(
+    name: &str,
+    winner: &Service,
+    others: &[Service],
+    network_ids: &[String],
+) -> String {
+    let chosen = Claim::of(name, winner, network_ids);
+    let ignored: Vec<String> = others
+        .iter()
+        .map(|s| Claim::of(name, s, network_ids).service_name)
+        .collect();
+    format!(
+        "{} services claim the name {name:?}: served by {:?} ({}); ignored: {}",
+        others.len() + 1,
+        chosen.service_name,
+        chosen.why(),
+        ignored.join(", ")
+    )
+}
+
+/// Whether a service is attached to the functions network.
+fn attached(service: &Service, network_ids: &[String]) -> bool {
+    let Some(spec) = service.spec.as_ref() else {
+        return false;
+    };
+    spec.task_template
+        .as_ref()
+        .and_then(|t| t.networks.clone())
+        .into_iter()
+        .chain(spec.networks.clone())
+        .flatten()
+        .any(|n| n.target.is_some_and(|t| network_ids.contains(&t)))
+}
+
 /// The function name a service goes by, if it is a function.
 fn function_name(service: &Service, network_ids: &[String]) -> Option<String> {
     let spec = service.spec.as_ref()?;
@@ -536,15 +684,7 @@ fn function_name(service: &Service, network_ids: &[String]) -> Option<String> {
     let labelled = ["faas.function", "com.openfaas.function"]
         .iter()
         .find_map(|k| labels.get(*k).cloned());
-    let attached = spec
-        .task_template
-        .as_ref()
-        .and_then(|t| t.networks.clone())
-        .into_iter()
-        .chain(spec.networks.clone())
-        .flatten()
-        .any(|n| n.target.is_some_and(|t| network_ids.contains(&t)));
-    if labelled.is_none() && !attached {
+    if labelled.is_none() && !attached(service, network_ids) {
         return None;
     }
     // A label naming the function wins; `true` (or empty) only marks it.
@@ -710,6 +850,7 @@ fn status_of(name: &str, service: &Service, available: u64) -> FunctionStatus {
         invocation_count: 0,
         created_at: service.created_at.as_ref().map(|t| t.to_string()),
         scaling: None,
+        conflict: None,
     }
 }
 
@@ -884,7 +1025,7 @@ impl Provider for SwarmProvider {
     async fn update(&self, deployment: Deployment) -> Result<(), ProviderError> {
         let plan = Plan::new(deployment)?;
         let name = plan.name().to_owned();
-        let service = self.service_of(&name)?;
+        let service = self.our_service(&name)?;
         self.check_image(plan.image()).await?;
         let secrets = self.secret_ids(&plan.secrets()).await?;
         let network_ids = {
@@ -907,7 +1048,7 @@ impl Provider for SwarmProvider {
     }
 
     async fn remove(&self, name: &str) -> Result<(), ProviderError> {
-        let service = self.service_of(name)?;
+        let service = self.our_service(name)?;
         self.docker()
             .delete_service(&service)
             .await
@@ -1081,6 +1222,94 @@ mod tests {
         }
     }
 
+    fn service(name: &str, labels: &[(&str, &str)], networks: &[&str]) -> Service {
+        Service {
+            spec: Some(ServiceSpec {
+                name: Some(name.into()),
+                labels: Some(
+                    labels
+                        .iter()
+                        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                        .collect(),
+                ),
+                task_template: Some(TaskSpec {
+                    networks: Some(
+                        networks
+                            .iter()
+                            .map(|n| bollard::models::NetworkAttachmentConfig {
+                                target: Some((*n).to_owned()),
+                                ..Default::default()
+                            })
+                            .collect(),
+                    ),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    }
+
+    fn winner(name: &str, mut claimants: Vec<Service>, network: &[String]) -> String {
+        claimants.sort_by_cached_key(|s| Claim::of(name, s, network).rank());
+        claimants[0].spec.as_ref().unwrap().name.clone().unwrap()
+    }
+
+    #[test]
+    fn a_contested_name_goes_to_the_strongest_claim_whatever_the_order() {
+        let net = vec!["fn-net-id".to_owned(), "functions".to_owned()];
+        // OpenFaaS's own `markdown`, on its network, named exactly so.
+        let theirs = service(
+            "markdown",
+            &[("com.openfaas.function", "markdown")],
+            &["func_functions"],
+        );
+        // This stack's faas_markdown, on the functions network.
+        let stack = service(
+            "faas_markdown",
+            &[
+                ("faas.function", "markdown"),
+                ("com.docker.stack.namespace", "faas"),
+            ],
+            &["fn-net-id"],
+        );
+        let deployed = service(
+            "markdown2",
+            &[
+                ("faas.function", "markdown"),
+                ("faas.deployed-by", "gateway"),
+            ],
+            &["fn-net-id"],
+        );
+        for order in [
+            vec![theirs.clone(), stack.clone()],
+            vec![stack.clone(), theirs.clone()],
+        ] {
+            assert_eq!(function_name(&order[0], &net).as_deref(), Some("markdown"));
+            assert_eq!(winner("markdown", order, &net), "faas_markdown");
+        }
+        assert_eq!(
+            winner(
+                "markdown",
+                vec![theirs.clone(), stack.clone(), deployed.clone()],
+                &net
+            ),
+            "markdown2"
+        );
+        // Both on the network, neither ours: the seed's literally named one.
+        let seed = service("markdown", &[], &["functions"]);
+        assert_eq!(
+            winner("markdown", vec![stack.clone(), seed.clone()], &net),
+            "markdown"
+        );
+        let text = conflict_text("markdown", &stack, &[theirs], &net);
+        assert!(
+            text.contains("\"faas_markdown\" (on the functions network)")
+                && text.contains("ignored: markdown"),
+            "{text}"
+        );
+    }
+
     #[test]
     fn annotations_round_trip_through_the_status() {
         let deployment = Deployment {
@@ -1104,6 +1333,7 @@ mod tests {
         assert_eq!(
             status.labels,
             BTreeMap::from([
+                ("faas.deployed-by".to_owned(), "gateway".to_owned()),
                 ("faas.function".to_owned(), "catservice".to_owned()),
                 ("team".to_owned(), "blue".to_owned()),
             ])

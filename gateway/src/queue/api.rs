@@ -15,9 +15,11 @@ use axum::response::{IntoResponse, Json, Response};
 use axum::routing::{get, post};
 use bytes::Bytes;
 use faas_common::api::{Execution, ExecutionStatus};
-use http::header::{CONTENT_TYPE, HeaderMap, HeaderValue};
+use http::header::{
+    CONTENT_DISPOSITION, CONTENT_SECURITY_POLICY, CONTENT_TYPE, HeaderMap, HeaderValue,
+    X_CONTENT_TYPE_OPTIONS,
+};
 use http::{HeaderName, StatusCode};
-use http_body_util::{BodyExt, Limited};
 use serde::Deserialize;
 
 use super::store::{ListFilter, NewCall, StoreError, StoredRequest};
@@ -67,39 +69,23 @@ fn known_function(state: &AppState, name: &str) -> Result<(), Response> {
     Ok(())
 }
 
-/// The body, up to `max_async_body` (413 beyond).
-async fn read_body(state: &AppState, body: Body) -> Result<Bytes, Response> {
-    let limit = state.config.max_async_body;
-    match Limited::new(body, usize::try_from(limit).unwrap_or(usize::MAX))
-        .collect()
-        .await
-    {
-        Ok(collected) => Ok(collected.to_bytes()),
-        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(text(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            format_args!("request body is larger than max_async_body ({limit} bytes)"),
-        )),
-        Err(e) => Err(text(
-            StatusCode::BAD_REQUEST,
-            format_args!("cannot read the request body: {e}"),
-        )),
-    }
+/// The body, up to `max_async_body` (413 beyond), within `body_timeout`
+/// and the shared `max_buffered`.
+async fn read_body(state: &AppState, body: Body) -> Result<crate::body::Buffered, Response> {
+    let limits = state.body_limits(state.config.max_async_body, "max_async_body");
+    crate::body::read(body, limits).await
 }
 
-/// `X-Callback-Url`, when given: an absolute http URL.
-fn callback_url(headers: &HeaderMap) -> Result<Option<String>, Response> {
+/// `X-Callback-Url`, when given: an absolute http URL to an address the
+/// operator allows (see [`super::callback`]).
+fn callback_url(state: &AppState, headers: &HeaderMap) -> Result<Option<String>, Response> {
     let Some(value) = headers.get(X_CALLBACK_URL) else {
         return Ok(None);
     };
-    let url = value.to_str().unwrap_or("").trim();
-    match url.parse::<http::Uri>() {
-        Ok(uri) if uri.scheme_str() == Some("http") && uri.host().is_some() => {
-            Ok(Some(url.to_owned()))
-        }
-        _ => Err(text(
-            StatusCode::BAD_REQUEST,
-            format_args!("X-Callback-Url {url:?} is not an absolute http:// URL"),
-        )),
+    let url = String::from_utf8_lossy(value.as_bytes()).trim().to_owned();
+    match state.queue.callbacks.check_url(&url) {
+        Ok(()) => Ok(Some(url)),
+        Err(message) => Err(text(StatusCode::BAD_REQUEST, message)),
     }
 }
 
@@ -177,14 +163,15 @@ async fn enqueue(State(state): State<Arc<AppState>>, request: Request) -> Respon
     if let Err(answer) = known_function(&state, name) {
         return answer;
     }
-    let callback = match callback_url(&parts.headers) {
+    let callback = match callback_url(&state, &parts.headers) {
         Ok(c) => c,
         Err(answer) => return answer,
     };
-    let body = match read_body(&state, body).await {
+    let buffered = match read_body(&state, body).await {
         Ok(b) => b,
         Err(answer) => return answer,
     };
+    let body = buffered.bytes.clone();
     let forwarded = match parts.uri.query() {
         Some(q) => format!("{tail}?{q}"),
         None => tail.to_owned(),
@@ -220,11 +207,82 @@ async fn enqueue(State(state): State<Arc<AppState>>, request: Request) -> Respon
     }
 }
 
-/// Each element's body: a string's text, anything else its JSON.
-fn element_body(value: &serde_json::Value) -> Bytes {
-    match value {
-        serde_json::Value::String(s) => Bytes::from(s.clone()),
-        other => Bytes::from(serde_json::to_vec(other).unwrap_or_default()),
+/// How many calls of a bulk request go into one transaction: a large
+/// request never becomes one huge write.
+const BULK_BATCH: usize = 256;
+
+/// One element of a bulk array: its body and whether it was a string.
+struct Element {
+    body: Bytes,
+    text: bool,
+}
+
+/// Why a bulk body was refused.
+enum BulkError {
+    NotArray,
+    Malformed(String),
+    TooMany(u64),
+}
+
+/// The array's elements, read one at a time (no tree of the whole array
+/// is built), refusing the array at its `max + 1`th element. A string's
+/// body is its text, anything else its JSON.
+fn bulk_elements(body: &[u8], max: u64) -> Result<Vec<Element>, BulkError> {
+    use serde::de::{Deserializer, Error as _, SeqAccess, Visitor};
+    use serde_json::value::RawValue;
+
+    struct Elements {
+        max: u64,
+    }
+    impl<'de> Visitor<'de> for Elements {
+        type Value = Vec<Element>;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("a JSON array")
+        }
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<Element>, A::Error> {
+            let mut out = Vec::new();
+            while let Some(raw) = seq.next_element::<&'de RawValue>()? {
+                if out.len() as u64 >= self.max {
+                    return Err(A::Error::custom(TOO_MANY));
+                }
+                let json = raw.get();
+                let element = if json.starts_with('"') {
+                    let s: String = serde_json::from_str(json).map_err(A::Error::custom)?;
+                    Element {
+                        body: Bytes::from(s),
+                        text: true,
+                    }
+                } else {
+                    // Compact JSON, whatever spacing the caller used.
+                    let v: serde_json::Value =
+                        serde_json::from_str(json).map_err(A::Error::custom)?;
+                    Element {
+                        body: Bytes::from(serde_json::to_vec(&v).map_err(A::Error::custom)?),
+                        text: false,
+                    }
+                };
+                out.push(element);
+            }
+            Ok(out)
+        }
+    }
+    const TOO_MANY: &str = "\0too many elements";
+
+    if body.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'[') {
+        // Valid JSON but not an array, or not JSON at all.
+        return match serde_json::from_slice::<serde::de::IgnoredAny>(body) {
+            Ok(_) => Err(BulkError::NotArray),
+            Err(e) => Err(BulkError::Malformed(e.to_string())),
+        };
+    }
+    let mut de = serde_json::Deserializer::from_slice(body);
+    let elements = de
+        .deserialize_seq(Elements { max })
+        .and_then(|elements| de.end().map(|()| elements));
+    match elements {
+        Ok(elements) => Ok(elements),
+        Err(e) if e.to_string().starts_with(TOO_MANY) => Err(BulkError::TooMany(max)),
+        Err(e) => Err(BulkError::Malformed(e.to_string())),
     }
 }
 
@@ -238,29 +296,39 @@ async fn bulk(
         return answer;
     }
     let (parts, body) = request.into_parts();
-    let callback = match callback_url(&parts.headers) {
+    let callback = match callback_url(&state, &parts.headers) {
         Ok(c) => c,
         Err(answer) => return answer,
     };
-    let body = match read_body(&state, body).await {
+    let buffered = match read_body(&state, body).await {
         Ok(b) => b,
         Err(answer) => return answer,
     };
-    let items: Vec<serde_json::Value> = match serde_json::from_slice(&body) {
-        Ok(serde_json::Value::Array(items)) => items,
-        Ok(_) => {
+    let max = state.config.max_bulk_items;
+    let items = match bulk_elements(&buffered.bytes, max) {
+        Ok(items) => items,
+        Err(BulkError::NotArray) => {
             return text(
                 StatusCode::BAD_REQUEST,
                 "expected a JSON array: each element becomes one call",
             );
         }
-        Err(e) => {
+        Err(BulkError::Malformed(e)) => {
             return text(
                 StatusCode::BAD_REQUEST,
                 format_args!("malformed JSON array: {e}"),
             );
         }
+        Err(BulkError::TooMany(max)) => {
+            return text(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format_args!(
+                    "the array has more than max_bulk_items ({max}) elements: send it in parts"
+                ),
+            );
+        }
     };
+    drop(buffered);
     if items.is_empty() {
         return text(
             StatusCode::BAD_REQUEST,
@@ -268,44 +336,57 @@ async fn bulk(
         );
     }
     let content_type = parts.headers.get(CONTENT_TYPE).cloned();
-    let mut ids = Vec::with_capacity(items.len());
-    let calls: Vec<NewCall> = items
-        .iter()
-        .map(|item| {
-            let id = uuid::Uuid::new_v4().to_string();
-            ids.push(id.clone());
-            let mut headers = vec![(X_CALL_ID.as_str().to_owned(), id.clone())];
-            let ct = match item {
-                serde_json::Value::String(_) => content_type
-                    .as_ref()
-                    .filter(|v| !v.as_bytes().starts_with(b"application/json"))
-                    .and_then(|v| v.to_str().ok())
-                    .unwrap_or("text/plain; charset=utf-8")
-                    .to_owned(),
-                _ => "application/json".to_owned(),
-            };
-            headers.push((CONTENT_TYPE.as_str().to_owned(), ct));
-            NewCall {
-                id,
-                function: name.clone(),
-                request: StoredRequest {
-                    method: "POST".into(),
-                    path: "/".into(),
-                    headers,
-                    body: element_body(item),
-                },
-                callback_url: callback.clone(),
+    let text_type = content_type
+        .as_ref()
+        .filter(|v| !v.as_bytes().starts_with(b"application/json"))
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("text/plain; charset=utf-8")
+        .to_owned();
+    let total = items.len();
+    let mut ids = Vec::with_capacity(total);
+    let mut items = items.into_iter().peekable();
+    while items.peek().is_some() {
+        let calls: Vec<NewCall> = items
+            .by_ref()
+            .take(BULK_BATCH)
+            .map(|item| {
+                let id = uuid::Uuid::new_v4().to_string();
+                ids.push(id.clone());
+                let ct = if item.text {
+                    text_type.clone()
+                } else {
+                    "application/json".to_owned()
+                };
+                NewCall {
+                    id: id.clone(),
+                    function: name.clone(),
+                    request: StoredRequest {
+                        method: "POST".into(),
+                        path: "/".into(),
+                        headers: vec![
+                            (X_CALL_ID.as_str().to_owned(), id),
+                            (CONTENT_TYPE.as_str().to_owned(), ct),
+                        ],
+                        body: item.body,
+                    },
+                    callback_url: callback.clone(),
+                }
+            })
+            .collect();
+        let batch = calls.len();
+        if let Err(e) = state.queue.store.enqueue(calls).await {
+            let queued = ids.len() - batch;
+            if queued > 0 {
+                state.queue.notify();
             }
-        })
-        .collect();
-    match state.queue.store.enqueue(calls).await {
-        Ok(_) => {
-            state.metrics.async_enqueued(started.elapsed());
-            state.queue.notify();
-            accepted(serde_json::json!({"function": name, "ids": ids}), None)
+            return unavailable(format_args!(
+                "{queued} of {total} calls were queued before the queue failed ({e}); GET /system/executions?function={name} lists them"
+            ));
         }
-        Err(e) => unavailable(e),
     }
+    state.metrics.async_enqueued(started.elapsed());
+    state.queue.notify();
+    accepted(serde_json::json!({"function": name, "ids": ids}), None)
 }
 
 async fn get_one(State(state): State<Arc<AppState>>, Path(id): Path<String>) -> Response {
@@ -342,8 +423,23 @@ async fn output(State(state): State<Arc<AppState>>, Path(id): Path<String>) -> R
     match state.queue.store.output(&id) {
         Ok(Some(o)) => {
             let mut response = Response::new(Body::from(o.body));
+            let headers = response.headers_mut();
             if let Ok(v) = HeaderValue::from_str(&o.content_type) {
-                response.headers_mut().insert(CONTENT_TYPE, v);
+                headers.insert(CONTENT_TYPE, v);
+            }
+            // A function's output is served from the API's own origin: never
+            // sniffed, and active content (HTML, SVG, XML, scripts) only as a
+            // download, so it cannot run as the API's page.
+            headers.insert(X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+            if is_active(&o.content_type) {
+                headers.insert(
+                    CONTENT_DISPOSITION,
+                    HeaderValue::from_static("attachment; filename=\"output\""),
+                );
+                headers.insert(
+                    CONTENT_SECURITY_POLICY,
+                    HeaderValue::from_static("default-src 'none'; sandbox"),
+                );
             }
             if o.truncated {
                 response
@@ -360,6 +456,24 @@ async fn output(State(state): State<Arc<AppState>>, Path(id): Path<String>) -> R
         ),
         Err(e) => unavailable(e),
     }
+}
+
+/// Content types a browser would render or run rather than show as data.
+fn is_active(content_type: &str) -> bool {
+    let essence = content_type
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    essence.is_empty()
+        || essence.contains("html")
+        || essence.contains("xml")
+        || essence.contains("javascript")
+        || essence.contains("ecmascript")
+        || essence == "application/pdf"
+        || essence == "text/css"
+        || essence == "multipart/x-mixed-replace"
 }
 
 #[derive(Deserialize)]

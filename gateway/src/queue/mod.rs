@@ -12,6 +12,7 @@
 //! state is recorded, retried the same way, and its outcome recorded too.
 
 pub mod api;
+pub mod callback;
 pub mod store;
 
 use std::collections::HashMap;
@@ -28,7 +29,7 @@ use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
-use tokio::sync::{Notify, watch};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, watch};
 
 use crate::AppState;
 use crate::forward::CallBody;
@@ -54,7 +55,13 @@ pub struct AsyncQueue {
     running: Mutex<HashMap<String, usize>>,
     /// Callbacks being delivered (the drain waits for them too).
     delivering: AtomicUsize,
-    callbacks: Client<HttpConnector, Full<Bytes>>,
+    /// Where callbacks may go (`--callback-allow`).
+    pub callbacks: callback::Policy,
+    /// Resolves through the policy: only allowed addresses are connected to.
+    callback_client: Client<HttpConnector<callback::Resolver>, Full<Bytes>>,
+    /// Callback requests in flight at once (`callback_concurrency`); a
+    /// delivery holds a slot per attempt, not while it waits to retry.
+    callback_slots: Arc<Semaphore>,
 }
 
 /// One callback in flight, counted while it lives.
@@ -67,13 +74,17 @@ impl Drop for Delivering {
 }
 
 impl AsyncQueue {
-    pub fn new(store: Store) -> AsyncQueue {
+    pub fn new(store: Store, callbacks: callback::Policy, concurrency: usize) -> AsyncQueue {
+        let connector =
+            HttpConnector::new_with_resolver(callback::Resolver::new(callbacks.clone()));
         AsyncQueue {
             store,
             wake: Notify::new(),
             running: Mutex::new(HashMap::new()),
             delivering: AtomicUsize::new(0),
-            callbacks: Client::builder(TokioExecutor::new()).build_http(),
+            callbacks,
+            callback_client: Client::builder(TokioExecutor::new()).build(connector),
+            callback_slots: Arc::new(Semaphore::new(concurrency.max(1))),
         }
     }
 
@@ -111,16 +122,28 @@ impl AsyncQueue {
                 "callbacks were pending when the gateway stopped: delivering them"
             );
         }
-        for execution in unsent {
-            let delivering = queue.delivering();
+        // One at a time as slots free up, not all at once.
+        tokio::spawn({
             let state = state.clone();
-            tokio::spawn(async move {
-                let _delivering = delivering;
-                if let Some(callback) = execution.callback.clone() {
-                    deliver_callback(&state, &execution, callback).await;
+            let mut stop = stop.clone();
+            async move {
+                for execution in unsent {
+                    let Some(callback) = execution.callback.clone() else {
+                        continue;
+                    };
+                    let slot = tokio::select! {
+                        slot = state.queue.callback_slots.clone().acquire_owned() => slot.expect("never closed"),
+                        _ = stop.wait_for(|s| *s) => break,
+                    };
+                    let delivering = state.queue.delivering();
+                    let state = state.clone();
+                    tokio::spawn(async move {
+                        let _delivering = delivering;
+                        deliver_callback(&state, &execution, callback, Some(slot)).await;
+                    });
                 }
-            });
-        }
+            }
+        });
         let mut next_purge = Instant::now();
         loop {
             if *stop.borrow() {
@@ -270,7 +293,7 @@ async fn run(state: Arc<AppState>, id: String, function: String) {
     }
     queue.notify();
     if let Some((_delivering, execution, callback)) = callback {
-        deliver_callback(&state, &execution, callback).await;
+        deliver_callback(&state, &execution, callback, None).await;
     }
 }
 
@@ -427,13 +450,37 @@ async fn read_limited(mut body: axum::body::Body, limit: u64) -> (Bytes, bool, O
 }
 
 /// POSTs the result to the callback URL, retrying like calls, and records
-/// how it went.
-async fn deliver_callback(state: &AppState, execution: &Execution, mut callback: CallbackRecord) {
+/// how it went. Each attempt takes a callback slot (`slot`, when the
+/// caller already holds one, is used for the first).
+async fn deliver_callback(
+    state: &AppState,
+    execution: &Execution,
+    mut callback: CallbackRecord,
+    mut slot: Option<OwnedSemaphorePermit>,
+) {
     let queue = &state.queue;
     let output = queue.store.output(&execution.id).ok().flatten();
     let max = max_retries(state, &execution.function) + 1;
+    // Checked again at delivery: the record may predate the operator's
+    // current policy. Names are checked by their addresses as they connect.
+    if let Err(refused) = queue.callbacks.check_url(&callback.url) {
+        callback.attempts += 1;
+        callback.status = "failed".into();
+        callback.error = Some(refused);
+        record_callback(state, execution, callback).await;
+        return;
+    }
     loop {
         callback.attempts += 1;
+        let _slot = match slot.take() {
+            Some(held) => held,
+            None => queue
+                .callback_slots
+                .clone()
+                .acquire_owned()
+                .await
+                .expect("never closed"),
+        };
         let mut builder = Request::builder()
             .method(Method::POST)
             .uri(callback.url.as_str())
@@ -458,7 +505,7 @@ async fn deliver_callback(state: &AppState, execution: &Execution, mut callback:
             Err(e) => Err(format!("invalid callback request: {e}")),
             Ok(request) => match tokio::time::timeout(
                 state.config.callback_timeout,
-                queue.callbacks.request(request),
+                queue.callback_client.request(request),
             )
             .await
             {
@@ -466,7 +513,7 @@ async fn deliver_callback(state: &AppState, execution: &Execution, mut callback:
                     "no answer within {:?}",
                     state.config.callback_timeout
                 )),
-                Ok(Err(e)) => Err(format!("cannot reach the callback URL: {e}")),
+                Ok(Err(e)) => Err(format!("cannot reach the callback URL: {}", causes(&e))),
                 Ok(Ok(response)) => Ok(response.status()),
             },
         };
@@ -493,6 +540,7 @@ async fn deliver_callback(state: &AppState, execution: &Execution, mut callback:
             }
             break;
         }
+        drop(_slot);
         tokio::time::sleep(backoff(
             state.config.async_retry_base,
             state.config.async_retry_max,
@@ -500,10 +548,36 @@ async fn deliver_callback(state: &AppState, execution: &Execution, mut callback:
         ))
         .await;
     }
-    tracing::info!(call_id = %execution.id, url = %callback.url, status = %callback.status, attempts = callback.attempts, "callback");
-    if let Err(e) = queue.store.set_callback(&execution.id, callback).await {
+    record_callback(state, execution, callback).await;
+}
+
+/// Records how a callback ended.
+async fn record_callback(state: &AppState, execution: &Execution, callback: CallbackRecord) {
+    tracing::info!(call_id = %execution.id, url = %callback.url, status = %callback.status, attempts = callback.attempts, error = ?callback.error, "callback");
+    if let Err(e) = state
+        .queue
+        .store
+        .set_callback(&execution.id, callback)
+        .await
+    {
         tracing::error!(call_id = %execution.id, error = %e, "cannot record a callback's outcome");
     }
+}
+
+/// An error and its causes, one line ("client error (Connect): … resolves
+/// only to addresses …").
+fn causes(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        let text = cause.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        source = cause.source();
+    }
+    out
 }
 
 #[cfg(test)]

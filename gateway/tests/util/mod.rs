@@ -161,6 +161,21 @@ fn launch(
     env: &[(String, String)],
     log: &Arc<Mutex<String>>,
 ) -> (Child, SocketAddr) {
+    // Tests that do not set up authentication (credentials or `--auth`)
+    // choose an open API, as an operator would, explicitly.
+    let configures_auth = flags.iter().any(|f| {
+        f == "--auth"
+            || f.starts_with("--auth=")
+            || f.starts_with("--basic-auth")
+            || f == "--secret-mount-path"
+    }) || env
+        .iter()
+        .any(|(k, _)| k.starts_with("basic_auth") || k == "auth" || k == "secret_mount_path");
+    let open: &[&str] = if configures_auth {
+        &[]
+    } else {
+        &["--auth", "none"]
+    };
     let mut child = Command::new(BIN)
         .args([
             "--provider",
@@ -172,6 +187,9 @@ fn launch(
         ])
         .arg("--queue-path")
         .arg(dir.join("queue.redb"))
+        .arg("--state-dir")
+        .arg(dir.join("state"))
+        .args(open)
         .arg("-f")
         .arg(dir.join("stack.yml"))
         .args(flags)

@@ -1,7 +1,8 @@
 //! Swarm secrets as `/system/secrets` creates them: Docker takes the value
-//! base64-encoded, and we label ours `faas.secret=true` so a person can
-//! tell them from the Swarm's other secrets (all of which functions may
-//! use, and `GET /system/secrets` lists).
+//! base64-encoded, and we label ours `faas.secret=true`. The API lists,
+//! mounts and removes only secrets with that label: the Swarm's other
+//! secrets (the gateway's own credentials, other stacks' secrets) are not
+//! its to hand out.
 
 use std::collections::HashMap;
 
@@ -11,6 +12,8 @@ use bollard::models::SecretSpec;
 
 /// The label on secrets created through the gateway.
 pub const SECRET_LABEL: &str = "faas.secret";
+/// Docker's `label` filter for ours.
+pub const SECRET_FILTER: &str = "faas.secret=true";
 
 pub fn secret_spec(name: &str, value: &[u8]) -> SecretSpec {
     SecretSpec {

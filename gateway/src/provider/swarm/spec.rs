@@ -177,8 +177,8 @@ impl Plan {
     }
 
     /// The service's labels: Docker's own kept from `current`, then the
-    /// user's, the annotations, and `faas.function` (which no user label
-    /// overrides).
+    /// user's, the annotations, `faas.function` and `faas.deployed-by`
+    /// (which no user label overrides).
     fn labels(&self, current: HashMap<String, String>) -> HashMap<String, String> {
         let d = &self.deployment;
         let mut labels: HashMap<String, String> = current
@@ -192,6 +192,10 @@ impl Plan {
                 .map(|(k, v)| (format!("{ANNOTATION_PREFIX}{k}"), v.clone())),
         );
         labels.insert(FUNCTION_LABEL.to_owned(), d.service.clone());
+        labels.insert(
+            crate::provider::DEPLOYED_BY_LABEL.to_owned(),
+            crate::provider::DEPLOYED_BY_GATEWAY.to_owned(),
+        );
         labels
     }
 }
@@ -428,10 +432,10 @@ mod tests {
         assert_eq!(task(&spec).resources, None);
         assert_eq!(
             spec.labels,
-            Some(HashMap::from([(
-                "faas.function".into(),
-                "catservice".into()
-            )]))
+            Some(HashMap::from([
+                ("faas.function".into(), "catservice".into()),
+                ("faas.deployed-by".into(), "gateway".into())
+            ]))
         );
     }
 
