@@ -111,7 +111,8 @@ functions:
       faas.scale.zero-after: "1s"
 EOF
 GW_CMD=(env RUST_LOG=info PATH="$BIN:$PATH" "$BIN/gateway" --provider process -f "$OUT/stack.yml"
-    --port "$PORT" --bind-address 127.0.0.1 --queue-path "$OUT/queue.redb")
+    --port "$PORT" --bind-address 127.0.0.1 --queue-path "$OUT/queue.redb"
+    --state-dir "$OUT/state" --auth none) # loopback only; it reads /system/function
 echo "${GW_CMD[*]}" >"$OUT/commands.log"
 log "${GW_CMD[*]}"
 "${GW_CMD[@]}" >"$OUT/gateway.log" 2>&1 &

@@ -109,3 +109,53 @@ fn calls_carry_credentials_only_when_the_gateway_demands_them() {
     run.assert_ok();
     assert_eq!(run.stdout(), "guarded");
 }
+
+/// A function that answers 401 as if it were the gateway never gets the
+/// stored password: the CLI resends credentials only on the gateway's own
+/// 401 (which carries a marker no function's answer can).
+#[test]
+fn a_function_asking_for_credentials_never_gets_the_login() {
+    let gw = guarded();
+    gw.write("deny.py", DENY_PY);
+    gw.faas_cmd()
+        .env("FAAS_PASSWORD", PASSWORD)
+        .args(&[
+            "deploy",
+            "-f",
+            gw.stack(
+                "  deny:\n    fprocess: python3 deny.py\n    environment:\n      mode: http\n",
+            )
+            .to_str()
+            .unwrap(),
+        ])
+        .run()
+        .assert_ok();
+    let run = gw
+        .faas_cmd()
+        .env("FAAS_PASSWORD", PASSWORD)
+        .args(&["invoke", "deny"])
+        .stdin(b"x")
+        .run();
+    assert!(!run.0.status.success(), "{}", run.stdout());
+    let seen = std::fs::read_to_string(gw.dir.path().join("seen.txt")).unwrap();
+    assert_eq!(seen.trim(), "None", "the function was sent: {seen}");
+}
+
+/// Answers 401 with the gateway's own marker, and notes what it is sent.
+const DENY_PY: &str = r#"
+import http.server, os
+class Deny(http.server.BaseHTTPRequestHandler):
+    def do_POST(self):
+        self.rfile.read(int(self.headers.get("content-length") or 0))
+        with open("seen.txt", "a") as f:
+            f.write(repr(self.headers.get("authorization")) + "\n")
+        self.send_response(401)
+        self.send_header("WWW-Authenticate", 'Basic realm="faas"')
+        self.send_header("X-Faas-Auth", "basic")
+        self.send_header("Content-Length", "6")
+        self.end_headers()
+        self.wfile.write(b"denied")
+    def log_message(self, *args):
+        pass
+http.server.HTTPServer(("127.0.0.1", int(os.environ["PORT"])), Deny).serve_forever()
+"#;

@@ -15,6 +15,7 @@ use http::StatusCode;
 use http::header::{HeaderValue, RETRY_AFTER};
 use http_body::Body;
 use http_body_util::BodyExt;
+use prometheus::IntGauge;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::forward::text;
@@ -23,14 +24,17 @@ use crate::forward::text;
 pub struct Budget {
     bytes: Arc<Semaphore>,
     total: u64,
+    /// `gateway_buffered_bytes`.
+    gauge: IntGauge,
 }
 
 impl Budget {
-    pub fn new(total: u64) -> Budget {
+    pub fn new(total: u64, gauge: IntGauge) -> Budget {
         let total = total.min(Semaphore::MAX_PERMITS as u64);
         Budget {
             bytes: Arc::new(Semaphore::new(total as usize)),
             total,
+            gauge,
         }
     }
 
@@ -44,7 +48,31 @@ impl Budget {
 /// it is dropped.
 pub struct Buffered {
     pub bytes: Bytes,
-    _held: Option<OwnedSemaphorePermit>,
+    _held: Held,
+}
+
+/// Bytes taken from the budget, given back (and uncounted) when dropped.
+struct Held {
+    permit: Option<OwnedSemaphorePermit>,
+    gauge: IntGauge,
+}
+
+impl Held {
+    fn add(&mut self, permit: OwnedSemaphorePermit) {
+        self.gauge.add(permit.num_permits() as i64);
+        match self.permit.as_mut() {
+            Some(held) => held.merge(permit),
+            None => self.permit = Some(permit),
+        }
+    }
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        if let Some(permit) = &self.permit {
+            self.gauge.sub(permit.num_permits() as i64);
+        }
+    }
 }
 
 /// What a body must stay within.
@@ -80,7 +108,10 @@ where
     }
     let mut body = body;
     let mut kept = BytesMut::new();
-    let mut held: Option<OwnedSemaphorePermit> = None;
+    let mut held = Held {
+        permit: None,
+        gauge: budget.gauge.clone(),
+    };
     let deadline = tokio::time::Instant::now() + timeout;
     loop {
         let frame = match tokio::time::timeout_at(deadline, body.frame()).await {
@@ -113,10 +144,7 @@ where
         }
         let n = u32::try_from(data.len()).unwrap_or(u32::MAX);
         match budget.bytes.clone().try_acquire_many_owned(n) {
-            Ok(permit) => match held.as_mut() {
-                Some(h) => h.merge(permit),
-                None => held = Some(permit),
-            },
+            Ok(permit) => held.add(permit),
             Err(_) => {
                 let mut answer = text(
                     StatusCode::SERVICE_UNAVAILABLE,
@@ -155,19 +183,21 @@ mod tests {
 
     #[tokio::test]
     async fn bodies_within_their_limit_are_kept_and_counted_until_dropped() {
-        let budget = Budget::new(100);
+        let budget = Budget::new(100, IntGauge::new("g", "g").unwrap());
         let got = read(Full::new(Bytes::from_static(b"hello")), limits(&budget, 10))
             .await
             .unwrap();
         assert_eq!(&got.bytes[..], b"hello");
         assert_eq!(budget.in_use(), 5);
+        assert_eq!(budget.gauge.get(), 5);
         drop(got);
         assert_eq!(budget.in_use(), 0);
+        assert_eq!(budget.gauge.get(), 0);
     }
 
     #[tokio::test]
     async fn too_large_names_the_flag() {
-        let budget = Budget::new(100);
+        let budget = Budget::new(100, IntGauge::new("g", "g").unwrap());
         let Err(answer) = read(
             Full::new(Bytes::from_static(b"0123456789ab")),
             limits(&budget, 10),
@@ -182,7 +212,7 @@ mod tests {
 
     #[tokio::test]
     async fn the_shared_budget_refuses_with_503_and_is_given_back() {
-        let budget = Budget::new(8);
+        let budget = Budget::new(8, IntGauge::new("g", "g").unwrap());
         let first = read(
             Full::new(Bytes::from_static(b"123456")),
             limits(&budget, 10),
@@ -205,7 +235,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_trickling_body_times_out() {
-        let budget = Budget::new(100);
+        let budget = Budget::new(100, IntGauge::new("g", "g").unwrap());
         let chunks = futures_util::stream::unfold(0u32, |i| async move {
             tokio::time::sleep(Duration::from_secs(1)).await;
             Some((

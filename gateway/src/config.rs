@@ -127,6 +127,11 @@ pub struct Config {
     #[arg(long, env = "log_lines", default_value_t = 1000)]
     pub log_lines: usize,
 
+    /// Longest function output line the process provider keeps (the rest
+    /// of the line is dropped, and the line says so).
+    #[arg(long, env = "log_line_bytes", default_value = "16k", value_parser = bytes)]
+    pub log_line_bytes: u64,
+
     /// The async queue's database file, created when missing (default:
     /// $TMPDIR/faas-queue-<port>.redb). Keep it on a volume so queued calls
     /// survive the gateway.
@@ -198,6 +203,11 @@ pub struct Config {
     /// Callback deliveries in flight at once (the rest wait their turn).
     #[arg(long, env = "callback_concurrency", default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..))]
     pub callback_concurrency: u32,
+
+    /// Most async calls waiting in the queue at once, over all functions
+    /// (then 507).
+    #[arg(long, env = "max_queued", default_value_t = 100_000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_queued: u64,
 
     /// Most elements in one /bulk-function request (then 413).
     #[arg(long, env = "max_bulk_items", default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..))]

@@ -89,13 +89,24 @@ async fn method_not_allowed(request: axum::extract::Request) -> Response {
 }
 
 async fn healthz(State(state): State<Arc<AppState>>) -> Response {
-    match state.provider.health().await {
-        Ok(()) => text(StatusCode::OK, "OK"),
-        Err(e) => text(
+    if let Err(e) = state.provider.health().await {
+        return text(
             StatusCode::SERVICE_UNAVAILABLE,
             format_args!("{} provider unavailable: {e}", state.provider.name()),
-        ),
+        );
     }
+    // A queue that cannot write loses no call (each is refused), but the
+    // gateway needs a restart (Swarm does it on this answer).
+    if let Err(e) = state.queue.store.health() {
+        return text(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format_args!(
+                "the async queue cannot write: {}",
+                e.split_whitespace().collect::<Vec<_>>().join(" ")
+            ),
+        );
+    }
+    text(StatusCode::OK, "OK")
 }
 
 async fn metrics(State(state): State<Arc<AppState>>) -> Response {
@@ -199,6 +210,7 @@ pub async fn run(
         config.callback_concurrency as usize,
     ));
     let metrics = Arc::new(Metrics::new());
+    let buffered_gauge = metrics.buffered_bytes.clone();
     let table = Arc::new(Table::new(metrics.clone()));
     provider
         .clone()
@@ -218,7 +230,7 @@ pub async fn run(
         provider: provider.clone(),
         credentials,
         queue,
-        buffered: body::Budget::new(config.max_buffered),
+        buffered: body::Budget::new(config.max_buffered, buffered_gauge),
     });
     tracing::info!(
         addr = %listener.local_addr()?,

@@ -100,7 +100,7 @@ fn process(config: &Config) -> Result<ProcessProvider, String> {
     ProcessProvider::new(
         launcher,
         config.stack_file.as_deref(),
-        config.log_lines,
+        (config.log_lines, config.log_line_bytes as usize),
         &state_dir,
     )
     .map_err(|e| e.to_string())

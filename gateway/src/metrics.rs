@@ -37,6 +37,8 @@ pub struct Metrics {
     desired: IntGaugeVec,
     scaling_events: IntCounterVec,
     cold_start: HistogramVec,
+    /// Bytes of request bodies buffered now (async, bulk, Alexa, API).
+    pub buffered_bytes: IntGauge,
 }
 
 impl Metrics {
@@ -140,8 +142,14 @@ impl Metrics {
             &["function_name"],
         )
         .expect("valid metric");
+        let buffered_bytes = IntGauge::new(
+            "gateway_buffered_bytes",
+            "Bytes of request bodies the gateway holds in memory now (at most max_buffered).",
+        )
+        .expect("valid metric");
         for metric in [
-            Box::new(desired.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(buffered_bytes.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(desired.clone()),
             Box::new(scaling_events.clone()),
             Box::new(cold_start.clone()),
             Box::new(queue_depth.clone()),
@@ -170,6 +178,7 @@ impl Metrics {
             desired,
             scaling_events,
             cold_start,
+            buffered_bytes,
         }
     }
 

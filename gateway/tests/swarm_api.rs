@@ -771,3 +771,197 @@ async fn a_removed_function_answers_404_within_2s() {
         .await;
     assert_eq!(answer.status, StatusCode::NOT_FOUND, "{}", answer.text());
 }
+
+/// Creates a Swarm secret outside the API (as another stack or an operator
+/// would), labelled for cleanup but not as the API's own.
+fn foreign_secret(value: &str) -> TestSecret {
+    let secret = TestSecret {
+        name: unique_name("foreign"),
+    };
+    let file = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(file.path(), value).unwrap();
+    swarm_util::docker(&[
+        "secret",
+        "create",
+        "--label",
+        "faas.test=swarm",
+        &secret.name,
+        file.path().to_str().unwrap(),
+    ]);
+    secret
+}
+
+/// The API lists, mounts and removes only the secrets it created: another
+/// stack's secret and the gateway's own credentials are invisible to it,
+/// cannot be mounted into a function (and so read), and cannot be removed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_api_sees_only_the_secrets_it_created() {
+    let Some(api) = Api::connect().await else {
+        return;
+    };
+    let foreign = foreign_secret("not yours");
+    let own_credentials: Vec<String> = swarm_util::docker(&[
+        "secret",
+        "ls",
+        "--filter",
+        "label=faas.auth=true",
+        "--format",
+        "{{.Name}}",
+    ])
+    .lines()
+    .map(str::to_owned)
+    .collect();
+    assert!(
+        !own_credentials.is_empty(),
+        "the stack's credentials are Swarm secrets"
+    );
+    let listed = api.secret_names().await;
+    for hidden in own_credentials.iter().chain([&foreign.name]) {
+        assert!(!listed.contains(hidden), "{hidden} listed: {listed:?}");
+    }
+
+    for hidden in own_credentials.iter().chain([&foreign.name]) {
+        let mut deployment = catservice("steal");
+        deployment["envProcess"] = json!(format!("cat /run/secrets/{hidden}"));
+        deployment["secrets"] = json!([hidden]);
+        let (answer, _guard) = api.deploy(&deployment).await;
+        assert_eq!(
+            answer.status,
+            StatusCode::BAD_REQUEST,
+            "{hidden}: {}",
+            answer.text()
+        );
+        assert!(
+            answer.text().contains("does not exist"),
+            "{}",
+            answer.text()
+        );
+
+        let answer = api
+            .send_json(Method::DELETE, "/system/secrets", &json!({"name": hidden}))
+            .await;
+        assert_eq!(
+            answer.status,
+            StatusCode::NOT_FOUND,
+            "{hidden}: {}",
+            answer.text()
+        );
+        assert!(
+            try_docker(&["secret", "inspect", hidden]).is_ok(),
+            "{hidden} was removed"
+        );
+    }
+}
+
+/// A service someone else created on the functions network (here with the
+/// Docker socket mounted, the takeover target) is a function: it
+/// can be called and scaled, but the API refuses to update (and so
+/// re-image) or remove it, saying why.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn services_the_gateway_did_not_deploy_cannot_be_taken_over() {
+    let Some(api) = Api::connect().await else {
+        return;
+    };
+    let service = api.swarm.create_service(
+        "foreign",
+        &[
+            "--mount",
+            "type=bind,source=/var/run/docker.sock,target=/var/run/docker.sock",
+        ],
+    );
+    let name = service.name.clone();
+    call_until(api.client(), &name, START_TIMEOUT, |a| {
+        a.status == StatusCode::OK
+    })
+    .await;
+    let image = || {
+        swarm_util::docker(&[
+            "service",
+            "inspect",
+            &name,
+            "--format",
+            "{{.Spec.TaskTemplate.ContainerSpec.Image}}",
+        ])
+    };
+    let before = image();
+
+    let takeover = json!({"service": name, "image": "faas/env:latest", "envProcess": "env"});
+    let answer = api
+        .send_json(Method::PUT, "/system/functions", &takeover)
+        .await;
+    assert_eq!(answer.status, StatusCode::FORBIDDEN, "{}", answer.text());
+    assert!(
+        answer.text().contains("did not deploy"),
+        "{}",
+        answer.text()
+    );
+    assert_eq!(image(), before, "the image was replaced");
+
+    let answer = api
+        .send_json(
+            Method::DELETE,
+            "/system/functions",
+            &json!({"functionName": name}),
+        )
+        .await;
+    assert_eq!(answer.status, StatusCode::FORBIDDEN, "{}", answer.text());
+    assert!(
+        try_docker(&["service", "inspect", &name]).is_ok(),
+        "removed"
+    );
+
+    let answer = api
+        .send_json(
+            Method::POST,
+            &format!("/system/scale-function/{name}"),
+            &json!({"serviceName": name, "replicas": 2}),
+        )
+        .await;
+    assert_eq!(answer.status, StatusCode::ACCEPTED, "{}", answer.text());
+    api.wait_available(&name, 2).await;
+}
+
+/// Two services claiming one function name: the one the gateway deployed
+/// serves it, whatever else claims it, and the conflict is shown in the
+/// function's status instead of calls silently going elsewhere.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_contested_name_is_served_by_the_gateways_own_service_and_shown() {
+    let Some(api) = Api::connect().await else {
+        return;
+    };
+    let name = unique_name("contested");
+    let deployment = json!({
+        "service": name,
+        "image": "faas/env:latest",
+        "envVars": {"MARK": "deployed-by-the-gateway"},
+        "labels": {"faas.test": "swarm"},
+    });
+    let _ours = api.deploy_ready(&deployment).await;
+    // Another stack's service claims the same name, on the functions
+    // network, named so the old rule (exact name first) would not decide.
+    let label = format!("faas.function={name}");
+    let _theirs = api.swarm.create_service("claimant", &["--label", &label]);
+    let deadline = Instant::now() + START_TIMEOUT;
+    let status = loop {
+        let status = api.status(&name).await.expect("listed");
+        if status.conflict.is_some() {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "no conflict shown: {status:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let conflict = status.conflict.unwrap();
+    assert!(
+        conflict.contains(&format!("served by {name:?}"))
+            && conflict.contains("deployed by the gateway"),
+        "{conflict}"
+    );
+    for _ in 0..10 {
+        let answer = api.client().invoke(&name, "x").await;
+        assert!(
+            answer.text().contains("MARK=deployed-by-the-gateway"),
+            "a call went to the other service: {:?}",
+            answer.text()
+        );
+    }
+}

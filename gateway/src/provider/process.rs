@@ -197,6 +197,8 @@ pub struct ProcessProvider {
     probe: Client<HttpConnector, Empty<Bytes>>,
     next_id: std::sync::atomic::AtomicU64,
     log_lines: usize,
+    /// Longest function output line kept (`log_line_bytes`).
+    log_line_bytes: usize,
     /// Secrets: one file each; copied into a replica's own folder when its
     /// function names them.
     secrets_dir: PathBuf,
@@ -204,13 +206,14 @@ pub struct ProcessProvider {
 
 impl ProcessProvider {
     /// `stack`: the stack file to run at start, if any.
-    /// `log_lines`: how many output lines to keep per function.
-    /// `state_dir`: the gateway's private directory; this provider keeps
-    /// its replicas' folders and its secrets in a folder of its own there.
+    /// `log_lines`: how many output lines to keep per function, each up to
+    /// `log_line_bytes`. `state_dir`: the gateway's private directory; this
+    /// provider keeps its replicas' folders and its secrets in a folder of
+    /// its own there.
     pub fn new(
         launcher: Launcher,
         stack: Option<&Path>,
-        log_lines: usize,
+        (log_lines, log_line_bytes): (usize, usize),
         state_dir: &Path,
     ) -> Result<ProcessProvider, ProviderError> {
         let stack = match stack {
@@ -233,6 +236,7 @@ impl ProcessProvider {
             secrets_dir: state_dir.join("secrets"),
             state_dir,
             log_lines,
+            log_line_bytes,
             functions: tokio::sync::Mutex::new(BTreeMap::new()),
             table: OnceLock::new(),
             probe: Client::builder(TokioExecutor::new()).build_http(),
@@ -292,6 +296,7 @@ impl ProcessProvider {
             tmpdir: self.state_dir.join(&id),
             secrets_dir: self.secrets_dir.clone(),
             logs: managed.logs.clone(),
+            log_line_bytes: self.log_line_bytes,
             ready: managed.ready.clone(),
             desired: managed.desired.clone(),
             table: self.table().clone(),
@@ -430,6 +435,7 @@ struct ReplicaCtx {
     tmpdir: PathBuf,
     secrets_dir: PathBuf,
     logs: Arc<LogBook>,
+    log_line_bytes: usize,
     ready: Arc<Mutex<BTreeMap<String, u16>>>,
     desired: Arc<AtomicU64>,
     table: Arc<Table>,
@@ -585,9 +591,10 @@ impl ReplicaCtx {
             let function = self.spec.function.clone();
             let replica = self.id.clone();
             let logs = self.logs.clone();
+            let max = self.log_line_bytes;
             tokio::spawn(async move {
-                let mut lines = BufReader::new(stream).lines();
-                while let Ok(Some(line)) = lines.next_line().await {
+                let mut reader = BufReader::new(stream);
+                while let Ok(Some(line)) = next_line(&mut reader, max).await {
                     tracing::info!(target: "function", function = %function, replica = %replica, "{line}");
                     if !line.trim().is_empty() {
                         logs.write(&replica, line);
@@ -613,6 +620,50 @@ impl ReplicaCtx {
             }
         }
     }
+}
+
+/// The next line of a function's output, at most `max` bytes of it kept
+/// (the rest is read and dropped, and the line says how much): a function
+/// that writes without newlines cannot grow the gateway's memory.
+async fn next_line<R: tokio::io::AsyncBufRead + Unpin>(
+    reader: &mut R,
+    max: usize,
+) -> std::io::Result<Option<String>> {
+    let mut kept = Vec::new();
+    let mut dropped = 0usize;
+    let mut any = false;
+    loop {
+        let available = reader.fill_buf().await?;
+        if available.is_empty() {
+            break;
+        }
+        any = true;
+        let (chunk, end) = match available.iter().position(|&b| b == b'\n') {
+            Some(i) => (&available[..i], Some(i + 1)),
+            None => (available, None),
+        };
+        let room = max.saturating_sub(kept.len());
+        kept.extend_from_slice(&chunk[..chunk.len().min(room)]);
+        dropped += chunk.len().saturating_sub(room);
+        let consumed = end.unwrap_or(chunk.len());
+        reader.consume(consumed);
+        if end.is_some() {
+            break;
+        }
+    }
+    if !any {
+        return Ok(None);
+    }
+    if kept.last() == Some(&b'\r') {
+        kept.pop();
+    }
+    let mut line = String::from_utf8_lossy(&kept).into_owned();
+    if dropped > 0 {
+        line.push_str(&format!(
+            " [… {dropped} more bytes dropped: lines are kept up to log_line_bytes, {max}]"
+        ));
+    }
+    Ok(Some(line))
 }
 
 async fn stopped(stop: &mut watch::Receiver<bool>) {
@@ -731,7 +782,7 @@ impl Provider for ProcessProvider {
         });
         let count = managed.replicas.len();
         let old: Vec<ReplicaHandle> = std::mem::take(&mut managed.replicas);
-        managed.spec = spec.clone();
+        let old_spec = std::mem::replace(&mut managed.spec, spec.clone());
         for _ in 0..count {
             let handle = self.start_replica(managed, spec.clone());
             managed.replicas.push(handle);
@@ -740,20 +791,38 @@ impl Provider for ProcessProvider {
         let ready = managed.ready.clone();
         drop(functions);
         let deadline = Instant::now() + START_WAIT;
-        while Instant::now() < deadline {
-            let up = ready
+        let all_up = || {
+            ready
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
                 .keys()
                 .filter(|id| new_ids.contains(id))
-                .count();
-            if up == count {
-                break;
-            }
+                .count()
+                == count
+        };
+        while !all_up() && Instant::now() < deadline {
             tokio::time::sleep(PROBE_EVERY).await;
         }
-        ProcessProvider::stop_replicas(old).await;
-        Ok(())
+        if all_up() {
+            ProcessProvider::stop_replicas(old).await;
+            return Ok(());
+        }
+        // The new replicas never became ready: the old ones keep serving
+        // (unless the function changed meanwhile), the new ones go.
+        let mut functions = self.functions.lock().await;
+        let failed = match functions.get_mut(&spec.function) {
+            Some(managed) if Arc::ptr_eq(&managed.spec, &spec) => {
+                managed.spec = old_spec;
+                std::mem::replace(&mut managed.replicas, old)
+            }
+            _ => old,
+        };
+        drop(functions);
+        ProcessProvider::stop_replicas(failed).await;
+        Err(ProviderError::Engine(format!(
+            "the updated {:?} did not become ready within {START_WAIT:?} (see its logs): the previous version keeps serving",
+            spec.function
+        )))
     }
 
     async fn remove(&self, name: &str) -> Result<(), ProviderError> {
@@ -878,6 +947,20 @@ impl Provider for ProcessProvider {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn output_lines_are_kept_up_to_their_limit() {
+        let text = format!("short\r\n{}\nlast", "x".repeat(100));
+        let mut reader = BufReader::with_capacity(7, text.as_bytes());
+        assert_eq!(next_line(&mut reader, 10).await.unwrap().unwrap(), "short");
+        let long = next_line(&mut reader, 10).await.unwrap().unwrap();
+        assert!(
+            long.starts_with("xxxxxxxxxx [… 90 more bytes dropped"),
+            "{long}"
+        );
+        assert_eq!(next_line(&mut reader, 10).await.unwrap().unwrap(), "last");
+        assert_eq!(next_line(&mut reader, 10).await.unwrap(), None);
+    }
 
     #[test]
     fn deployments_without_a_command_are_refused() {

@@ -69,6 +69,26 @@ fn known_function(state: &AppState, name: &str) -> Result<(), Response> {
     Ok(())
 }
 
+/// Room in the queue for `calls` more (507 beyond `max_queued`): a flood
+/// of async calls fills a bounded queue, never the disk.
+fn room_for(state: &AppState, calls: u64) -> Result<(), Response> {
+    let max = state.config.max_queued;
+    let queued = state.queue.store.queued();
+    if queued + calls > max {
+        let mut answer = text(
+            StatusCode::INSUFFICIENT_STORAGE,
+            format_args!(
+                "the async queue is full: {queued} calls wait and max_queued is {max}; try again later"
+            ),
+        );
+        answer
+            .headers_mut()
+            .insert(http::header::RETRY_AFTER, HeaderValue::from_static("5"));
+        return Err(answer);
+    }
+    Ok(())
+}
+
 /// The body, up to `max_async_body` (413 beyond), within `body_timeout`
 /// and the shared `max_buffered`.
 async fn read_body(state: &AppState, body: Body) -> Result<crate::body::Buffered, Response> {
@@ -167,6 +187,9 @@ async fn enqueue(State(state): State<Arc<AppState>>, request: Request) -> Respon
         Ok(c) => c,
         Err(answer) => return answer,
     };
+    if let Err(answer) = room_for(&state, 1) {
+        return answer;
+    }
     let buffered = match read_body(&state, body).await {
         Ok(b) => b,
         Err(answer) => return answer,
@@ -334,6 +357,9 @@ async fn bulk(
             StatusCode::BAD_REQUEST,
             "the array is empty: nothing to run",
         );
+    }
+    if let Err(answer) = room_for(&state, items.len() as u64) {
+        return answer;
     }
     let content_type = parts.headers.get(CONTENT_TYPE).cloned();
     let text_type = content_type

@@ -502,18 +502,22 @@ async fn deliver_callback(
         }
         let body = output.as_ref().map(|o| o.body.clone()).unwrap_or_default();
         let result = match builder.body(Full::new(body)) {
-            Err(e) => Err(format!("invalid callback request: {e}")),
+            Err(e) => Err((format!("invalid callback request: {e}"), false)),
             Ok(request) => match tokio::time::timeout(
                 state.config.callback_timeout,
                 queue.callback_client.request(request),
             )
             .await
             {
-                Err(_) => Err(format!(
-                    "no answer within {:?}",
-                    state.config.callback_timeout
+                Err(_) => Err((
+                    format!("no answer within {:?}", state.config.callback_timeout),
+                    true,
                 )),
-                Ok(Err(e)) => Err(format!("cannot reach the callback URL: {}", causes(&e))),
+                // Refused by the policy: no retry will change that.
+                Ok(Err(e)) => Err((
+                    format!("cannot reach the callback URL: {}", causes(&e)),
+                    !refused(&e),
+                )),
                 Ok(Ok(response)) => Ok(response.status()),
             },
         };
@@ -529,9 +533,9 @@ async fn deliver_callback(
                     status.as_u16() == 429 || status.is_server_error()
                 }
             }
-            Err(e) => {
+            Err((e, retry)) => {
                 callback.error = Some(e);
-                true
+                retry
             }
         };
         if callback.status == "delivered" || !retry || callback.attempts >= max {
@@ -562,6 +566,18 @@ async fn record_callback(state: &AppState, execution: &Execution, callback: Call
     {
         tracing::error!(call_id = %execution.id, error = %e, "cannot record a callback's outcome");
     }
+}
+
+/// Whether the callback policy refused the address (see [`callback`]).
+fn refused(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut source = Some(e);
+    while let Some(cause) = source {
+        if cause.is::<callback::Refused>() {
+            return true;
+        }
+        source = cause.source();
+    }
+    false
 }
 
 /// An error and its causes, one line ("client error (Connect): … resolves

@@ -30,6 +30,9 @@ use tokio::sync::oneshot;
 const RECORDS: TableDefinition<&str, &[u8]> = TableDefinition::new("records");
 const REQUESTS: TableDefinition<&str, &[u8]> = TableDefinition::new("requests");
 const OUTPUTS: TableDefinition<&str, &[u8]> = TableDefinition::new("outputs");
+/// Records that could not be read at open, kept as they were (never run,
+/// never deleted) for a person to look at.
+const QUARANTINE: TableDefinition<&str, &[u8]> = TableDefinition::new("quarantine");
 /// Most operations one group commit takes.
 const GROUP_MAX: usize = 512;
 
@@ -207,6 +210,10 @@ struct Job {
 
 pub struct Store {
     db: Arc<Database>,
+    /// The last write's failure, until a write succeeds again: a full disk
+    /// or an I/O error (after which redb refuses every write until the
+    /// database is opened again, which a restart does).
+    failure: Arc<Mutex<Option<String>>>,
     writer: Mutex<Option<mpsc::Sender<Job>>>,
     index: Arc<Mutex<Index>>,
     /// Finished calls whose callback was still pending when the previous
@@ -223,6 +230,7 @@ impl Store {
             std::fs::create_dir_all(dir)
                 .map_err(|e| db(format!("cannot create {}: {e}", dir.display())))?;
         }
+        private_file(path).map_err(|e| db(format!("cannot open {}: {e}", path.display())))?;
         let database = Database::create(path)
             .map_err(|e| db(format!("cannot open {}: {e}", path.display())))?;
         let mut index = Index::default();
@@ -232,10 +240,22 @@ impl Store {
             let mut records = txn.open_table(RECORDS).map_err(db)?;
             txn.open_table(REQUESTS).map_err(db)?;
             txn.open_table(OUTPUTS).map_err(db)?;
+            let mut quarantine = txn.open_table(QUARANTINE).map_err(db)?;
             let mut requeued = Vec::new();
+            let mut unreadable: Vec<(String, Vec<u8>, String)> = Vec::new();
             for entry in records.iter().map_err(db)? {
-                let (_, value) = entry.map_err(db)?;
-                let mut record: Record = serde_json::from_slice(value.value()).map_err(db)?;
+                let (key, value) = entry.map_err(db)?;
+                let mut record: Record = match serde_json::from_slice(value.value()) {
+                    Ok(record) => record,
+                    Err(e) => {
+                        unreadable.push((
+                            key.value().to_owned(),
+                            value.value().to_vec(),
+                            e.to_string(),
+                        ));
+                        continue;
+                    }
+                };
                 index.next_seq = index.next_seq.max(record.seq + 1);
                 match record.execution.status {
                     ExecutionStatus::Queued => index.add(&record),
@@ -268,21 +288,50 @@ impl Store {
                     "async calls were running when the gateway stopped: queued again"
                 );
             }
+            // One bad record must not keep every other call from running.
+            for (id, bytes, error) in unreadable {
+                tracing::error!(call_id = %id, %error, "an async call's record cannot be read: moved to the quarantine table, not run");
+                quarantine
+                    .insert(id.as_str(), bytes.as_slice())
+                    .map_err(db)?;
+                records.remove(id.as_str()).map_err(db)?;
+            }
         }
         txn.commit().map_err(db)?;
         let db = Arc::new(database);
         let (tx, rx) = mpsc::channel::<Job>();
         let writer_db = db.clone();
+        let failure = Arc::new(Mutex::new(None));
+        let writer_failure = failure.clone();
         std::thread::Builder::new()
             .name("queue-writer".into())
-            .spawn(move || write_loop(&writer_db, &rx))
+            .spawn(move || write_loop(&writer_db, &rx, &writer_failure))
             .map_err(db_err_io)?;
         Ok(Store {
             db,
+            failure,
             writer: Mutex::new(Some(tx)),
             index: Arc::new(Mutex::new(index)),
             unsent_callbacks: Mutex::new(unsent),
         })
+    }
+
+    /// `Err` with the reason while writes fail (for `/healthz`).
+    pub fn health(&self) -> Result<(), String> {
+        match &*self.failure.lock().unwrap_or_else(|e| e.into_inner()) {
+            Some(e) => Err(e.clone()),
+            None => Ok(()),
+        }
+    }
+
+    /// Calls queued now (waiting or retrying), over all functions.
+    pub fn queued(&self) -> u64 {
+        self.index
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .depth
+            .values()
+            .sum()
     }
 
     /// The finished calls whose callback the previous gateway did not
@@ -654,6 +703,19 @@ impl Store {
     }
 }
 
+/// Creates `path` readable by its owner only (an existing file is made
+/// so): calls' bodies, headers and outputs are nobody else's business.
+fn private_file(path: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .open(path)?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+}
+
 fn db_err_io(e: std::io::Error) -> StoreError {
     db(format!("cannot start the queue's writer thread: {e}"))
 }
@@ -668,7 +730,14 @@ fn read_record(records: &redb::Table<&str, &[u8]>, id: &str) -> Result<Record, S
 
 /// The writer: takes every job waiting, runs them in one transaction,
 /// commits once (fsync), then applies their in-memory effects and answers.
-fn write_loop(db_: &Database, rx: &mpsc::Receiver<Job>) {
+fn write_loop(db_: &Database, rx: &mpsc::Receiver<Job>, failure: &Mutex<Option<String>>) {
+    let failed = |message: &str| {
+        let mut failure = failure.lock().unwrap_or_else(|e| e.into_inner());
+        if failure.is_none() {
+            tracing::error!(error = %message, "the async queue cannot write: async calls are refused (503) and /healthz reports it");
+        }
+        *failure = Some(message.to_owned());
+    };
     while let Ok(first) = rx.recv() {
         let mut jobs = vec![first];
         while jobs.len() < GROUP_MAX {
@@ -681,6 +750,7 @@ fn write_loop(db_: &Database, rx: &mpsc::Receiver<Job>) {
             Ok(txn) => txn,
             Err(e) => {
                 let message = e.to_string();
+                failed(&message);
                 for job in jobs {
                     let _ = job.done.send(Err(StoreError::Db(message.clone())));
                 }
@@ -694,12 +764,21 @@ fn write_loop(db_: &Database, rx: &mpsc::Receiver<Job>) {
         }
         match txn.commit() {
             Ok(()) => {
+                if failure
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .take()
+                    .is_some()
+                {
+                    tracing::info!("the async queue writes again");
+                }
                 for (done, result) in results {
                     let _ = done.send(result.map(|apply| apply()));
                 }
             }
             Err(e) => {
                 let message = e.to_string();
+                failed(&message);
                 for (done, _) in results {
                     let _ = done.send(Err(StoreError::Db(message.clone())));
                 }
