@@ -98,23 +98,43 @@ impl Credentials {
         if let Some(found) = configured {
             return Ok(Some(found));
         }
-        if let Some((user, password)) = read_pair(state_dir)? {
-            return Ok(Some((
-                Credentials::new(user.as_bytes(), password.as_bytes()),
-                Source::StateDir(state_dir.to_owned()),
-            )));
+        let from_state = || -> Result<Option<(Credentials, Source)>, String> {
+            Ok(read_generated(state_dir)?.map(|(user, password)| {
+                (
+                    Credentials::new(user.as_bytes(), password.as_bytes()),
+                    Source::StateDir(state_dir.to_owned()),
+                )
+            }))
+        };
+        if let Some(found) = from_state()? {
+            return Ok(Some(found));
         }
         let password = generate_password()?;
-        state_dir::write_private(&state_dir.join(USER_FILE), DEFAULT_USER.as_bytes())
-            .and_then(|()| {
-                state_dir::write_private(&state_dir.join(PASSWORD_FILE), password.as_bytes())
-            })
-            .map_err(|e| {
-                format!(
-                    "cannot store generated credentials in {}: {e}",
-                    state_dir.display()
-                )
-            })?;
+        let failed = |e: std::io::Error| {
+            format!(
+                "cannot store generated credentials in {}: {e}",
+                state_dir.display()
+            )
+        };
+        // The password appears whole or not at all (written aside, then
+        // linked into place), and only once: a gateway that loses the race
+        // to another on the same directory uses the winner's.
+        let aside = state_dir.join(format!(".{PASSWORD_FILE}.{}", std::process::id()));
+        let _ = std::fs::remove_file(&aside);
+        state_dir::write_private(&aside, password.as_bytes()).map_err(failed)?;
+        let linked = std::fs::hard_link(&aside, state_dir.join(PASSWORD_FILE));
+        let _ = std::fs::remove_file(&aside);
+        match linked {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                return from_state()?.map(Some).ok_or_else(|| failed(e));
+            }
+            Err(e) => return Err(failed(e)),
+        }
+        match state_dir::write_private(&state_dir.join(USER_FILE), DEFAULT_USER.as_bytes()) {
+            Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => return Err(failed(e)),
+            _ => {}
+        }
         Ok(Some((
             Credentials::new(DEFAULT_USER.as_bytes(), password.as_bytes()),
             Source::Generated {
@@ -192,6 +212,24 @@ fn read_pair(dir: &Path) -> Result<Option<(String, String)>, String> {
             user_path.display()
         )),
     }
+}
+
+/// Generated credentials in the state directory: the password file, and
+/// the user file (`admin` when absent: a start cut short between the two).
+fn read_generated(dir: &Path) -> Result<Option<(String, String)>, String> {
+    let Some(password) = read_secret(dir, PASSWORD_FILE)? else {
+        return Ok(None);
+    };
+    if password.is_empty() {
+        return Err(format!(
+            "{} is empty: remove it and a new password is generated",
+            dir.join(PASSWORD_FILE).display()
+        ));
+    }
+    let user = read_secret(dir, USER_FILE)?
+        .filter(|u| !u.is_empty())
+        .unwrap_or_else(|| DEFAULT_USER.to_owned());
+    Ok(Some((user, password)))
 }
 
 /// 24 characters from 18 random bytes (144 bits), safe in a shell.
@@ -337,6 +375,10 @@ mod tests {
         // The next start reads the same ones.
         let (again, source) = Credentials::load(&config, state.path()).unwrap().unwrap();
         assert_eq!(source, Source::StateDir(state.path().to_owned()));
+        assert!(again.admits(&basic(&format!("admin:{password}"))));
+        // A start cut short before the user file: still the same login.
+        std::fs::remove_file(state.path().join(USER_FILE)).unwrap();
+        let (again, _) = Credentials::load(&config, state.path()).unwrap().unwrap();
         assert!(again.admits(&basic(&format!("admin:{password}"))));
         // A fresh state directory gets a different password.
         let other = tempfile::tempdir().unwrap();

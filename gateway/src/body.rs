@@ -67,6 +67,14 @@ impl Held {
     }
 }
 
+impl std::ops::Deref for Buffered {
+    type Target = Bytes;
+
+    fn deref(&self) -> &Bytes {
+        &self.bytes
+    }
+}
+
 impl Drop for Held {
     fn drop(&mut self) {
         if let Some(permit) = &self.permit {
@@ -97,6 +105,13 @@ where
         timeout,
         budget,
     } = limits;
+    // A body that could never fit the shared budget is too large, not
+    // "try again later".
+    let (max, flag) = if budget.total < max {
+        (budget.total, "max_buffered")
+    } else {
+        (max, flag)
+    };
     let too_large = || {
         text(
             StatusCode::PAYLOAD_TOO_LARGE,
@@ -208,6 +223,22 @@ mod tests {
         };
         assert_eq!(answer.status(), StatusCode::PAYLOAD_TOO_LARGE);
         assert_eq!(budget.in_use(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_body_larger_than_the_whole_budget_is_413_naming_it() {
+        let budget = Budget::new(8, IntGauge::new("g", "g").unwrap());
+        let Err(answer) = read(
+            Full::new(Bytes::from_static(b"0123456789")),
+            limits(&budget, 100),
+        )
+        .await
+        else {
+            panic!("accepted")
+        };
+        assert_eq!(answer.status(), StatusCode::PAYLOAD_TOO_LARGE);
+        let text = answer.into_body().collect().await.unwrap().to_bytes();
+        assert!(String::from_utf8_lossy(&text).contains("max_buffered"));
     }
 
     #[tokio::test]

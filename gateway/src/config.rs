@@ -132,9 +132,9 @@ pub struct Config {
     #[arg(long, env = "log_line_bytes", default_value = "16k", value_parser = bytes)]
     pub log_line_bytes: u64,
 
-    /// The async queue's database file, created when missing (default:
-    /// $TMPDIR/faas-queue-<port>.redb). Keep it on a volume so queued calls
-    /// survive the gateway.
+    /// The async queue's database file, created when missing, mode 0600
+    /// (default: <state_dir>/queue-<port>.redb). Keep it on a volume so
+    /// queued calls survive the gateway.
     #[arg(long, env = "queue_path")]
     pub queue_path: Option<PathBuf>,
 

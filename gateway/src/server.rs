@@ -86,6 +86,14 @@ pub async fn serve(
                             // The credentials were for the gateway: no
                             // function sees them, no queue stores them.
                             request.headers_mut().remove(http::header::AUTHORIZATION);
+                        } else if request.headers().contains_key(http::header::AUTHORIZATION)
+                            && routing::is_call_path(request.uri().path())
+                            && state.credentials.as_ref().is_some_and(|c| c.admits(request.headers()))
+                        {
+                            // The admin's own credentials sent along with a
+                            // call (a client that sends them everywhere):
+                            // still not the function's business.
+                            request.headers_mut().remove(http::header::AUTHORIZATION);
                         }
                         if let Some(routed) = invoke::route_by_head(&request) {
                             return Ok::<_, Infallible>(invoke::call_by_head(state, peer, request, routed).await);

@@ -81,9 +81,10 @@ fn bad_request(message: impl std::fmt::Display) -> Response {
     text(StatusCode::BAD_REQUEST, message)
 }
 
-/// A request body, read up to `max_api_body` (then 413). axum's own body
+/// A request body, read up to `max_api_body` (then 413), counted against
+/// `max_buffered` until the handler is done with it. axum's own body
 /// extractors stop at a fixed 2 MiB whatever `max_api_body` says.
-struct ApiBody(Bytes);
+struct ApiBody(crate::body::Buffered);
 
 impl FromRequest<Arc<AppState>> for ApiBody {
     type Rejection = Response;
@@ -92,7 +93,7 @@ impl FromRequest<Arc<AppState>> for ApiBody {
         let limits = state.body_limits(state.config.max_api_body, "max_api_body");
         crate::body::read(request.into_body(), limits)
             .await
-            .map(|buffered| ApiBody(buffered.bytes))
+            .map(ApiBody)
     }
 }
 
@@ -154,7 +155,7 @@ fn invalid_name(name: &str) -> String {
 /// resource values, and no more replicas to start than `max_replicas`.
 /// Engine-specific needs (an image, a command) are the provider's to check.
 #[allow(clippy::result_large_err)]
-fn check_deployment(d: &Deployment, max_replicas: u64) -> Result<(), Response> {
+pub fn check_deployment(d: &Deployment, max_replicas: u64) -> Result<(), Response> {
     if d.service.is_empty() {
         return Err(bad_request(
             "missing \"service\": the function's name is required",

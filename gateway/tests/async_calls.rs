@@ -240,9 +240,30 @@ async fn async_call_is_queued_run_once_and_its_output_kept() {
     }
     assert_eq!(raw["status"], "succeeded");
 
-    // A used X-Call-Id is not taken again: the call gets a new id.
-    let again = enqueue(gw.addr, "echo", "x", &[("X-Call-Id", "given-call-1")]).await;
-    assert_ne!(again, "given-call-1");
+    // A used X-Call-Id is refused, never silently replaced: the record
+    // under it stays the first caller's.
+    let again = post_with(
+        gw.addr,
+        "/async-function/echo",
+        "x",
+        &[("X-Call-Id", "given-call-1")],
+    )
+    .await;
+    assert_eq!(again.status, StatusCode::CONFLICT, "{}", again.text());
+    assert!(again.text().contains("given-call-1"), "{}", again.text());
+    let unusable = post_with(
+        gw.addr,
+        "/async-function/echo",
+        "x",
+        &[("X-Call-Id", "a/b")],
+    )
+    .await;
+    assert_eq!(
+        unusable.status,
+        StatusCode::BAD_REQUEST,
+        "{}",
+        unusable.text()
+    );
 
     // Without one, the gateway makes the id; the output keeps the body and
     // its content type.
@@ -270,43 +291,46 @@ async fn async_call_is_queued_run_once_and_its_output_kept() {
 }
 
 #[tokio::test]
-async fn concurrent_calls_with_one_call_id_get_distinct_ids_and_all_run() {
+async fn concurrent_calls_with_one_call_id_one_wins_the_others_are_refused() {
     let gw = Gateway::start(CALL_STACK, &[], &[]);
     let mut tasks = JoinSet::new();
     for n in 0..16 {
         let addr = gw.addr;
         tasks.spawn(async move {
-            let id = enqueue(addr, &format!("env?n={n}"), "", &[("X-Call-Id", "same-id")]).await;
-            (id, n)
+            let reply = post_with(
+                addr,
+                &format!("/async-function/env?n={n}"),
+                "",
+                &[("X-Call-Id", "same-id")],
+            )
+            .await;
+            (reply, n)
         });
     }
-    let mut calls = Vec::new();
+    let mut accepted = Vec::new();
+    let mut refused = 0;
     while let Some(call) = tasks.join_next().await {
-        calls.push(call.unwrap());
+        let (reply, n) = call.unwrap();
+        match reply.status {
+            StatusCode::ACCEPTED => accepted.push((accepted_id(&reply, "env"), n)),
+            StatusCode::CONFLICT => refused += 1,
+            other => panic!("{other}: {}", reply.text()),
+        }
     }
-    let ids: Vec<String> = calls.iter().map(|(id, _)| id.clone()).collect();
-    assert_eq!(ids.iter().collect::<HashSet<_>>().len(), 16, "{ids:?}");
-    assert_eq!(
-        ids.iter().filter(|id| *id == "same-id").count(),
-        1,
-        "{ids:?}"
+    assert_eq!(accepted.len(), 1, "{accepted:?}");
+    assert_eq!(refused, 15);
+    let (id, n) = &accepted[0];
+    assert_eq!(id, "same-id");
+    let e = until_one_final(gw.addr, id).await;
+    assert_succeeded_once(&e);
+    // The one accepted ran its own request, under its id.
+    let env = output(gw.addr, id).await.text();
+    let lines: Vec<&str> = env.lines().collect();
+    assert!(lines.contains(&"Http_X_Call_Id=same-id"), "{env}");
+    assert!(
+        lines.contains(&format!("Http_Query=n={n}").as_str()),
+        "{env}"
     );
-    for e in until_final(gw.addr, &ids, Duration::from_secs(15)).await {
-        assert_succeeded_once(&e);
-    }
-    // Each ran its own request, under its own id.
-    for (id, n) in &calls {
-        let env = output(gw.addr, id).await.text();
-        let lines: Vec<&str> = env.lines().collect();
-        assert!(
-            lines.contains(&format!("Http_X_Call_Id={id}").as_str()),
-            "{id}: {env}"
-        );
-        assert!(
-            lines.contains(&format!("Http_Query=n={n}").as_str()),
-            "{id}: {env}"
-        );
-    }
 }
 
 #[tokio::test]
@@ -430,7 +454,8 @@ async fn bulk_call_makes_one_call_per_element_in_order() {
         assert_eq!(*text, format!("ITEM-{i}"));
     }
 
-    // A string element's body is the string, anything else its JSON text.
+    // A string element's body is the string, anything else its JSON text
+    // as sent.
     let reply = post(
         gw.addr,
         "/bulk-function/echo",
@@ -443,7 +468,7 @@ async fn bulk_call_makes_one_call_per_element_in_order() {
     until_final(gw.addr, &ids, Duration::from_secs(10)).await;
     assert_eq!(
         outputs(gw.addr, &ids).await,
-        ["1", r#"{"a":2}"#, "three", "null"]
+        ["1", r#"{"a": 2}"#, "three", "null"]
     );
 
     let malformed = post(gw.addr, "/bulk-function/echo", "[\"a\",\n \"b\"").await;

@@ -643,7 +643,7 @@ async fn buffered_bodies_share_max_buffered() {
     let mut holder = TcpStream::connect(gw.addr).unwrap();
     holder
         .write_all(
-            b"POST /async-function/echo HTTP/1.1\r\nhost: x\r\ncontent-length: 100000\r\n\r\n",
+            b"POST /async-function/echo HTTP/1.1\r\nhost: x\r\ncontent-length: 65000\r\n\r\n",
         )
         .unwrap();
     holder.write_all(&vec![b'a'; 60 * 1024]).unwrap();
@@ -856,7 +856,23 @@ async fn credentials_consumed_by_the_gateway_never_reach_functions() {
     );
     drop(gw);
 
-    let gw = Gateway::start(ENV_STACK, &[], &[]);
+    // Without auth_invoke: the admin's credentials, sent along by a client
+    // that sends them everywhere, are still removed; anything else is the
+    // function's business and reaches it.
+    let gw = Gateway::start_with_env(ENV_STACK, &[], &[], &env);
+    let reply = request(
+        gw.addr,
+        Method::POST,
+        "/function/env",
+        "",
+        &[("authorization", &auth)],
+    )
+    .await;
+    assert!(
+        !reply.text().contains("Http_Authorization"),
+        "{}",
+        reply.text()
+    );
     let reply = request(
         gw.addr,
         Method::POST,
@@ -1300,14 +1316,5 @@ async fn the_queue_is_bounded_by_max_queued() {
         StatusCode::INSUFFICIENT_STORAGE,
         "{}",
         reply.text()
-    );
-    let reply = post(gw.addr, "/async-function/nap", "1").await;
-    assert!(
-        matches!(
-            reply.status,
-            StatusCode::ACCEPTED | StatusCode::INSUFFICIENT_STORAGE
-        ),
-        "{}",
-        reply.status
     );
 }

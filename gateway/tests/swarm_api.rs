@@ -937,8 +937,9 @@ async fn a_contested_name_is_served_by_the_gateways_own_service_and_shown() {
         "labels": {"faas.test": "swarm"},
     });
     let _ours = api.deploy_ready(&deployment).await;
-    // Another stack's service claims the same name, on the functions
-    // network, named so the old rule (exact name first) would not decide.
+    // Another service claims the same name on the functions network: the
+    // gateway's own deployment keeps serving it, and the conflict, silent
+    // before, is shown.
     let label = format!("faas.function={name}");
     let _theirs = api.swarm.create_service("claimant", &["--label", &label]);
     let deadline = Instant::now() + START_TIMEOUT;
@@ -961,6 +962,86 @@ async fn a_contested_name_is_served_by_the_gateways_own_service_and_shown() {
         assert!(
             answer.text().contains("MARK=deployed-by-the-gateway"),
             "a call went to the other service: {:?}",
+            answer.text()
+        );
+    }
+}
+
+/// The case: another stack's service literally named `N` (OpenFaaS
+/// style: `com.openfaas.function`, not on our functions network) and this
+/// kind of stack's `<stack>_N` on the functions network. The reachable one
+/// serves `N`, every time, and the conflict is shown; the old rule (exact
+/// name first) sent every call to the unreachable one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_contested_name_is_never_served_by_another_stacks_unreachable_service() {
+    let Some(api) = Api::connect().await else {
+        return;
+    };
+    let name = unique_name("md");
+    let openfaas_label = format!("com.openfaas.function={name}");
+    swarm_util::docker(&[
+        "service",
+        "create",
+        "--detach",
+        "--quiet",
+        "--name",
+        &name,
+        "--label",
+        &openfaas_label,
+        "--label",
+        "faas.test=swarm",
+        swarm_util::CATSERVICE,
+    ]);
+    let _theirs = TestService { name: name.clone() };
+    let stack = format!("t-stk{}", std::process::id());
+    let ours_name = format!("{stack}_{name}");
+    let function_label = format!("faas.function={name}");
+    let namespace_label = format!("com.docker.stack.namespace={stack}");
+    swarm_util::docker(&[
+        "service",
+        "create",
+        "--detach",
+        "--quiet",
+        "--name",
+        &ours_name,
+        "--network",
+        swarm_util::NETWORK,
+        "--label",
+        &function_label,
+        "--label",
+        &namespace_label,
+        "--label",
+        "faas.test=swarm",
+        "--env",
+        "MARK=on-the-functions-network",
+        "faas/env:latest",
+    ]);
+    let _stack = TestService {
+        name: ours_name.clone(),
+    };
+
+    let deadline = Instant::now() + START_TIMEOUT;
+    let status = loop {
+        if let Ok(status) = api.status(&name).await
+            && status.conflict.is_some()
+            && status.available_replicas > 0
+        {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "no conflict shown for {name}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let conflict = status.conflict.unwrap();
+    assert!(
+        conflict.contains(&format!("served by {ours_name:?}")) && conflict.contains(&name),
+        "{conflict}"
+    );
+    for _ in 0..10 {
+        let answer = api.client().invoke(&name, "x").await;
+        assert!(
+            answer.text().contains("MARK=on-the-functions-network"),
+            "{} {:?}",
+            answer.status,
             answer.text()
         );
     }

@@ -47,13 +47,14 @@ pub enum ProviderError {
     /// A service the gateway did not deploy: it may be called and scaled,
     /// not changed or removed through the API.
     #[error(
-        "function {0:?} is the service {1:?}, which the gateway did not deploy: it can be called and scaled, but only its owner can update or remove it (docker service update/rm)"
+        "function {0:?} is the service {1:?}, which this gateway did not deploy: it can be called and scaled, but only its owner can update or remove it (docker service update/rm; to hand it over: docker service update --label-add faas.deployed-by={2} {1})"
     )]
-    NotOurs(String, String),
+    NotOurs(String, String, String),
 }
 
-/// The label the gateway puts on every service it deploys; only those can
-/// be updated or removed through the API.
+/// The label the gateway puts on every service it deploys, valued with
+/// its own service's name (`gateway` outside Swarm); only those can be
+/// updated or removed through the API.
 pub const DEPLOYED_BY_LABEL: &str = "faas.deployed-by";
 pub const DEPLOYED_BY_GATEWAY: &str = "gateway";
 

@@ -121,6 +121,8 @@ pub struct SwarmProvider {
     network_ids: Mutex<Vec<String>>,
     /// Our own service, never a function.
     own_service: OnceLock<Option<String>>,
+    /// The `faas.deployed-by` value of the services we deploy ([`Self::owner`]).
+    owner: OnceLock<String>,
     resync_now: Notify,
     /// Starting tasks the gateway probes itself ([`starting`]).
     starting: starting::Starting,
@@ -151,6 +153,7 @@ impl SwarmProvider {
             known: Mutex::new(BTreeMap::new()),
             network_ids: Mutex::new(Vec::new()),
             own_service: OnceLock::new(),
+            owner: OnceLock::new(),
             resync_now: Notify::new(),
             starting: starting::Starting::new(),
             me: OnceLock::new(),
@@ -168,19 +171,28 @@ impl SwarmProvider {
         self.negotiated.get().unwrap_or(&self.raw)
     }
 
-    /// Our own service id, when the gateway runs as a Swarm task: the
-    /// container's hostname is its id.
-    async fn find_own_service(&self) -> Option<String> {
+    /// Our own service's id and name, when the gateway runs as a Swarm
+    /// task: the container's hostname is its id.
+    async fn find_own_service(&self) -> Option<(String, String)> {
         let hostname = std::fs::read_to_string("/etc/hostname").ok()?;
         let container = self
             .docker()
             .inspect_container(hostname.trim(), None)
             .await
             .ok()?;
-        container
-            .config
-            .and_then(|c| c.labels)
-            .and_then(|l| l.get("com.docker.swarm.service.id").cloned())
+        let labels = container.config.and_then(|c| c.labels)?;
+        Some((
+            labels.get("com.docker.swarm.service.id")?.clone(),
+            labels.get("com.docker.swarm.service.name")?.clone(),
+        ))
+    }
+
+    /// What this gateway writes in `faas.deployed-by`: its service's name
+    /// (`faas_gateway`) when it runs as one, so two stacks sharing the
+    /// functions network do not change each other's functions; else
+    /// `gateway`.
+    fn owner(&self) -> &str {
+        self.owner.get().map_or(DEPLOYED_BY_GATEWAY, String::as_str)
     }
 
     /// Reads services, tasks and endpoints, and replaces the table's view.
@@ -235,12 +247,13 @@ impl SwarmProvider {
         let functions: Vec<(String, Service)> = claims
             .into_iter()
             .map(|(name, mut claimants)| {
-                claimants.sort_by_cached_key(|s| Claim::of(&name, s, &network_ids).rank());
+                claimants
+                    .sort_by_cached_key(|s| Claim::of(&name, s, &network_ids, self.owner()).rank());
                 let winner = claimants.remove(0);
                 if !claimants.is_empty() {
                     conflicts.insert(
                         name.clone(),
-                        conflict_text(&name, &winner, &claimants, &network_ids),
+                        conflict_text(&name, &winner, &claimants, &network_ids, self.owner()),
                     );
                 }
                 (name, winner)
@@ -305,7 +318,7 @@ impl SwarmProvider {
             let ours = labels_of(&service)
                 .get(DEPLOYED_BY_LABEL)
                 .map(String::as_str)
-                == Some(DEPLOYED_BY_GATEWAY);
+                == Some(self.owner());
             // Only replicated services have a count to scale.
             let replicated = service
                 .spec
@@ -429,6 +442,7 @@ impl SwarmProvider {
             Some(k) if !k.ours => Err(ProviderError::NotOurs(
                 name.to_owned(),
                 k.service_name.clone(),
+                self.owner().to_owned(),
             )),
             Some(k) => Ok(k.service_id.clone()),
         }
@@ -607,7 +621,7 @@ struct Claim {
 }
 
 impl Claim {
-    fn of(name: &str, service: &Service, network_ids: &[String]) -> Claim {
+    fn of(name: &str, service: &Service, network_ids: &[String], owner: &str) -> Claim {
         let labels = labels_of(service);
         let service_name = service
             .spec
@@ -615,7 +629,7 @@ impl Claim {
             .and_then(|s| s.name.clone())
             .unwrap_or_default();
         Claim {
-            ours: labels.get(DEPLOYED_BY_LABEL).map(String::as_str) == Some(DEPLOYED_BY_GATEWAY),
+            ours: labels.get(DEPLOYED_BY_LABEL).map(String::as_str) == Some(owner),
             attached: attached(service, network_ids),
             literal: service_name == name,
             service_name,
@@ -644,11 +658,12 @@ fn conflict_text(
     winner: &Service,
     others: &[Service],
     network_ids: &[String],
+    owner: &str,
 ) -> String {
-    let chosen = Claim::of(name, winner, network_ids);
+    let chosen = Claim::of(name, winner, network_ids, owner);
     let ignored: Vec<String> = others
         .iter()
-        .map(|s| Claim::of(name, s, network_ids).service_name)
+        .map(|s| Claim::of(name, s, network_ids, owner).service_name)
         .collect();
     format!(
         "{} services claim the name {name:?}: served by {:?} ({}); ignored: {}",
@@ -965,8 +980,11 @@ impl Provider for SwarmProvider {
         let negotiated = self.raw.clone().negotiate_version().await.map_err(engine)?;
         let _ = self.negotiated.set(negotiated);
         let own = self.find_own_service().await;
-        tracing::info!(own_service = ?own, network = %self.network, "swarm provider starting");
-        let _ = self.own_service.set(own);
+        if let Some((_, name)) = &own {
+            let _ = self.owner.set(name.clone());
+        }
+        tracing::info!(own_service = ?own, owner = self.owner(), network = %self.network, "swarm provider starting");
+        let _ = self.own_service.set(own.map(|(id, _)| id));
         self.resync().await?;
         tokio::spawn(self.clone().discover_forever());
         Ok(())
@@ -993,7 +1011,7 @@ impl Provider for SwarmProvider {
     }
 
     async fn deploy(&self, deployment: Deployment) -> Result<(), ProviderError> {
-        let plan = Plan::new(deployment)?;
+        let plan = Plan::new(deployment)?.owned_by(self.owner());
         let name = plan.name().to_owned();
         if self.taken(&name).await? {
             return Err(ProviderError::Conflict(name));
@@ -1023,7 +1041,7 @@ impl Provider for SwarmProvider {
     }
 
     async fn update(&self, deployment: Deployment) -> Result<(), ProviderError> {
-        let plan = Plan::new(deployment)?;
+        let plan = Plan::new(deployment)?.owned_by(self.owner());
         let name = plan.name().to_owned();
         let service = self.our_service(&name)?;
         self.check_image(plan.image()).await?;
@@ -1251,7 +1269,7 @@ mod tests {
     }
 
     fn winner(name: &str, mut claimants: Vec<Service>, network: &[String]) -> String {
-        claimants.sort_by_cached_key(|s| Claim::of(name, s, network).rank());
+        claimants.sort_by_cached_key(|s| Claim::of(name, s, network, "gateway").rank());
         claimants[0].spec.as_ref().unwrap().name.clone().unwrap()
     }
 
@@ -1302,7 +1320,7 @@ mod tests {
             winner("markdown", vec![stack.clone(), seed.clone()], &net),
             "markdown"
         );
-        let text = conflict_text("markdown", &stack, &[theirs], &net);
+        let text = conflict_text("markdown", &stack, &[theirs], &net, "gateway");
         assert!(
             text.contains("\"faas_markdown\" (on the functions network)")
                 && text.contains("ignored: markdown"),

@@ -145,20 +145,42 @@ fn is_hop_by_hop(name: &HeaderName) -> bool {
 }
 
 /// The caller's `X-Call-Id` when it is usable and unused, else a new one.
-fn call_id(state: &AppState, headers: &HeaderMap) -> String {
-    if let Some(given) = headers.get(&X_CALL_ID).and_then(|v| v.to_str().ok()) {
-        let given = given.trim();
-        if !given.is_empty()
-            && given.len() <= 128
-            && given
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
-            && state.queue.store.contains(given).ok() == Some(false)
-        {
-            return given.to_owned();
-        }
+/// The caller's `X-Call-Id` when it is usable and unused, else a new one.
+/// An id already taken is refused (409), never silently replaced: a
+/// caller that chose an id is told when it is not theirs, so nobody can
+/// slip their record under an id another client reads.
+fn call_id(state: &AppState, headers: &HeaderMap) -> Result<String, Response> {
+    let Some(given) = headers.get(&X_CALL_ID) else {
+        return Ok(uuid::Uuid::new_v4().to_string());
+    };
+    let given = String::from_utf8_lossy(given.as_bytes()).trim().to_owned();
+    if given.is_empty()
+        || given.len() > 128
+        || !given
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+    {
+        return Err(text(
+            StatusCode::BAD_REQUEST,
+            format_args!(
+                "X-Call-Id {given:?} is not usable as an execution id: 1-128 letters, digits, '-', '_' or '.' (or send none)"
+            ),
+        ));
     }
-    uuid::Uuid::new_v4().to_string()
+    match state.queue.store.contains(&given) {
+        Ok(false) => Ok(given),
+        Ok(true) => Err(id_taken(&given)),
+        Err(e) => Err(unavailable(e)),
+    }
+}
+
+fn id_taken(id: &str) -> Response {
+    text(
+        StatusCode::CONFLICT,
+        format_args!(
+            "X-Call-Id {id:?} is already the id of another execution: send another, or none and the gateway makes one"
+        ),
+    )
 }
 
 fn accepted(body: serde_json::Value, id: Option<&str>) -> Response {
@@ -199,7 +221,10 @@ async fn enqueue(State(state): State<Arc<AppState>>, request: Request) -> Respon
         Some(q) => format!("{tail}?{q}"),
         None => tail.to_owned(),
     };
-    let mut id = call_id(&state, &parts.headers);
+    let id = match call_id(&state, &parts.headers) {
+        Ok(id) => id,
+        Err(answer) => return answer,
+    };
     let call = |id: &str| NewCall {
         id: id.to_owned(),
         function: name.to_owned(),
@@ -211,13 +236,9 @@ async fn enqueue(State(state): State<Arc<AppState>>, request: Request) -> Respon
         },
         callback_url: callback.clone(),
     };
-    let mut stored = state.queue.store.enqueue(vec![call(&id)]).await;
-    if let Err(StoreError::Taken(_)) = stored {
+    match state.queue.store.enqueue(vec![call(&id)]).await {
         // A concurrent call given the same X-Call-Id was stored first.
-        id = uuid::Uuid::new_v4().to_string();
-        stored = state.queue.store.enqueue(vec![call(&id)]).await;
-    }
-    match stored {
+        Err(StoreError::Taken(_)) => id_taken(&id),
         Ok(_) => {
             state.metrics.async_enqueued(started.elapsed());
             state.queue.notify();
@@ -235,13 +256,13 @@ async fn enqueue(State(state): State<Arc<AppState>>, request: Request) -> Respon
 const BULK_BATCH: usize = 256;
 
 /// One element of a bulk array: its body and whether it was a string.
-struct Element {
-    body: Bytes,
-    text: bool,
+pub struct Element {
+    pub body: Bytes,
+    pub text: bool,
 }
 
 /// Why a bulk body was refused.
-enum BulkError {
+pub enum BulkError {
     NotArray,
     Malformed(String),
     TooMany(u64),
@@ -250,7 +271,7 @@ enum BulkError {
 /// The array's elements, read one at a time (no tree of the whole array
 /// is built), refusing the array at its `max + 1`th element. A string's
 /// body is its text, anything else its JSON.
-fn bulk_elements(body: &[u8], max: u64) -> Result<Vec<Element>, BulkError> {
+pub fn bulk_elements(body: &[u8], max: u64) -> Result<Vec<Element>, BulkError> {
     use serde::de::{Deserializer, Error as _, SeqAccess, Visitor};
     use serde_json::value::RawValue;
 
@@ -276,11 +297,10 @@ fn bulk_elements(body: &[u8], max: u64) -> Result<Vec<Element>, BulkError> {
                         text: true,
                     }
                 } else {
-                    // Compact JSON, whatever spacing the caller used.
-                    let v: serde_json::Value =
-                        serde_json::from_str(json).map_err(A::Error::custom)?;
+                    // The element's JSON text as sent (already validated):
+                    // no tree is built, whatever its size.
                     Element {
-                        body: Bytes::from(serde_json::to_vec(&v).map_err(A::Error::custom)?),
+                        body: Bytes::copy_from_slice(json.as_bytes()),
                         text: false,
                     }
                 };
@@ -360,6 +380,10 @@ async fn bulk(
     }
     if let Err(answer) = room_for(&state, items.len() as u64) {
         return answer;
+    }
+    // A failing store refuses the request before any of it is written.
+    if let Err(e) = state.queue.store.health() {
+        return unavailable(format_args!("the async queue cannot write: {e}"));
     }
     let content_type = parts.headers.get(CONTENT_TYPE).cloned();
     let text_type = content_type

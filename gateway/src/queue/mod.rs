@@ -459,7 +459,6 @@ async fn deliver_callback(
     mut slot: Option<OwnedSemaphorePermit>,
 ) {
     let queue = &state.queue;
-    let output = queue.store.output(&execution.id).ok().flatten();
     let max = max_retries(state, &execution.function) + 1;
     // Checked again at delivery: the record may predate the operator's
     // current policy. Names are checked by their addresses as they connect.
@@ -481,6 +480,9 @@ async fn deliver_callback(
                 .await
                 .expect("never closed"),
         };
+        // Read only while holding a slot: deliveries waiting for one hold
+        // their record, not the output (up to async_max_output each).
+        let output = queue.store.output(&execution.id).ok().flatten();
         let mut builder = Request::builder()
             .method(Method::POST)
             .uri(callback.url.as_str())

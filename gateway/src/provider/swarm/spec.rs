@@ -52,6 +52,8 @@ pub struct Plan {
     deployment: Deployment,
     resources: Option<TaskSpecResources>,
     replicas: u64,
+    /// `faas.deployed-by`: which gateway deployed it.
+    owner: String,
 }
 
 impl Plan {
@@ -75,7 +77,14 @@ impl Plan {
             deployment,
             resources,
             replicas,
+            owner: crate::provider::DEPLOYED_BY_GATEWAY.to_owned(),
         })
+    }
+
+    /// Labels the service as deployed by `owner` (the gateway's service).
+    pub fn owned_by(mut self, owner: &str) -> Plan {
+        self.owner = owner.to_owned();
+        self
     }
 
     pub fn name(&self) -> &str {
@@ -194,7 +203,7 @@ impl Plan {
         labels.insert(FUNCTION_LABEL.to_owned(), d.service.clone());
         labels.insert(
             crate::provider::DEPLOYED_BY_LABEL.to_owned(),
-            crate::provider::DEPLOYED_BY_GATEWAY.to_owned(),
+            self.owner.clone(),
         );
         labels
     }
