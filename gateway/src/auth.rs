@@ -35,6 +35,9 @@ pub const DEFAULT_USER: &str = "admin";
 /// answers, so none can forge it): clients send credentials on a call only
 /// when the gateway itself asks for them.
 pub const AUTH_REQUIRED_HEADER: &str = "x-faas-auth";
+/// [`AUTH_REQUIRED_HEADER`] as a name, built once (the forwarder removes it
+/// from every answer).
+pub const AUTH_REQUIRED: http::HeaderName = http::HeaderName::from_static(AUTH_REQUIRED_HEADER);
 
 /// The one user allowed in, as digests.
 pub struct Credentials {
@@ -271,7 +274,7 @@ pub fn unauthorized() -> Response {
         WWW_AUTHENTICATE,
         HeaderValue::from_static("Basic realm=\"faas\""),
     );
-    headers.insert(AUTH_REQUIRED_HEADER, HeaderValue::from_static("basic"));
+    headers.insert(AUTH_REQUIRED, HeaderValue::from_static("basic"));
     response
 }
 

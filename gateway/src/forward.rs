@@ -350,7 +350,7 @@ impl Forwarder {
                     let (mut parts, incoming) = upstream.into_parts();
                     strip_hop_by_hop(&mut parts.headers);
                     // Only the gateway itself may ask a client for credentials.
-                    parts.headers.remove(crate::auth::AUTH_REQUIRED_HEADER);
+                    parts.headers.remove(crate::auth::AUTH_REQUIRED);
                     let body = Body::new(Tracked {
                         inner: incoming,
                         _replica: replica,
