@@ -140,7 +140,7 @@ async fn a_function_slower_than_upstream_timeout_is_504() {
 async fn calls_are_balanced_across_three_replicas() {
     let stack =
         "functions:\n  who:\n    fprocess: sh who.sh\n    labels:\n      faas.scale.min: 3\n";
-    let gw = Gateway::start(stack, &[("who.sh", "echo $port\n")], &[]);
+    let gw = Gateway::start(stack, &[("who.sh", "echo $TMPDIR\n")], &[]);
     let mut served: HashMap<String, usize> = HashMap::new();
     for _ in 0..300 {
         let reply = post(gw.addr, "/function/who", "").await;
@@ -160,7 +160,7 @@ async fn calls_are_balanced_across_three_replicas() {
 async fn concurrent_calls_prefer_the_least_busy_replica() {
     let stack =
         "functions:\n  slow:\n    fprocess: sh slow.sh\n    labels:\n      faas.scale.min: 2\n";
-    let gw = Gateway::start(stack, &[("slow.sh", "sleep 0.5\necho $port\n")], &[]);
+    let gw = Gateway::start(stack, &[("slow.sh", "sleep 0.5\necho $TMPDIR\n")], &[]);
     let calls: Vec<_> = (0..4)
         .map(|_| tokio::spawn(post(gw.addr, "/function/slow", "")))
         .collect();

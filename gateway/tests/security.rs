@@ -1318,3 +1318,36 @@ async fn the_queue_is_bounded_by_max_queued() {
         reply.text()
     );
 }
+
+/// No port is picked for a replica and handed over later (another process
+/// could take it in between and pose as the function): each watchdog binds
+/// port 0 and reports the port it got through a file in the private state
+/// directory, and that is where calls go.
+#[tokio::test]
+async fn replicas_bind_their_own_ports() {
+    let gw = Gateway::start(ECHO, &[], &[]);
+    assert_eq!(post(gw.addr, "/function/echo", "x").await.text(), "x");
+    let state = gw.dir.path().join("state");
+    let children = gw.children();
+    assert!(!children.is_empty());
+    for pid in children {
+        let environ = std::fs::read(format!("/proc/{pid}/environ")).unwrap();
+        let vars: Vec<String> = environ
+            .split(|&b| b == 0)
+            .map(|v| String::from_utf8_lossy(v).into_owned())
+            .collect();
+        assert!(vars.iter().any(|v| v == "port=0"), "{vars:?}");
+        let file = vars
+            .iter()
+            .find_map(|v| v.strip_prefix("port_file="))
+            .expect("a port_file");
+        assert!(Path::new(file).starts_with(&state), "{file}");
+        let port: u16 = std::fs::read_to_string(file)
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        let health = get(SocketAddr::from(([127, 0, 0, 1], port)), "/_/health").await;
+        assert_eq!(health.status, StatusCode::OK);
+    }
+}

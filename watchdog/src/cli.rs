@@ -108,6 +108,11 @@ fn serve() -> ExitCode {
         let metrics_listener = TcpListener::bind(metrics)
             .await
             .map_err(|e| format!("cannot listen on {metrics} (metrics_port): {e}"))?;
+        if let Some(path) = &config.port_file {
+            let port = listener.local_addr().map_err(|e| e.to_string())?.port();
+            write_port(path, port)
+                .map_err(|e| format!("cannot write {} (port_file): {e}", path.display()))?;
+        }
         crate::run(
             listener,
             Some(metrics_listener),
@@ -127,6 +132,14 @@ fn serve() -> ExitCode {
 }
 
 /// Resolves on the first SIGTERM or SIGINT; a second one exits at once.
+/// Writes the bound port whole (aside, then renamed into place): a reader
+/// never sees half a number.
+fn write_port(path: &std::path::Path, port: u16) -> std::io::Result<()> {
+    let aside = path.with_extension("tmp");
+    std::fs::write(&aside, port.to_string())?;
+    std::fs::rename(&aside, path)
+}
+
 async fn shutdown_signal(mut term: Signal, mut int: Signal) {
     tokio::select! {
         _ = term.recv() => {}

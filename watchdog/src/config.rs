@@ -17,6 +17,9 @@ pub const UPSTREAM_URL: &str = "upstream_url";
 pub const BIND_ADDRESS: &str = "bind_address";
 pub const PORT: &str = "port";
 pub const METRICS_PORT: &str = "metrics_port";
+/// Where to write the port actually bound once listening (for a
+/// supervisor that starts the watchdog on port 0).
+pub const PORT_FILE: &str = "port_file";
 pub const READ_TIMEOUT: &str = "read_timeout";
 pub const WRITE_TIMEOUT: &str = "write_timeout";
 pub const EXEC_TIMEOUT: &str = "exec_timeout";
@@ -77,6 +80,8 @@ pub struct Config {
     pub bind_address: IpAddr,
     pub port: u16,
     pub metrics_port: u16,
+    /// Written with the bound port once listening (`port_file`).
+    pub port_file: Option<PathBuf>,
     pub read_timeout: Duration,
     pub write_timeout: Duration,
     /// `None` when set to 0: no limit.
@@ -231,6 +236,7 @@ impl Config {
             bind_address,
             port,
             metrics_port,
+            port_file: get(PORT_FILE).map(PathBuf::from),
             read_timeout,
             write_timeout,
             exec_timeout: (!exec_timeout.is_zero()).then_some(exec_timeout),

@@ -129,3 +129,29 @@ async fn a_second_signal_kills_running_functions_and_exits_at_once() {
         "function outlived the watchdog"
     );
 }
+
+/// With `port=0`, a supervisor learns the port actually bound from
+/// `port_file` (written whole once listening); a file that cannot be
+/// written stops start-up naming the variable.
+#[tokio::test]
+async fn port_file_tells_the_port_bound() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("port");
+    let wd = Watchdog::start(&[("fprocess", "cat"), ("port_file", file.to_str().unwrap())]);
+    let written = std::fs::read_to_string(&file).unwrap();
+    assert_eq!(written, wd.addr.port().to_string());
+    assert_eq!(get(wd.addr, "/_/health").await.status, StatusCode::OK);
+
+    let missing = dir.path().join("no/such/dir/port");
+    let (status, stderr) = run_to_exit(
+        &[
+            ("fprocess", "cat"),
+            ("port", "0"),
+            ("metrics_port", "0"),
+            ("port_file", missing.to_str().unwrap()),
+        ],
+        &[],
+    );
+    assert!(!status.success());
+    assert!(stderr.contains("port_file"), "{stderr}");
+}

@@ -475,18 +475,35 @@ impl ReplicaCtx {
                 Err(e) => {
                     tracing::error!(function = %self.spec.function, replica = %self.id, error = %e, "cannot start the watchdog")
                 }
-                Ok((mut child, port)) => {
-                    let outcome = tokio::select! {
-                        ready = self.wait_healthy(port) => ready,
+                Ok(mut child) => {
+                    // The port the watchdog bound itself (it was given 0):
+                    // no other process can have taken it in between.
+                    let port = tokio::select! {
+                        port = self.bound_port() => port,
                         exit = child.wait() => {
-                            tracing::error!(function = %self.spec.function, replica = %self.id, status = ?exit.ok(), "replica exited before becoming ready");
-                            false
+                            tracing::error!(function = %self.spec.function, replica = %self.id, status = ?exit.ok(), "replica exited before listening");
+                            None
                         }
                         () = stopped(&mut stop) => {
                             terminate(&mut child).await;
                             break;
                         }
                     };
+                    let outcome = match port {
+                        None => false,
+                        Some(port) => tokio::select! {
+                            ready = self.wait_healthy(port) => ready,
+                            exit = child.wait() => {
+                                tracing::error!(function = %self.spec.function, replica = %self.id, status = ?exit.ok(), "replica exited before becoming ready");
+                                false
+                            }
+                            () = stopped(&mut stop) => {
+                                terminate(&mut child).await;
+                                break;
+                            }
+                        },
+                    };
+                    let port = port.unwrap_or_default();
                     if outcome {
                         tracing::info!(function = %self.spec.function, replica = %self.id, port, after = ?started.elapsed(), "replica ready");
                         self.set_ready(Some(port));
@@ -520,8 +537,27 @@ impl ReplicaCtx {
         let _ = std::fs::remove_dir_all(&self.tmpdir);
     }
 
-    fn spawn(&self) -> std::io::Result<(tokio::process::Child, u16)> {
-        let port = free_port()?;
+    /// Where the watchdog writes the port it bound.
+    fn port_file(&self) -> PathBuf {
+        self.tmpdir.join("port")
+    }
+
+    /// The port the watchdog reports once it listens (polled: it appears
+    /// within milliseconds of the start).
+    async fn bound_port(&self) -> Option<u16> {
+        let path = self.port_file();
+        loop {
+            if let Ok(text) = tokio::fs::read_to_string(&path).await
+                && let Ok(port) = text.trim().parse::<u16>()
+            {
+                return Some(port);
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
+    fn spawn(&self) -> std::io::Result<tokio::process::Child> {
+        let _ = std::fs::remove_file(self.port_file());
         let d = &self.spec.deployment;
         let mut cmd = self.launcher.command();
         cmd.env_clear();
@@ -558,7 +594,8 @@ impl ReplicaCtx {
             "fprocess",
             resolve_fprocess(d.env_process.as_deref().unwrap_or(""), &self.spec.workdir),
         )
-        .env("port", port.to_string())
+        .env("port", "0")
+        .env("port_file", self.port_file())
         .env("metrics_port", "0")
         .env("bind_address", "127.0.0.1")
         .env("TMPDIR", &self.tmpdir)
@@ -602,7 +639,7 @@ impl ReplicaCtx {
                 }
             });
         }
-        Ok((child, port))
+        Ok(child)
     }
 
     /// Polls `/_/health` until it answers 200 (never gives up by itself).
