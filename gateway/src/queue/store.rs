@@ -786,3 +786,262 @@ fn write_loop(db_: &Database, rx: &mpsc::Receiver<Job>, failure: &Mutex<Option<S
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! The durability promise, piece by piece, on a real database file.
+
+    use super::*;
+    use std::time::Instant;
+
+    fn call(id: &str, function: &str, callback: Option<&str>) -> NewCall {
+        NewCall {
+            id: id.to_owned(),
+            function: function.to_owned(),
+            request: StoredRequest {
+                method: "POST".into(),
+                path: "/p?q=1".into(),
+                headers: vec![("x-call-id".into(), id.into())],
+                body: Bytes::from_static(b"body\n\x00\xff"),
+            },
+            callback_url: callback.map(str::to_owned),
+        }
+    }
+
+    fn finished(output: &str) -> Outcome {
+        Outcome::Finished {
+            status: ExecutionStatus::Succeeded,
+            status_code: Some(200),
+            duration: Duration::from_millis(5),
+            error: None,
+            output: Some(Output {
+                content_type: "text/plain".into(),
+                body: Bytes::from(output.to_owned()),
+                truncated: false,
+            }),
+        }
+    }
+
+    /// Opens `path` again once the previous store's writer has let go of it.
+    fn reopen(path: &Path) -> Store {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            match Store::open(path) {
+                Ok(store) => return store,
+                // The old writer thread still holds the file for a moment.
+                Err(_) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                Err(e) => panic!("cannot reopen: {e}"),
+            }
+        }
+    }
+
+    fn take_all(store: &Store) -> Vec<String> {
+        store
+            .take_due(SystemTime::now(), |_| true)
+            .0
+            .into_iter()
+            .map(|(id, _)| id)
+            .collect()
+    }
+
+    #[test]
+    fn requests_and_outputs_round_trip_their_encoding() {
+        let request = call("a", "f", None).request;
+        assert_eq!(StoredRequest::decode(&request.encode()).unwrap(), request);
+        let empty = StoredRequest {
+            body: Bytes::new(),
+            ..request.clone()
+        };
+        assert_eq!(StoredRequest::decode(&empty.encode()).unwrap(), empty);
+        let bytes = request.encode();
+        for cut in [0, 3, 10] {
+            assert!(StoredRequest::decode(&bytes[..cut]).is_err(), "{cut}");
+        }
+        let output = Output {
+            content_type: "application/json; charset=utf-8".into(),
+            body: Bytes::from_static(b"line\nline\n"),
+            truncated: true,
+        };
+        assert_eq!(Output::decode(&output.encode()), Some(output));
+        assert_eq!(Output::decode(b""), None);
+    }
+
+    #[tokio::test]
+    async fn queued_calls_are_taken_once_in_arrival_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("q.redb")).unwrap();
+        store
+            .enqueue(vec![call("a", "f", None), call("b", "g", None)])
+            .await
+            .unwrap();
+        store.enqueue(vec![call("c", "f", None)]).await.unwrap();
+        assert_eq!(store.queued(), 3);
+        assert_eq!(store.depth().get("f"), Some(&2));
+        // A function that says no keeps its calls; the others are taken.
+        let (taken, _) = store.take_due(SystemTime::now(), |f| f == "f");
+        let ids: Vec<&str> = taken.iter().map(|(id, _)| id.as_str()).collect();
+        assert_eq!(ids, ["a", "c"]);
+        assert_eq!(take_all(&store), ["b"]);
+        assert!(take_all(&store).is_empty(), "nothing is taken twice");
+        assert_eq!(store.queued(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_taken_id_refuses_the_whole_batch() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("q.redb")).unwrap();
+        store.enqueue(vec![call("x", "f", None)]).await.unwrap();
+        let err = store
+            .enqueue(vec![call("z", "f", None), call("x", "f", None)])
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, StoreError::Taken(ref id) if id == "x"),
+            "{err}"
+        );
+        assert!(!store.contains("z").unwrap(), "half a batch was stored");
+        assert_eq!(store.queued(), 1);
+    }
+
+    #[tokio::test]
+    async fn concurrent_enqueues_all_commit() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(Store::open(&dir.path().join("q.redb")).unwrap());
+        let mut tasks = tokio::task::JoinSet::new();
+        for n in 0..64 {
+            let store = store.clone();
+            tasks
+                .spawn(async move { store.enqueue(vec![call(&format!("c{n}"), "f", None)]).await });
+        }
+        while let Some(result) = tasks.join_next().await {
+            result.unwrap().unwrap();
+        }
+        assert_eq!(store.queued(), 64);
+        assert_eq!(
+            store
+                .list(&ListFilter {
+                    include_completed: true,
+                    ..Default::default()
+                })
+                .unwrap()
+                .len(),
+            64
+        );
+    }
+
+    #[tokio::test]
+    async fn a_retry_waits_until_it_is_due() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("q.redb")).unwrap();
+        store.enqueue(vec![call("r", "f", None)]).await.unwrap();
+        assert_eq!(take_all(&store), ["r"]);
+        store.start("r").await.unwrap();
+        let due = SystemTime::now() + Duration::from_secs(3600);
+        let record = store
+            .finish(
+                "r",
+                Outcome::Retry {
+                    due,
+                    status_code: Some(503),
+                    error: "busy".into(),
+                },
+            )
+            .await
+            .unwrap();
+        assert_eq!(record.status, ExecutionStatus::Queued);
+        let (taken, next) = store.take_due(SystemTime::now(), |_| true);
+        assert!(taken.is_empty());
+        let next = next.expect("a due time");
+        assert!(next.duration_since(due).unwrap_or_default() < Duration::from_millis(2));
+        let (taken, _) = store.take_due(due + Duration::from_secs(1), |_| true);
+        assert_eq!(taken.len(), 1);
+    }
+
+    /// A crash leaves calls running and callbacks pending: the next open
+    /// queues the running ones again (attempts kept) and hands back the
+    /// pending callbacks; finished calls keep their output.
+    #[tokio::test]
+    async fn reopening_requeues_running_calls_and_returns_pending_callbacks() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("q.redb");
+        {
+            let store = Store::open(&path).unwrap();
+            store
+                .enqueue(vec![
+                    call("running", "f", None),
+                    call("done", "f", Some("http://example.com/hook")),
+                    call("waiting", "f", None),
+                ])
+                .await
+                .unwrap();
+            let (taken, _) = store.take_due(SystemTime::now(), |_| true);
+            assert_eq!(taken.len(), 3);
+            store.start("running").await.unwrap();
+            store.start("done").await.unwrap();
+            store.finish("done", finished("out")).await.unwrap();
+            store.close();
+        }
+        let store = reopen(&path);
+        let mut queued = take_all(&store);
+        queued.sort();
+        assert_eq!(queued, ["running", "waiting"]);
+        let running = store.get("running").unwrap().unwrap();
+        assert_eq!(running.status, ExecutionStatus::Queued);
+        assert_eq!(running.attempts, 1, "the interrupted attempt is counted");
+        let unsent = store.take_unsent_callbacks();
+        assert_eq!(unsent.len(), 1);
+        assert_eq!(unsent[0].id, "done");
+        assert!(store.take_unsent_callbacks().is_empty(), "handed back once");
+        assert_eq!(&store.output("done").unwrap().unwrap().body[..], b"out");
+        let (_, request) = store.start("waiting").await.unwrap();
+        assert_eq!(request, call("waiting", "f", None).request);
+    }
+
+    #[tokio::test]
+    async fn purge_removes_only_finished_records_past_the_cutoff() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("q.redb")).unwrap();
+        store
+            .enqueue(vec![call("old", "f", None), call("pending", "f", None)])
+            .await
+            .unwrap();
+        take_all(&store);
+        store.start("old").await.unwrap();
+        store.finish("old", finished("x")).await.unwrap();
+        assert_eq!(
+            store
+                .purge(SystemTime::now() - Duration::from_secs(60))
+                .await
+                .unwrap(),
+            0
+        );
+        assert_eq!(
+            store
+                .purge(SystemTime::now() + Duration::from_secs(1))
+                .await
+                .unwrap(),
+            1
+        );
+        assert!(store.get("old").unwrap().is_none());
+        assert!(store.output("old").unwrap().is_none());
+        assert!(
+            store.get("pending").unwrap().is_some(),
+            "unfinished records stay"
+        );
+    }
+
+    #[test]
+    fn the_database_file_is_private() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("q.redb");
+        std::fs::write(&path, b"").unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let store = Store::open(&path).unwrap();
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        assert!(store.health().is_ok());
+    }
+}
