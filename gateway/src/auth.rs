@@ -24,7 +24,7 @@ use subtle::ConstantTimeEq;
 
 use crate::AppState;
 use crate::config::{AuthMode, Config};
-use crate::forward::text;
+use crate::reply::text;
 use crate::state_dir;
 
 pub const USER_FILE: &str = "basic-auth-user";

@@ -18,7 +18,7 @@ use http_body_util::BodyExt;
 use prometheus::IntGauge;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-use crate::forward::text;
+use crate::reply::text;
 
 /// The memory every buffered body draws from.
 pub struct Budget {

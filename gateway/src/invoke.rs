@@ -17,7 +17,8 @@ use http::StatusCode;
 use hyper::body::Incoming;
 
 use crate::AppState;
-use crate::forward::{CallBody, Stream, text};
+use crate::forward::{CallBody, Stream};
+use crate::reply::text;
 use crate::routing::{self, NO_ROUTE, RouteError};
 
 /// Rules 1 and 2: the function and the path it sees, when the request head

@@ -13,6 +13,7 @@ pub mod invoke;
 pub mod metrics;
 pub mod provider;
 pub mod queue;
+pub mod reply;
 pub mod routing;
 pub mod scaling;
 pub mod server;
@@ -33,10 +34,11 @@ use tokio::sync::watch;
 
 pub use config::Config;
 
-use crate::forward::{Forwarder, text};
+use crate::forward::Forwarder;
 use crate::functions::Table;
 use crate::metrics::Metrics;
 use crate::provider::{Provider, ProviderError};
+use crate::reply::text;
 
 /// What every handler shares, built once.
 pub struct AppState {

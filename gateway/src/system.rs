@@ -24,10 +24,10 @@ use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
 use crate::AppState;
-use crate::forward::text;
 use crate::provider::{
     LogQuery, ProviderError, min_replicas, reserved_label, validate_secret_name,
 };
+use crate::reply::{one_line, text};
 
 /// The `/system/*` routes, behind basic auth when credentials exist.
 pub fn routes(state: Arc<AppState>) -> Router<Arc<AppState>> {
@@ -54,27 +54,7 @@ pub fn routes(state: Arc<AppState>) -> Router<Arc<AppState>> {
 
 /// A provider's failure as an answer: one line, the status that fits.
 fn failed(e: ProviderError) -> Response {
-    text(status_of(&e), one_line(&e.to_string()))
-}
-
-/// The status that fits a provider's failure.
-pub(crate) fn status_of(e: &ProviderError) -> StatusCode {
-    match e {
-        ProviderError::NotFound(_) | ProviderError::SecretNotFound(_) => StatusCode::NOT_FOUND,
-        ProviderError::Conflict(_) | ProviderError::SecretExists(_) | ProviderError::InUse(_) => {
-            StatusCode::CONFLICT
-        }
-        ProviderError::Invalid(_) => StatusCode::BAD_REQUEST,
-        ProviderError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
-        ProviderError::Engine(_) => StatusCode::INTERNAL_SERVER_ERROR,
-        ProviderError::Unsupported(..) => StatusCode::NOT_IMPLEMENTED,
-        ProviderError::NotOurs(..) => StatusCode::FORBIDDEN,
-    }
-}
-
-/// Engines sometimes answer with several lines; an error body is one.
-pub(crate) fn one_line(message: &str) -> String {
-    message.split_whitespace().collect::<Vec<_>>().join(" ")
+    text(e.status(), one_line(&e.to_string()))
 }
 
 fn bad_request(message: impl std::fmt::Display) -> Response {
@@ -578,10 +558,5 @@ mod tests {
             let answer = check_deployment(&bad, 100).unwrap_err();
             assert_eq!(answer.status(), StatusCode::BAD_REQUEST);
         }
-    }
-
-    #[test]
-    fn engine_messages_become_one_line() {
-        assert_eq!(one_line("a\n  b\tc\n"), "a b c");
     }
 }

@@ -52,6 +52,24 @@ pub enum ProviderError {
     NotOurs(String, String, String),
 }
 
+impl ProviderError {
+    /// The status that fits: the caller's mistake is 4xx, the engine's 5xx.
+    pub fn status(&self) -> http::StatusCode {
+        use http::StatusCode;
+        match self {
+            ProviderError::NotFound(_) | ProviderError::SecretNotFound(_) => StatusCode::NOT_FOUND,
+            ProviderError::Conflict(_)
+            | ProviderError::SecretExists(_)
+            | ProviderError::InUse(_) => StatusCode::CONFLICT,
+            ProviderError::Invalid(_) => StatusCode::BAD_REQUEST,
+            ProviderError::NotOurs(..) => StatusCode::FORBIDDEN,
+            ProviderError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ProviderError::Engine(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            ProviderError::Unsupported(..) => StatusCode::NOT_IMPLEMENTED,
+        }
+    }
+}
+
 /// The label the gateway puts on every service it deploys, valued with
 /// its own service's name (`gateway` outside Swarm); only those can be
 /// updated or removed through the API.

@@ -58,6 +58,7 @@ use super::{
 };
 use crate::config::Config;
 use crate::functions::{Discovered, ReplicaInfo, ReplicaState, Table};
+use crate::reply::{error_chain, one_line};
 
 const NAME: &str = "swarm";
 /// The watchdog's port inside every function container.
@@ -946,25 +947,6 @@ fn docker_message(status: u16, message: &str) -> String {
     } else {
         message
     }
-}
-
-/// An error and its sources, on one line.
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut out = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        let text = s.to_string();
-        if !out.contains(&text) {
-            out.push_str(": ");
-            out.push_str(&text);
-        }
-        source = s.source();
-    }
-    one_line(&out)
-}
-
-fn one_line(text: &str) -> String {
-    text.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
 #[async_trait]

@@ -24,7 +24,8 @@ use serde::Deserialize;
 
 use super::store::{ListFilter, NewCall, StoreError, StoredRequest};
 use crate::AppState;
-use crate::forward::{X_CALL_ID, text};
+use crate::forward::X_CALL_ID;
+use crate::reply::text;
 use crate::routing::RouteError;
 
 const X_CALLBACK_URL: &str = "x-callback-url";

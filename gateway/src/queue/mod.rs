@@ -517,7 +517,10 @@ async fn deliver_callback(
                 )),
                 // Refused by the policy: no retry will change that.
                 Ok(Err(e)) => Err((
-                    format!("cannot reach the callback URL: {}", causes(&e)),
+                    format!(
+                        "cannot reach the callback URL: {}",
+                        crate::reply::error_chain(&e)
+                    ),
                     !refused(&e),
                 )),
                 Ok(Ok(response)) => Ok(response.status()),
@@ -580,22 +583,6 @@ fn refused(e: &(dyn std::error::Error + 'static)) -> bool {
         source = cause.source();
     }
     false
-}
-
-/// An error and its causes, one line ("client error (Connect): … resolves
-/// only to addresses …").
-fn causes(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut out = e.to_string();
-    let mut source = e.source();
-    while let Some(cause) = source {
-        let text = cause.to_string();
-        if !out.contains(&text) {
-            out.push_str(": ");
-            out.push_str(&text);
-        }
-        source = cause.source();
-    }
-    out
 }
 
 #[cfg(test)]

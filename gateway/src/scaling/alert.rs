@@ -14,9 +14,8 @@ use serde::Deserialize;
 
 use super::policy::alert_replicas;
 use crate::AppState;
-use crate::forward::text;
 use crate::provider::ProviderError;
-use crate::system::{one_line, status_of};
+use crate::reply::{one_line, text};
 
 /// The parts of AlertManager's webhook body that matter here.
 #[derive(Debug, Deserialize)]
@@ -149,7 +148,7 @@ async fn scale(
 
 fn failure(name: &str, e: ProviderError) -> (StatusCode, String) {
     (
-        status_of(&e),
+        e.status(),
         format!("cannot scale {name:?}: {}", one_line(&e.to_string())),
     )
 }
