@@ -191,10 +191,7 @@ pub async fn run(
     provider: Arc<dyn Provider>,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), RunError> {
-    let state_dir = config
-        .state_dir
-        .clone()
-        .unwrap_or_else(state_dir::default_path);
+    let state_dir = state_dir::of(&config);
     state_dir::prepare(&state_dir).map_err(RunError::StateDir)?;
     let local = listener.local_addr()?;
     let credentials = auth::Credentials::load(&config, &state_dir).map_err(RunError::Auth)?;

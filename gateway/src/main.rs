@@ -50,10 +50,7 @@ fn main() -> ExitCode {
             signal(SignalKind::terminate()).map_err(|e| format!("cannot handle SIGTERM: {e}"))?;
         let int =
             signal(SignalKind::interrupt()).map_err(|e| format!("cannot handle SIGINT: {e}"))?;
-        let state_dir = config
-            .state_dir
-            .clone()
-            .unwrap_or_else(gateway::state_dir::default_path);
+        let state_dir = gateway::state_dir::of(&config);
         gateway::state_dir::prepare(&state_dir).map_err(|e| format!("state directory: {e}"))?;
         config.state_dir = Some(state_dir);
         let provider = choose_provider(&config).await?;
@@ -122,10 +119,7 @@ fn process(config: &Config) -> Result<ProcessProvider, String> {
         Some(path) => Launcher::Binary(path.clone()),
         None => Launcher::find(),
     };
-    let state_dir = config
-        .state_dir
-        .clone()
-        .unwrap_or_else(gateway::state_dir::default_path);
+    let state_dir = gateway::state_dir::of(config);
     ProcessProvider::new(
         launcher,
         config.stack_file.as_deref(),

@@ -31,6 +31,11 @@ pub fn default_path() -> PathBuf {
     PathBuf::from(FALLBACK)
 }
 
+/// The state directory `config` names, else the default.
+pub fn of(config: &crate::Config) -> PathBuf {
+    config.state_dir.clone().unwrap_or_else(default_path)
+}
+
 /// Creates `dir` (0700) or checks that it is ours and private.
 pub fn prepare(dir: &Path) -> Result<(), String> {
     if let Some(parent) = dir.parent()
