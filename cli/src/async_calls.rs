@@ -14,10 +14,10 @@ use ureq::Body;
 use ureq::http::{HeaderName, Method, Response, header};
 
 use crate::Context;
+use crate::call::{INVOKE_TIMEOUT, InvokeArgs, call_request, content_value, send_call};
 use crate::client::{Client, Subject, check_function_name, status_error};
 use crate::error::{Error, Result, io_reason};
 use crate::executions::{self, Execution};
-use crate::invoke::{INVOKE_TIMEOUT, InvokeArgs, call_request, content_value, send_call};
 use crate::output::{self, duration_text, table};
 
 const X_CALL_ID: &str = "x-call-id";

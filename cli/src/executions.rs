@@ -7,6 +7,7 @@
 //! or newer gateway's records still display.
 
 use clap::{Args, Subcommand};
+use faas_common::message::one_line_cut;
 use serde::Deserialize;
 use serde_json::Value;
 use ureq::http::{Method, StatusCode};
@@ -79,7 +80,7 @@ impl Execution {
         if let Some(error) = self
             .error
             .as_deref()
-            .map(one_line)
+            .map(|text| one_line_cut(text, ONE_LINE_LIMIT))
             .filter(|e| !e.is_empty())
         {
             text.push_str(": ");
@@ -257,7 +258,7 @@ pub fn print_output(client: &Client, id: &str) -> Result<()> {
         .headers()
         .get("x-output-truncated")
         .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"true"));
-    crate::invoke::copy_body(client, response)?;
+    crate::call::copy_body(client, response)?;
     if truncated {
         eprintln!(
             "faas: warning: the gateway kept only the start of this output (its async_max_output)"
@@ -411,21 +412,6 @@ fn or_dash(text: &str) -> String {
         "-".to_string()
     } else {
         text.to_string()
-    }
-}
-
-/// A possibly multi-line message (a function's stderr) on one line, cut
-/// at [`ONE_LINE_LIMIT`] characters.
-fn one_line(text: &str) -> String {
-    let line = text
-        .lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty())
-        .collect::<Vec<_>>()
-        .join(" ");
-    match line.char_indices().nth(ONE_LINE_LIMIT) {
-        Some((at, _)) => format!("{}…", &line[..at]),
-        None => line,
     }
 }
 

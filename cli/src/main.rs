@@ -4,6 +4,7 @@
 //! line on stderr with exit code 1 (clap's own usage errors exit 2).
 
 mod async_calls;
+mod call;
 mod client;
 mod config;
 mod deploy;
@@ -108,7 +109,7 @@ enum Command {
   ID=$(echo 3 | faas invoke sleep --async)
   echo 3 | faas invoke sleep --async --callback http://10.0.0.9:9000/done
   echo hello | faas invoke catservice --async --wait")]
-    Invoke(invoke::InvokeArgs),
+    Invoke(call::InvokeArgs),
 
     /// Queue one asynchronous call per line of a JSON Lines file; print the ids
     #[command(after_help = "Examples:

@@ -1,12 +1,26 @@
 //! Shared by the faas gateway, watchdog and CLI: value parsers, function
-//! names and, with the `stack` feature, the stack file format.
+//! names, one-line messages and, behind features, the stack file format
+//! (`stack`), the API shapes (`api`), proxy header rules (`http`), the stop
+//! signal (`shutdown`) and the accept loop and logging both servers use
+//! (`server`).
 
 #[cfg(feature = "api")]
 pub mod api;
+#[cfg(feature = "http")]
+pub mod headers;
+#[cfg(feature = "server")]
+pub mod logging;
+pub mod message;
 pub mod parse;
+#[cfg(feature = "server")]
+pub mod serve;
+#[cfg(feature = "shutdown")]
+pub mod shutdown;
 #[cfg(feature = "stack")]
 pub mod stack;
 pub mod time;
+#[cfg(feature = "server")]
+pub mod write_timeout;
 
 /// Function names: `[a-zA-Z0-9_.-]+` (they become service names, DNS
 /// labels and URL path segments).

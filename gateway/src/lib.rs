@@ -30,7 +30,6 @@ use axum::routing::get;
 use http::StatusCode;
 use http::header::{CONTENT_TYPE, HeaderValue};
 use tokio::net::TcpListener;
-use tokio::sync::watch;
 
 pub use config::Config;
 
@@ -237,7 +236,7 @@ pub async fn run(
         functions = ?table.names(),
         "listening"
     );
-    let (stop, stopped) = watch::channel(false);
+    let (stop, stopped) = faas_common::shutdown::channel();
     let dispatcher = tokio::spawn(queue::AsyncQueue::dispatch(
         state.clone(),
         stopped.clone(),
@@ -248,12 +247,11 @@ pub async fn run(
         listener,
         state.clone(),
         router(state),
-        config.read_timeout,
         stopped,
     ));
     shutdown.await;
     tracing::info!("shutting down: finishing in-flight calls");
-    let _ = stop.send(true);
+    stop.fire();
     let _ = serving.await;
     let _ = dispatcher.await;
     let _ = scaling.await;

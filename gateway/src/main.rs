@@ -3,7 +3,6 @@
 //! watchdog (the process provider's fallback when no `fwatchdog` binary is
 //! around); `gateway --healthcheck` probes a running gateway.
 
-use std::io::IsTerminal;
 use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -16,22 +15,13 @@ use gateway::provider::process::{Launcher, ProcessProvider};
 use gateway::provider::swarm::SwarmProvider;
 use tokio::net::TcpListener;
 use tokio::signal::unix::{SignalKind, signal};
-use tracing_subscriber::filter::LevelFilter;
 
 fn main() -> ExitCode {
     if std::env::args_os().nth(1).is_some_and(|a| a == "fwatchdog") {
         return watchdog::cli::main(std::env::args().skip(2));
     }
     let mut config = Config::parse();
-    let level = std::env::var("RUST_LOG")
-        .ok()
-        .and_then(|v| v.parse::<LevelFilter>().ok())
-        .unwrap_or(LevelFilter::INFO);
-    tracing_subscriber::fmt()
-        .with_max_level(level)
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_writer(std::io::stderr)
-        .init();
+    faas_common::logging::init();
     raise_open_files(config.max_connections);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -27,7 +27,9 @@ use crate::AppState;
 use crate::provider::{
     LogQuery, ProviderError, min_replicas, reserved_label, validate_secret_name,
 };
-use crate::reply::{one_line, text};
+use faas_common::message::one_line;
+
+use crate::reply::text;
 
 /// The `/system/*` routes, behind basic auth when credentials exist.
 pub fn routes(state: Arc<AppState>) -> Router<Arc<AppState>> {

@@ -1,6 +1,5 @@
-//! Request and response bodies: the request side enforces the body limit and
-//! the read timeout; the response side is one type for every mode, carrying
-//! the in-flight guard so a streamed response counts until its last byte.
+//! The request body, with the body limit and the read timeout enforced
+//! while it is read.
 
 use std::error::Error as StdError;
 use std::pin::Pin;
@@ -9,12 +8,8 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
-use http_body_util::Full;
 use hyper::body::Incoming;
 use tokio::time::{Instant, Sleep};
-
-use crate::server::InflightGuard;
-use crate::stream::ChildOutput;
 
 pub type BoxError = Box<dyn StdError + Send + Sync>;
 
@@ -112,86 +107,5 @@ pub fn find_body_error<'a>(mut err: &'a (dyn StdError + 'static)) -> Option<&'a 
             return Some(found);
         }
         err = err.source()?;
-    }
-}
-
-enum Kind {
-    Full(Full<Bytes>),
-    Child(Box<ChildOutput>),
-    Upstream(Incoming),
-}
-
-/// The body of every watchdog response.
-pub struct ResponseBody {
-    kind: Kind,
-    guard: Option<InflightGuard>,
-}
-
-impl ResponseBody {
-    pub fn full(bytes: impl Into<Bytes>) -> ResponseBody {
-        ResponseBody {
-            kind: Kind::Full(Full::new(bytes.into())),
-            guard: None,
-        }
-    }
-
-    pub fn empty() -> ResponseBody {
-        ResponseBody::full(Bytes::new())
-    }
-
-    pub fn child(output: ChildOutput) -> ResponseBody {
-        ResponseBody {
-            kind: Kind::Child(Box::new(output)),
-            guard: None,
-        }
-    }
-
-    pub fn upstream(body: Incoming) -> ResponseBody {
-        ResponseBody {
-            kind: Kind::Upstream(body),
-            guard: None,
-        }
-    }
-
-    /// Keeps the request counted as in flight until this body is finished
-    /// or dropped.
-    pub fn hold(&mut self, guard: InflightGuard) {
-        self.guard = Some(guard);
-    }
-}
-
-impl Body for ResponseBody {
-    type Data = Bytes;
-    type Error = BoxError;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        let polled = match &mut self.kind {
-            Kind::Full(b) => Pin::new(b).poll_frame(cx).map_err(|never| match never {}),
-            Kind::Child(b) => Pin::new(b.as_mut()).poll_frame(cx).map_err(BoxError::from),
-            Kind::Upstream(b) => Pin::new(b).poll_frame(cx).map_err(BoxError::from),
-        };
-        if let Poll::Ready(None) | Poll::Ready(Some(Err(_))) = polled {
-            self.guard = None;
-        }
-        polled
-    }
-
-    fn is_end_stream(&self) -> bool {
-        match &self.kind {
-            Kind::Full(b) => b.is_end_stream(),
-            Kind::Child(b) => b.is_end_stream(),
-            Kind::Upstream(b) => b.is_end_stream(),
-        }
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        match &self.kind {
-            Kind::Full(b) => b.size_hint(),
-            Kind::Child(b) => b.size_hint(),
-            Kind::Upstream(b) => b.size_hint(),
-        }
     }
 }

@@ -4,7 +4,6 @@
 //! the library so that the gateway can run it too (its process provider
 //! falls back to itself when no `fwatchdog` binary is around).
 
-use std::io::IsTerminal;
 use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -12,7 +11,6 @@ use std::time::Duration;
 use crate::config::{self, Config};
 use tokio::net::TcpListener;
 use tokio::signal::unix::{Signal, SignalKind, signal};
-use tracing_subscriber::filter::LevelFilter;
 
 const USAGE: &str = "\
 fwatchdog: runs a function's process for every HTTP request
@@ -76,15 +74,7 @@ fn healthcheck() -> ExitCode {
 }
 
 fn serve() -> ExitCode {
-    let level = std::env::var("RUST_LOG")
-        .ok()
-        .and_then(|v| v.parse::<LevelFilter>().ok())
-        .unwrap_or(LevelFilter::INFO);
-    tracing_subscriber::fmt()
-        .with_max_level(level)
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_writer(std::io::stderr)
-        .init();
+    faas_common::logging::init();
 
     let config = match Config::from_env() {
         Ok(config) => config,

@@ -8,21 +8,14 @@ use std::sync::Arc;
 use bytes::Bytes;
 use http::request::Parts;
 use http::{HeaderValue, Response, StatusCode};
-use http_body_util::BodyExt;
 use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::sync::watch;
 
-use crate::body::{BodyError, RequestBody, ResponseBody};
-use crate::cgi;
-use crate::process::{Child, Exit, Stdin, Stdio3};
-use crate::server::{State, add_usage, output_content_type, text};
-
-/// How long the output pipes may stay open after the leader exited (held
-/// by a process that left its group) before the answer is sent anyway.
-pub const EXIT_GRACE: std::time::Duration = std::time::Duration::from_millis(200);
-/// How long a killed process may take to be reaped before the answer goes
-/// without its resource use.
-pub const REAP_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+use crate::body::RequestBody;
+use crate::exec::{EXIT_GRACE, feed_stdin, spawn, timed_out};
+use crate::process::Exit;
+use crate::response::{ResponseBody, add_usage, body_failure, output_content_type, text};
+use crate::state::State;
 
 /// Why reading the output failed.
 enum Failure {
@@ -128,26 +121,6 @@ pub async fn invoke(
     finish(state, parts, exit, stdout, err)
 }
 
-/// Kills the process group of a run over `exec_timeout` and answers 504
-/// once the process is reaped (waiting a bounded while for that).
-pub async fn timed_out(state: &State, child: &mut Child) -> Response<ResponseBody> {
-    let limit = state.config.exec_timeout.unwrap_or_default();
-    child.kill();
-    let exit = tokio::time::timeout(REAP_WAIT, child.wait()).await.ok();
-    tracing::warn!(pid = child.pid(), timeout = ?limit, "exec_timeout exceeded, process group killed");
-    let mut response = text(
-        StatusCode::GATEWAY_TIMEOUT,
-        format_args!(
-            "function exceeded exec_timeout ({}s) and was killed",
-            limit.as_secs_f64()
-        ),
-    );
-    if let Some(exit) = exit {
-        add_usage(&mut response, &exit.usage);
-    }
-    response
-}
-
 /// Resolves `EXIT_GRACE` after the leader's exit was observed.
 pub async fn grace_after_exit(mut exited: watch::Receiver<bool>) {
     if exited.wait_for(|e| *e).await.is_err() {
@@ -202,64 +175,6 @@ fn finish(
     response
 }
 
-/// Spawns `fprocess` for a request, or says why it could not. With
-/// `combine_output`, stdout and stderr share one pipe.
-pub fn spawn(state: &State, parts: Option<&Parts>) -> Result<Child, Box<Response<ResponseBody>>> {
-    let config = &state.config;
-    let stdio = if config.combine_output {
-        Stdio3::Combined
-    } else {
-        Stdio3::Piped
-    };
-    state
-        .reaper
-        .spawn(&mut cgi::command(config, parts), stdio)
-        .map_err(|e| {
-            Box::new(if e.raw_os_error() == Some(libc::E2BIG) {
-                // One Http_* variable over the kernel's 128 KiB limit: the caller's doing.
-                text(
-                    StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
-                    "a request header is too large to pass to the function as an environment variable",
-                )
-            } else {
-                tracing::error!(fprocess = %config.fprocess.join(" "), error = %e, "cannot exec fprocess");
-                text(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    format_args!("cannot exec fprocess {:?}: {e}", config.fprocess.join(" ")),
-                )
-            })
-        })
-}
-
-/// Copies the request body into the child's stdin, then closes it. A child
-/// that stops reading (exits early) is not an error: the rest is dropped.
-/// With `debug` (write_debug), each chunk is logged (its first KiB).
-pub async fn feed_stdin(
-    mut body: RequestBody,
-    mut stdin: Stdin,
-    debug: bool,
-) -> Result<u64, BodyError> {
-    let mut total = 0u64;
-    while let Some(frame) = body.frame().await {
-        let Ok(data) = frame?.into_data() else {
-            continue;
-        };
-        if debug {
-            tracing::info!(
-                bytes = data.len(),
-                head = %String::from_utf8_lossy(&data[..data.len().min(1024)]),
-                "function input"
-            );
-        }
-        total += data.len() as u64;
-        if let Err(e) = stdin.write_all(&data).await {
-            tracing::debug!(error = %e, "function stopped reading stdin");
-            break;
-        }
-    }
-    Ok(total)
-}
-
 /// Reads into `out` until EOF; more than `cap` bytes is an error.
 async fn read_capped<R: AsyncRead + Unpin>(
     reader: &mut R,
@@ -293,14 +208,4 @@ pub async fn read_keeping_head<R: AsyncRead + Unpin>(reader: &mut R, cap: u64, k
             Ok(_) => {}
         }
     }
-}
-
-/// The answer when reading the request body failed.
-pub fn body_failure(e: BodyError) -> Response<ResponseBody> {
-    let status = match e {
-        BodyError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
-        BodyError::TimedOut(_) => StatusCode::REQUEST_TIMEOUT,
-        BodyError::Read(_) => StatusCode::BAD_REQUEST,
-    };
-    text(status, e)
 }

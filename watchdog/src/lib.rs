@@ -8,25 +8,30 @@ pub mod body;
 pub mod cgi;
 pub mod cli;
 pub mod config;
+pub mod exec;
 pub mod fork;
 pub mod health;
-pub mod io;
 pub mod metrics;
 pub mod process;
 pub mod proxy;
+pub mod response;
 pub mod server;
+pub mod state;
 pub mod stream;
+pub mod upstream;
 
 use std::future::Future;
 use std::sync::Arc;
 
+use faas_common::serve::{Limits, serve};
+use faas_common::shutdown;
+use hyper::service::service_fn;
 use tokio::net::TcpListener;
-use tokio::sync::watch;
 
 pub use config::{Config, ConfigError, Mode};
 
 use crate::health::Health;
-use crate::server::{State, Timeouts};
+use crate::state::State;
 
 /// Serves `listener` (and `metrics` when given) until `shutdown` resolves,
 /// then drains: health turns 503 and the lock file is removed at once, new
@@ -42,11 +47,12 @@ pub async fn run(
     let http_mode = config.mode == Mode::Http;
     let health = Arc::new(Health::new(&config, !http_mode));
     health.create_lock()?;
-    let upstream = http_mode.then(|| proxy::Client::new(&config));
+    let upstream = http_mode.then(|| upstream::Client::new(&config));
     let state = Arc::new(State::new(config.clone(), health.clone(), upstream));
-    let timeouts = Timeouts {
-        read: config.read_timeout,
-        write: config.write_timeout,
+    let limits = Limits {
+        header_read: config.read_timeout,
+        write: Some(config.write_timeout),
+        max_connections: None,
     };
 
     tracing::info!(
@@ -57,9 +63,9 @@ pub async fn run(
         "listening"
     );
 
-    let (stop_serving, serving) = watch::channel(false);
-    let (stop_upstream, upstream_stop) = watch::channel(false);
-    let (stop_metrics, metrics_stop) = watch::channel(false);
+    let (stop_serving, serving) = shutdown::channel();
+    let (stop_upstream, upstream_stop) = shutdown::channel();
+    let (stop_metrics, metrics_stop) = shutdown::channel();
 
     let supervisor = http_mode.then(|| {
         tokio::spawn(proxy::supervise(
@@ -71,21 +77,19 @@ pub async fn run(
     });
     let main = {
         let state = state.clone();
-        tokio::spawn(server::serve(
-            listener,
-            move |req| server::handle(state.clone(), req),
-            timeouts,
-            serving,
-        ))
+        let make = move |_peer| {
+            let state = state.clone();
+            service_fn(move |request| server::handle(state.clone(), request))
+        };
+        tokio::spawn(serve(listener, limits, make, serving))
     };
     let metrics = metrics.map(|listener| {
         let state = state.clone();
-        tokio::spawn(server::serve(
-            listener,
-            move |req| server::metrics(state.clone(), req),
-            timeouts,
-            metrics_stop,
-        ))
+        let make = move |_peer| {
+            let state = state.clone();
+            service_fn(move |request| server::metrics(state.clone(), request))
+        };
+        tokio::spawn(serve(listener, limits, make, metrics_stop))
     });
 
     shutdown.await;
@@ -96,13 +100,13 @@ pub async fn run(
     health.start_draining();
     tokio::time::sleep(config.healthcheck_interval).await;
     tracing::info!("no longer accepting connections; finishing in-flight requests");
-    let _ = stop_serving.send(true);
+    stop_serving.fire();
     let _ = main.await;
-    let _ = stop_upstream.send(true);
+    stop_upstream.fire();
     if let Some(supervisor) = supervisor {
         let _ = supervisor.await;
     }
-    let _ = stop_metrics.send(true);
+    stop_metrics.fire();
     if let Some(metrics) = metrics {
         let _ = metrics.await;
     }

@@ -6,21 +6,21 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use http::header::{self, HeaderMap, HeaderName};
+use faas_common::headers::strip_hop_by_hop;
+use faas_common::message::error_chain;
+use faas_common::shutdown::Shutdown;
+use http::header;
 use http::request::Parts;
-use http::uri::{Authority, Scheme};
+use http::uri::Scheme;
 use http::{Request, Response, StatusCode, Uri};
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::{TokioExecutor, TokioTimer};
-use tokio::sync::watch;
 
-use crate::body::{BodyError, RequestBody, ResponseBody, find_body_error};
+use crate::body::{BodyError, RequestBody, find_body_error};
 use crate::cgi;
 use crate::config::Config;
-use crate::fork::body_failure;
 use crate::health::Health;
 use crate::process::{Reaper, Stdio3};
-use crate::server::{State, text};
+use crate::response::{ResponseBody, body_failure, text};
+use crate::state::State;
 
 const FIRST_BACKOFF: Duration = Duration::from_millis(100);
 const MAX_BACKOFF: Duration = Duration::from_secs(10);
@@ -28,38 +28,6 @@ const MAX_BACKOFF: Duration = Duration::from_secs(10);
 /// restarts it without delay carried over from earlier ones.
 const STABLE_AFTER: Duration = Duration::from_secs(30);
 const PROBE_EVERY: Duration = Duration::from_millis(10);
-/// Idle pooled connections are dropped before common servers' own
-/// keep-alive timeouts (Node's is 5 s), so a call never lands on a
-/// connection the upstream is closing.
-const POOL_IDLE: Duration = Duration::from_secs(4);
-
-/// The pooled client to the upstream.
-pub struct Client {
-    inner: hyper_util::client::legacy::Client<HttpConnector, RequestBody>,
-    authority: Authority,
-}
-
-impl Client {
-    pub fn new(config: &Config) -> Client {
-        let mut connector = HttpConnector::new();
-        connector.set_nodelay(true);
-        connector.set_connect_timeout(Some(config.exec_timeout.unwrap_or(Duration::from_secs(10))));
-        let inner = hyper_util::client::legacy::Client::builder(TokioExecutor::new())
-            .timer(TokioTimer::new())
-            .pool_timer(TokioTimer::new())
-            .pool_idle_timeout(POOL_IDLE)
-            .build(connector);
-        Client {
-            inner,
-            authority: config
-                .upstream_url
-                .authority()
-                .cloned()
-                .expect("validated at start-up"),
-        }
-    }
-}
-
 pub async fn invoke(state: &Arc<State>, parts: Parts, body: RequestBody) -> Response<ResponseBody> {
     let client = state.upstream.as_ref().expect("http mode has a client");
     if !state.health.upstream_ready() {
@@ -145,45 +113,6 @@ pub async fn invoke(state: &Arc<State>, parts: Parts, body: RequestBody) -> Resp
     }
 }
 
-fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut out = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        out.push_str(": ");
-        out.push_str(&s.to_string());
-        source = s.source();
-    }
-    out
-}
-
-/// Removes the headers that describe one connection, not the message
-/// (RFC 9110 §7.6.1), including any the Connection header names.
-pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
-    let named: Vec<HeaderName> = headers
-        .get_all(header::CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
-        .collect();
-    for name in named {
-        headers.remove(name);
-    }
-    for name in [
-        header::CONNECTION,
-        header::TE,
-        header::TRAILER,
-        header::TRANSFER_ENCODING,
-        header::UPGRADE,
-        header::PROXY_AUTHENTICATE,
-        header::PROXY_AUTHORIZATION,
-    ] {
-        headers.remove(name);
-    }
-    headers.remove("keep-alive");
-    headers.remove("proxy-connection");
-}
-
 /// Runs the upstream process until `stop` turns true: starts it, waits
 /// until it accepts connections, restarts it with exponential backoff when
 /// it exits, and finally stops it (SIGTERM, then SIGKILL after
@@ -192,7 +121,7 @@ pub async fn supervise(
     config: Config,
     reaper: &'static Reaper,
     health: Arc<Health>,
-    mut stop: watch::Receiver<bool>,
+    mut stop: Shutdown,
 ) {
     let target = config
         .upstream_url
@@ -225,7 +154,7 @@ pub async fn supervise(
                         tracing::error!(status = %exit.status, "upstream process exited before accepting connections");
                         false
                     }
-                    () = stopped(&mut stop) => {
+                    () = stop.wait() => {
                         terminate(&mut child, config.write_timeout).await;
                         return;
                     }
@@ -242,7 +171,7 @@ pub async fn supervise(
                             health.set_upstream_ready(false);
                             tracing::error!(status = %exit.status, "upstream process exited");
                         }
-                        () = stopped(&mut stop) => {
+                        () = stop.wait() => {
                             health.set_upstream_ready(false);
                             terminate(&mut child, config.write_timeout).await;
                             return;
@@ -257,14 +186,10 @@ pub async fn supervise(
         tracing::info!(after = ?backoff, "restarting the upstream process");
         tokio::select! {
             () = tokio::time::sleep(backoff) => {}
-            () = stopped(&mut stop) => return,
+            () = stop.wait() => return,
         }
         backoff = (backoff * 2).min(MAX_BACKOFF);
     }
-}
-
-async fn stopped(stop: &mut watch::Receiver<bool>) {
-    let _ = stop.wait_for(|s| *s).await;
 }
 
 async fn wait_accepting(target: &str) {

@@ -24,10 +24,13 @@ use tokio::net::unix::pipe;
 use tokio::task::JoinHandle;
 use tokio::time::Sleep;
 
-use crate::body::{BodyError, RequestBody, ResponseBody};
-use crate::fork::{EXIT_GRACE, body_failure, feed_stdin, spawn, timed_out};
-use crate::process::{Child, ExitStatus};
-use crate::server::{State, add_usage, output_content_type, text, usage_headers};
+use crate::body::{BodyError, RequestBody};
+use crate::exec::{EXIT_GRACE, feed_stdin, spawn, timed_out};
+use crate::process::{Child, Exit, ExitStatus};
+use crate::response::{
+    ResponseBody, add_usage, body_failure, output_content_type, text, usage_headers,
+};
+use crate::state::State;
 
 const CHUNK: usize = 64 * 1024;
 /// How many sent chunks are kept for reuse.
@@ -49,137 +52,210 @@ pub async fn invoke(
     body: RequestBody,
 ) -> Response<ResponseBody> {
     let config = &state.config;
-    let mut child = match spawn(state, Some(parts)) {
-        Ok(child) => child,
+    let mut run = match Run::start(state, parts, body) {
+        Ok(run) => run,
         Err(response) => return *response,
     };
-    let stdin = child.stdin.take().expect("stdin is piped");
-    let mut stdout = child.stdout.take().expect("stdout is piped");
-    // Detached on purpose: it ends at EOF, after logging the last lines.
-    let stderr = child
-        .stderr
-        .take()
-        .map(|s| tokio::spawn(log_stderr(s, config.max_output_bytes)));
-    let mut feeder = Some(Task(tokio::spawn(feed_stdin(
-        body,
-        stdin,
-        config.write_debug,
-    ))));
-    let mut deadline = config.exec_timeout.map(|t| Box::pin(tokio::time::sleep(t)));
-
-    let mut buf = BytesMut::with_capacity(CHUNK);
-    // Watching the exit beside the first read: reaping the leader kills
-    // leftovers that would otherwise hold stdout open.
-    // A process that left the group could hold stdout open forever: after
-    // the leader's exit, EXIT_GRACE, then the output is taken as ended.
-    let mut exited = false;
-    let mut grace = Box::pin(tokio::time::sleep(EXIT_GRACE));
-    let first = loop {
-        tokio::select! {
-            read = stdout.read_buf(&mut buf) => break read,
-            _ = child.wait(), if !exited => {
-                exited = true;
-                grace.as_mut().reset(tokio::time::Instant::now() + EXIT_GRACE);
-            }
-            () = &mut grace, if exited => break Ok(0),
-            fed = async { (&mut feeder.as_mut().expect("guarded").0).await }, if feeder.is_some() => {
-                feeder = None;
-                if let Some(e) = fed_error(fed) {
-                    child.kill();
-                    return body_failure(e);
-                }
-            }
-            () = async { deadline.as_mut().expect("guarded").await }, if deadline.is_some() => {
-                return timed_out(state, &mut child).await;
-            }
-        }
-    };
-
-    match first {
-        Err(e) => {
-            child.kill();
+    let content_type = output_content_type(config, parts);
+    match run.first_output(state).await {
+        Err(response) => response,
+        Ok(First::Failed(e)) => {
+            run.child.kill();
             text(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 format_args!("reading the function's output failed: {e}"),
             )
         }
-        Ok(0) => {
-            // No output at all: the exit status can still decide the answer.
-            let exit = tokio::select! {
-                exit = child.wait() => exit,
-                () = async { deadline.as_mut().expect("guarded").await }, if deadline.is_some() => {
-                    return timed_out(state, &mut child).await;
-                }
-            };
-            // The process is gone; what it left behind (a feeder waiting on
-            // a slow client, stderr held by an escaped process) gets a grace.
-            if let Some(mut feeder) = feeder.take()
-                && let Ok(fed) = tokio::time::timeout(EXIT_GRACE, &mut feeder.0).await
-                && let Some(e) = fed_error(fed)
-            {
-                return body_failure(e);
-            }
-            let stderr = match stderr {
-                Some(task) => tokio::time::timeout(EXIT_GRACE, task)
-                    .await
-                    .ok()
-                    .and_then(Result::ok)
-                    .unwrap_or_default(),
-                None => Vec::new(),
-            };
-            let mut response = if exit.status.success() {
-                let mut response = Response::new(ResponseBody::empty());
-                if let Some(content_type) = output_content_type(config, parts) {
-                    response
-                        .headers_mut()
-                        .insert(http::header::CONTENT_TYPE, content_type);
-                }
-                response
-            } else if stderr.is_empty() {
-                text(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    format_args!("function failed: {}", exit.status),
-                )
-            } else {
-                let mut response = text(StatusCode::INTERNAL_SERVER_ERROR, "");
-                *response.body_mut() = ResponseBody::full(stderr);
-                response
-            };
-            add_usage(&mut response, &exit.usage);
-            response
-        }
-        Ok(_) => {
+        Ok(First::Nothing) => run.answer_without_output(state, content_type).await,
+        Ok(First::Some) => {
             // Resource use is known only at the end: trailers, for clients that accept them.
             let usage_trailers = accepts_trailers(parts);
-            let output = ChildOutput {
+            streamed_head(
+                run.into_output(usage_trailers),
+                content_type,
                 usage_trailers,
-                child,
-                stdout,
-                first: Some(buf.split().freeze()),
-                buf,
-                sent: VecDeque::with_capacity(RECYCLE),
-                feeder,
-                deadline,
-                grace: None,
-                phase: Phase::Reading,
-            };
-            let mut response = Response::new(ResponseBody::child(output));
-            if let Some(content_type) = output_content_type(config, parts) {
-                response
-                    .headers_mut()
-                    .insert(http::header::CONTENT_TYPE, content_type);
-            }
-            if usage_trailers {
-                response.headers_mut().insert(
-                    http::header::TRAILER,
-                    http::HeaderValue::from_static(
-                        "X-Cpu-User-Seconds, X-Cpu-System-Seconds, X-Max-Rss-Bytes",
-                    ),
-                );
-            }
-            response
+            )
         }
     }
+}
+
+/// How the output began.
+enum First {
+    /// Bytes are in the buffer.
+    Some,
+    /// The output ended (or the leader exited and the grace passed) empty.
+    Nothing,
+    Failed(io::Error),
+}
+
+/// One process running for a request, before its answer has a shape.
+struct Run {
+    child: Child,
+    stdout: pipe::Receiver,
+    /// Detached on purpose: it ends at EOF, after logging the last lines.
+    stderr: Option<JoinHandle<Vec<u8>>>,
+    feeder: Option<Task<Result<u64, BodyError>>>,
+    deadline: Option<Pin<Box<Sleep>>>,
+    buf: BytesMut,
+}
+
+impl Run {
+    fn start(
+        state: &State,
+        parts: &Parts,
+        body: RequestBody,
+    ) -> Result<Run, Box<Response<ResponseBody>>> {
+        let config = &state.config;
+        let mut child = spawn(state, Some(parts))?;
+        let stdin = child.stdin.take().expect("stdin is piped");
+        let stdout = child.stdout.take().expect("stdout is piped");
+        let stderr = child
+            .stderr
+            .take()
+            .map(|s| tokio::spawn(log_stderr(s, config.max_output_bytes)));
+        let feeder = Task(tokio::spawn(feed_stdin(body, stdin, config.write_debug)));
+        Ok(Run {
+            child,
+            stdout,
+            stderr,
+            feeder: Some(feeder),
+            deadline: config.exec_timeout.map(|t| Box::pin(tokio::time::sleep(t))),
+            buf: BytesMut::with_capacity(CHUNK),
+        })
+    }
+
+    /// Waits for the first output, or for an answer that needs none (a bad
+    /// request body, `exec_timeout`).
+    async fn first_output(&mut self, state: &State) -> Result<First, Response<ResponseBody>> {
+        // Watching the exit beside the first read: reaping the leader kills
+        // leftovers that would otherwise hold stdout open. A process that
+        // left the group could hold stdout open forever: after the leader's
+        // exit, EXIT_GRACE, then the output is taken as ended.
+        let mut exited = false;
+        let mut grace = Box::pin(tokio::time::sleep(EXIT_GRACE));
+        loop {
+            tokio::select! {
+                read = self.stdout.read_buf(&mut self.buf) => return Ok(match read {
+                    Ok(0) => First::Nothing,
+                    Ok(_) => First::Some,
+                    Err(e) => First::Failed(e),
+                }),
+                _ = self.child.wait(), if !exited => {
+                    exited = true;
+                    grace.as_mut().reset(tokio::time::Instant::now() + EXIT_GRACE);
+                }
+                () = &mut grace, if exited => return Ok(First::Nothing),
+                fed = async { (&mut self.feeder.as_mut().expect("guarded").0).await }, if self.feeder.is_some() => {
+                    self.feeder = None;
+                    if let Some(e) = fed_error(fed) {
+                        self.child.kill();
+                        return Err(body_failure(e));
+                    }
+                }
+                () = async { self.deadline.as_mut().expect("guarded").await }, if self.deadline.is_some() => {
+                    return Err(timed_out(state, &mut self.child).await);
+                }
+            }
+        }
+    }
+
+    /// No output at all: the exit status decides the answer.
+    async fn answer_without_output(
+        mut self,
+        state: &State,
+        content_type: Option<http::HeaderValue>,
+    ) -> Response<ResponseBody> {
+        let exit = tokio::select! {
+            exit = self.child.wait() => exit,
+            () = async { self.deadline.as_mut().expect("guarded").await }, if self.deadline.is_some() => {
+                return timed_out(state, &mut self.child).await;
+            }
+        };
+        // The process is gone; what it left behind (a feeder waiting on a
+        // slow client, stderr held by an escaped process) gets a grace.
+        if let Some(mut feeder) = self.feeder.take()
+            && let Ok(fed) = tokio::time::timeout(EXIT_GRACE, &mut feeder.0).await
+            && let Some(e) = fed_error(fed)
+        {
+            return body_failure(e);
+        }
+        let stderr = match self.stderr {
+            Some(task) => tokio::time::timeout(EXIT_GRACE, task)
+                .await
+                .ok()
+                .and_then(Result::ok)
+                .unwrap_or_default(),
+            None => Vec::new(),
+        };
+        empty_output_answer(exit, stderr, content_type)
+    }
+
+    fn into_output(mut self, usage_trailers: bool) -> ChildOutput {
+        ChildOutput {
+            usage_trailers,
+            child: self.child,
+            stdout: self.stdout,
+            first: Some(self.buf.split().freeze()),
+            buf: self.buf,
+            sent: VecDeque::with_capacity(RECYCLE),
+            feeder: self.feeder,
+            deadline: self.deadline,
+            grace: None,
+            phase: Phase::Reading,
+        }
+    }
+}
+
+/// The answer for a process that wrote nothing: empty success, or 500 with
+/// its stderr (or its exit status when it said nothing either).
+fn empty_output_answer(
+    exit: Exit,
+    stderr: Vec<u8>,
+    content_type: Option<http::HeaderValue>,
+) -> Response<ResponseBody> {
+    let mut response = if exit.status.success() {
+        let mut response = Response::new(ResponseBody::empty());
+        if let Some(content_type) = content_type {
+            response
+                .headers_mut()
+                .insert(http::header::CONTENT_TYPE, content_type);
+        }
+        response
+    } else if stderr.is_empty() {
+        text(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format_args!("function failed: {}", exit.status),
+        )
+    } else {
+        let mut response = text(StatusCode::INTERNAL_SERVER_ERROR, "");
+        *response.body_mut() = ResponseBody::full(stderr);
+        response
+    };
+    add_usage(&mut response, &exit.usage);
+    response
+}
+
+/// The head of a streamed answer: 200 now, the rest as the output comes.
+fn streamed_head(
+    output: ChildOutput,
+    content_type: Option<http::HeaderValue>,
+    usage_trailers: bool,
+) -> Response<ResponseBody> {
+    let mut response = Response::new(ResponseBody::streamed(output));
+    if let Some(content_type) = content_type {
+        response
+            .headers_mut()
+            .insert(http::header::CONTENT_TYPE, content_type);
+    }
+    if usage_trailers {
+        response.headers_mut().insert(
+            http::header::TRAILER,
+            http::HeaderValue::from_static(
+                "X-Cpu-User-Seconds, X-Cpu-System-Seconds, X-Max-Rss-Bytes",
+            ),
+        );
+    }
+    response
 }
 
 /// Whether the client sent `TE: trailers`.
@@ -372,5 +448,87 @@ impl Body for ChildOutput {
 
     fn is_end_stream(&self) -> bool {
         self.first.is_none() && matches!(self.phase, Phase::Done)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use http_body_util::BodyExt;
+
+    use super::*;
+    use crate::process::Usage;
+
+    fn exit(status: ExitStatus) -> Exit {
+        Exit {
+            status,
+            usage: Usage {
+                user: Duration::from_millis(3),
+                system: Duration::from_millis(1),
+                max_rss_bytes: 4096,
+            },
+        }
+    }
+
+    async fn body_of(response: Response<ResponseBody>) -> Vec<u8> {
+        response
+            .into_body()
+            .collect()
+            .await
+            .unwrap()
+            .to_bytes()
+            .to_vec()
+    }
+
+    #[tokio::test]
+    async fn silent_success_is_an_empty_200_with_the_output_type_and_usage() {
+        let json = http::HeaderValue::from_static("application/json");
+        let response = empty_output_answer(exit(ExitStatus::Code(0)), b"note".to_vec(), Some(json));
+        assert_eq!(response.status(), StatusCode::OK);
+        assert_eq!(
+            response.headers()[http::header::CONTENT_TYPE],
+            "application/json"
+        );
+        assert_eq!(response.headers()["x-max-rss-bytes"], "4096");
+        assert_eq!(response.headers()["x-cpu-user-seconds"], "0.003000");
+        assert!(
+            body_of(response).await.is_empty(),
+            "stderr of a success is only logged"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_silent_failure_answers_500_with_its_stderr_or_its_status() {
+        let response =
+            empty_output_answer(exit(ExitStatus::Code(3)), b"bad input\n".to_vec(), None);
+        assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(
+            response.headers()[http::header::CONTENT_TYPE],
+            "text/plain; charset=utf-8"
+        );
+        assert_eq!(body_of(response).await, b"bad input\n");
+
+        let response = empty_output_answer(exit(ExitStatus::Signal(9)), Vec::new(), None);
+        assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(
+            body_of(response).await,
+            b"function failed: killed by signal 9\n"
+        );
+    }
+
+    #[test]
+    fn trailers_are_sent_only_to_clients_that_accept_them() {
+        let parts = |te: Option<&'static str>| {
+            let mut request = http::Request::builder();
+            if let Some(te) = te {
+                request = request.header(http::header::TE, te);
+            }
+            request.body(()).unwrap().into_parts().0
+        };
+        assert!(accepts_trailers(&parts(Some("trailers"))));
+        assert!(accepts_trailers(&parts(Some("gzip, Trailers"))));
+        assert!(!accepts_trailers(&parts(Some("gzip"))));
+        assert!(!accepts_trailers(&parts(None)));
     }
 }

@@ -19,6 +19,7 @@ use std::time::{Duration, Instant, SystemTime};
 use async_trait::async_trait;
 use bytes::Bytes;
 use faas_common::api::{Deployment, FunctionStatus, LogEntry};
+use faas_common::shutdown::{self, Shutdown, Trigger};
 use faas_common::stack::Stack;
 use futures_util::stream::{self, BoxStream, StreamExt};
 use http_body_util::Empty;
@@ -26,7 +27,7 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::sync::{broadcast, watch};
+use tokio::sync::broadcast;
 use tokio::task::JoinHandle;
 
 use super::{LogQuery, Provider, ProviderError, min_replicas, validate_secret_name};
@@ -173,7 +174,7 @@ struct Spec {
 
 struct ReplicaHandle {
     id: String,
-    stop: watch::Sender<bool>,
+    stop: Trigger,
     task: JoinHandle<()>,
 }
 
@@ -288,7 +289,7 @@ impl ProcessProvider {
             self.next_id
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
         );
-        let (stop, stopped) = watch::channel(false);
+        let (stop, stopped) = shutdown::channel();
         let ctx = ReplicaCtx {
             id: id.clone(),
             spec,
@@ -334,7 +335,7 @@ impl ProcessProvider {
 
     async fn stop_replicas(handles: Vec<ReplicaHandle>) {
         for handle in &handles {
-            let _ = handle.stop.send(true);
+            handle.stop.fire();
         }
         for handle in handles {
             let _ = handle.task.await;
@@ -463,11 +464,11 @@ impl ReplicaCtx {
         }
     }
 
-    async fn supervise(self, mut stop: watch::Receiver<bool>) {
+    async fn supervise(self, mut stop: Shutdown) {
         let mut backoff = FIRST_BACKOFF;
         let _ = std::fs::create_dir_all(&self.tmpdir);
         loop {
-            if *stop.borrow() {
+            if stop.is_shutdown() {
                 break;
             }
             let started = Instant::now();
@@ -484,7 +485,7 @@ impl ReplicaCtx {
                             tracing::error!(function = %self.spec.function, replica = %self.id, status = ?exit.ok(), "replica exited before listening");
                             None
                         }
-                        () = stopped(&mut stop) => {
+                        () = stop.wait() => {
                             terminate(&mut child).await;
                             break;
                         }
@@ -497,7 +498,7 @@ impl ReplicaCtx {
                                 tracing::error!(function = %self.spec.function, replica = %self.id, status = ?exit.ok(), "replica exited before becoming ready");
                                 false
                             }
-                            () = stopped(&mut stop) => {
+                            () = stop.wait() => {
                                 terminate(&mut child).await;
                                 break;
                             }
@@ -512,7 +513,7 @@ impl ReplicaCtx {
                                 self.set_ready(None);
                                 tracing::error!(function = %self.spec.function, replica = %self.id, status = ?exit.ok(), "replica exited; restarting");
                             }
-                            () = stopped(&mut stop) => {
+                            () = stop.wait() => {
                                 // Out of rotation first, then drained.
                                 self.set_ready(None);
                                 terminate(&mut child).await;
@@ -530,7 +531,7 @@ impl ReplicaCtx {
             }
             tokio::select! {
                 () = tokio::time::sleep(backoff) => {}
-                () = stopped(&mut stop) => break,
+                () = stop.wait() => break,
             }
             backoff = (backoff * 2).min(MAX_BACKOFF);
         }
@@ -701,10 +702,6 @@ async fn next_line<R: tokio::io::AsyncBufRead + Unpin>(
         ));
     }
     Ok(Some(line))
-}
-
-async fn stopped(stop: &mut watch::Receiver<bool>) {
-    let _ = stop.wait_for(|s| *s).await;
 }
 
 /// SIGTERM, then SIGKILL if the watchdog has not drained within the grace.
@@ -893,7 +890,7 @@ impl Provider for ProcessProvider {
         // Told to stop now (out of rotation at once); their drain goes on
         // without holding up the caller (the autoscaler, a scale request).
         for handle in &surplus {
-            let _ = handle.stop.send(true);
+            handle.stop.fire();
         }
         tokio::spawn(ProcessProvider::stop_replicas(surplus));
         Ok(())

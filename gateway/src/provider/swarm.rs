@@ -58,7 +58,7 @@ use super::{
 };
 use crate::config::Config;
 use crate::functions::{Discovered, ReplicaInfo, ReplicaState, Table};
-use crate::reply::{error_chain, one_line};
+use faas_common::message::{error_chain, one_line};
 
 const NAME: &str = "swarm";
 /// The watchdog's port inside every function container.

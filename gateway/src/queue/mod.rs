@@ -23,13 +23,14 @@ use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
 use faas_common::api::{CallbackRecord, Execution, ExecutionStatus};
+use faas_common::shutdown::Shutdown;
 use http::header::{CONTENT_TYPE, HeaderName, HeaderValue};
 use http::{Method, Request, StatusCode};
 use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
-use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, watch};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 
 use crate::AppState;
 use crate::forward::CallBody;
@@ -113,7 +114,7 @@ impl AsyncQueue {
     /// waits up to `drain` for running calls and callbacks (those still
     /// running stay `running` in the store and run again at the next
     /// start; callbacks still pending are delivered then).
-    pub async fn dispatch(state: Arc<AppState>, mut stop: watch::Receiver<bool>, drain: Duration) {
+    pub async fn dispatch(state: Arc<AppState>, mut stop: Shutdown, drain: Duration) {
         let queue = state.queue.clone();
         let unsent = queue.store.take_unsent_callbacks();
         if !unsent.is_empty() {
@@ -133,7 +134,7 @@ impl AsyncQueue {
                     };
                     let slot = tokio::select! {
                         slot = state.queue.callback_slots.clone().acquire_owned() => slot.expect("never closed"),
-                        _ = stop.wait_for(|s| *s) => break,
+                        () = stop.wait() => break,
                     };
                     let delivering = state.queue.delivering();
                     let state = state.clone();
@@ -146,7 +147,7 @@ impl AsyncQueue {
         });
         let mut next_purge = Instant::now();
         loop {
-            if *stop.borrow() {
+            if stop.is_shutdown() {
                 break;
             }
             let (taken, next_due) = {
@@ -196,7 +197,7 @@ impl AsyncQueue {
             tokio::select! {
                 () = queue.wake.notified() => {}
                 () = tokio::time::sleep(sleep) => {}
-                _ = stop.changed() => {}
+                () = stop.wait() => {}
             }
         }
         let deadline = Instant::now() + drain;
@@ -519,7 +520,7 @@ async fn deliver_callback(
                 Ok(Err(e)) => Err((
                     format!(
                         "cannot reach the callback URL: {}",
-                        crate::reply::error_chain(&e)
+                        faas_common::message::error_chain(&e)
                     ),
                     !refused(&e),
                 )),

@@ -15,7 +15,9 @@ use serde::Deserialize;
 use super::policy::alert_replicas;
 use crate::AppState;
 use crate::provider::ProviderError;
-use crate::reply::{one_line, text};
+use faas_common::message::one_line;
+
+use crate::reply::text;
 
 /// The parts of AlertManager's webhook body that matter here.
 #[derive(Debug, Deserialize)]

@@ -21,7 +21,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use faas_common::api::{ScalingDecision, ScalingStatus};
-use tokio::sync::watch;
+use faas_common::shutdown::Shutdown;
 use tokio::task::JoinSet;
 
 use crate::AppState;
@@ -194,7 +194,7 @@ impl Autoscaler {
     }
 
     /// Runs the loop until `stop`, then lets scale calls in flight finish.
-    pub async fn run(state: Arc<AppState>, mut stop: watch::Receiver<bool>) {
+    pub async fn run(state: Arc<AppState>, mut stop: Shutdown) {
         let scaler = state.scaler.clone();
         let mut tick = tokio::time::interval(scaler.tick);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -202,9 +202,9 @@ impl Autoscaler {
             let full = tokio::select! {
                 _ = tick.tick() => true,
                 () = state.table.wanted() => false,
-                _ = stop.changed() => break,
+                () = stop.wait() => break,
             };
-            if *stop.borrow() {
+            if stop.is_shutdown() {
                 break;
             }
             scaler.pass(&state, full).await;

@@ -1,4 +1,4 @@
-//! `write_timeout` at the socket: a connection whose client stops reading
+//! A write timeout at the socket: a connection whose client stops reading
 //! for longer than the timeout is closed, instead of pinning a request (and
 //! its process) forever. The timer runs only while a write is blocked.
 
@@ -12,13 +12,14 @@ use tokio::time::{Instant, Sleep};
 
 pub struct WriteTimeout<T> {
     inner: T,
-    timeout: Duration,
+    /// `None`: writes may block for as long as the peer likes.
+    timeout: Option<Duration>,
     timer: Option<Pin<Box<Sleep>>>,
     blocked: bool,
 }
 
 impl<T> WriteTimeout<T> {
-    pub fn new(inner: T, timeout: Duration) -> WriteTimeout<T> {
+    pub fn new(inner: T, timeout: Option<Duration>) -> WriteTimeout<T> {
         WriteTimeout {
             inner,
             timeout,
@@ -28,7 +29,9 @@ impl<T> WriteTimeout<T> {
     }
 
     fn on_pending(&mut self, cx: &mut Context<'_>) -> Poll<io::Error> {
-        let timeout = self.timeout;
+        let Some(timeout) = self.timeout else {
+            return Poll::Pending;
+        };
         let timer = self
             .timer
             .get_or_insert_with(|| Box::pin(tokio::time::sleep(timeout)));

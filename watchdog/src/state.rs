@@ -1,0 +1,93 @@
+//! What every request shares: the configuration, the reaper, health,
+//! metrics, the `http`-mode client, and the count of requests in flight
+//! that `max_inflight` admits against.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+use http::HeaderValue;
+
+use crate::config::Config;
+use crate::health::Health;
+use crate::metrics::Metrics;
+use crate::process::Reaper;
+use crate::upstream;
+
+/// Everything a request handler shares.
+pub struct State {
+    pub config: Config,
+    pub reaper: &'static Reaper,
+    pub health: Arc<Health>,
+    pub metrics: Metrics,
+    pub upstream: Option<upstream::Client>,
+    pub hostname: HeaderValue,
+    cold: AtomicBool,
+    inflight: AtomicUsize,
+}
+
+impl State {
+    pub fn new(config: Config, health: Arc<Health>, upstream: Option<upstream::Client>) -> State {
+        State {
+            reaper: Reaper::start(config.reaper),
+            config,
+            health,
+            metrics: Metrics::new(),
+            upstream,
+            hostname: HeaderValue::from_str(&hostname())
+                .unwrap_or(HeaderValue::from_static("unknown")),
+            cold: AtomicBool::new(true),
+            inflight: AtomicUsize::new(0),
+        }
+    }
+
+    /// True for the first request this instance serves, false after.
+    pub fn take_cold(&self) -> bool {
+        self.cold.swap(false, Ordering::Relaxed)
+    }
+
+    /// Whether `max_inflight` requests are running now.
+    pub fn at_capacity(&self) -> bool {
+        let max = self.config.max_inflight;
+        max > 0 && self.inflight.load(Ordering::SeqCst) >= max
+    }
+}
+
+/// Counts a request as in flight from admission until its response body is
+/// done. Acquired only under `max_inflight`.
+pub struct InflightGuard {
+    state: Arc<State>,
+}
+
+impl InflightGuard {
+    /// Admits a request, or `None` when `max_inflight` are running.
+    pub fn acquire(state: &Arc<State>) -> Option<InflightGuard> {
+        let max = state.config.max_inflight;
+        let before = state.inflight.fetch_add(1, Ordering::SeqCst);
+        if max > 0 && before >= max {
+            state.inflight.fetch_sub(1, Ordering::SeqCst);
+            return None;
+        }
+        state.metrics.in_flight.inc();
+        Some(InflightGuard {
+            state: state.clone(),
+        })
+    }
+}
+
+impl Drop for InflightGuard {
+    fn drop(&mut self) {
+        self.state.inflight.fetch_sub(1, Ordering::SeqCst);
+        self.state.metrics.in_flight.dec();
+    }
+}
+
+fn hostname() -> String {
+    let mut buf = [0u8; 256];
+    // SAFETY: gethostname writes at most buf.len() bytes into buf.
+    let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
+    if rc != 0 {
+        return std::env::var("HOSTNAME").unwrap_or_else(|_| "unknown".into());
+    }
+    let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
+    String::from_utf8_lossy(&buf[..end]).into_owned()
+}
