@@ -531,8 +531,13 @@ cmd_test() {
     # The Docker test builds catservice around this binary.
     export FAAS_STATIC_FWATCHDOG
     FAAS_STATIC_FWATCHDOG=$(release_dir)/fwatchdog
-    log "cargo test --workspace"
+    log "cargo test --workspace (everything that needs no Docker)"
     cargo test --workspace --locked
+    # Then, on purpose, the tests marked #[ignore = "needs Docker …"]: the
+    # Swarm stack and the Docker image. Apart, so they never share the two
+    # cores with the process tests (they time deploys and count lost calls).
+    log "cargo test --workspace -- --ignored (Docker and Swarm)"
+    cargo test --workspace --locked -- --ignored
 }
 
 cmd_bench() {

@@ -827,7 +827,7 @@ EOF
 | Hypervisor | $(lscpu | awk -F: '/^Hypervisor vendor/ { gsub(/^ +/, "", $2); print $2; exit }' | grep . || echo none) |
 | Memory | $(awk '/^MemTotal/ { printf "%.1f GiB", $2 / 1048576 }' /proc/meminfo) |
 | Kernel | $(uname -srm) |
-| OS | $(. /etc/os-release && echo "$PRETTY_NAME") |
+| OS | $(sed -n 's/^PRETTY_NAME="\{0,1\}\([^"]*\)"\{0,1\}$/\1/p' /etc/os-release) |
 | Rust | $(rustc --version) |
 | Source | $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)$(git -C "$ROOT" status --porcelain -- watchdog gateway common sample-functions/markdown 2>/dev/null | grep -q . && echo " plus uncommitted changes in watchdog/, gateway/, common/ or sample-functions/markdown/") |
 | Build | \`${BUILD_CMD[*]}\`, then \`${BUILD_GW_CMD[*]}\` |

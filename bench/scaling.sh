@@ -91,7 +91,7 @@ EOF
 
 # ---- 1. process provider -------------------------------------------------
 
-CAT=cat
+CAT="cat"
 [[ -x /bin/busybox ]] && CAT="/bin/busybox cat"
 cat >"$OUT/stack.yml" <<EOF
 version: 1.0
@@ -167,7 +167,7 @@ for trial in $(seq 1 "$COLD_TRIALS"); do
     # The reference: the same function, warm, right after.
     curl -s -o /dev/null -w '%{time_total}\n' -d warm "$URL/function/echo" >>"$OUT/process-warm.txt"
 done
-read -r PC50 PC95 PCMIN PCMAX PCN < <(stats "$OUT/process-cold.txt")
+read -r PC50 PC95 PCMIN PCMAX _ < <(stats "$OUT/process-cold.txt")
 read -r PW50 _ _ _ _ < <(stats "$OUT/process-warm.txt")
 PUP=$(median "$OUT/process-up.txt")
 PROCESS_UPS=$(paste -sd' ' "$OUT/process-up.txt")

@@ -42,7 +42,7 @@ seed callback_url v6 $'::1\nhttp://[::ffff:127.0.0.1]:80/'
 seed bulk_array mixed '[1, "two", {"three": 3}, [4], null, true]'
 
 targets=$(cargo fuzz list)
-log "cargo fuzz build (release, AddressSanitizer): $(echo $targets)"
+log "cargo fuzz build (release, AddressSanitizer): ${targets//$'\n'/ }"
 cargo fuzz build --release
 
 mkdir -p logs

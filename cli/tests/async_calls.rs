@@ -2,7 +2,7 @@
 //! queued on a real gateway (process provider, its own queue file), their
 //! records, outputs and callbacks.
 
-mod util;
+use crate::util;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;

@@ -1,8 +1,8 @@
 //! `faas login`/`logout` against a gateway that requires basic auth.
 
-mod util;
+use crate::util;
 
-use util::Gateway;
+use util::{DENY_PY, Gateway};
 
 const USER: &str = "admin";
 const PASSWORD: &str = "s3cr3t-pw";
@@ -140,22 +140,3 @@ fn a_function_asking_for_credentials_never_gets_the_login() {
     let seen = std::fs::read_to_string(gw.dir.path().join("seen.txt")).unwrap();
     assert_eq!(seen.trim(), "None", "the function was sent: {seen}");
 }
-
-/// Answers 401 with the gateway's own marker, and notes what it is sent.
-const DENY_PY: &str = r#"
-import http.server, os
-class Deny(http.server.BaseHTTPRequestHandler):
-    def do_POST(self):
-        self.rfile.read(int(self.headers.get("content-length") or 0))
-        with open("seen.txt", "a") as f:
-            f.write(repr(self.headers.get("authorization")) + "\n")
-        self.send_response(401)
-        self.send_header("WWW-Authenticate", 'Basic realm="faas"')
-        self.send_header("X-Faas-Auth", "basic")
-        self.send_header("Content-Length", "6")
-        self.end_headers()
-        self.wfile.write(b"denied")
-    def log_message(self, *args):
-        pass
-http.server.HTTPServer(("127.0.0.1", int(os.environ["PORT"])), Deny).serve_forever()
-"#;

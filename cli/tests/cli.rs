@@ -1,7 +1,7 @@
 //! The command line itself: help, completion, usage errors and an
 //! unreachable gateway. No gateway needed.
 
-mod util;
+use crate::util;
 
 use util::Faas;
 

@@ -1,7 +1,7 @@
 //! `faas deploy` against a real gateway: stack files, filters, updates and
 //! waiting for replicas.
 
-mod util;
+use crate::util;
 
 use util::{Gateway, list_row};
 

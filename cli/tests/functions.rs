@@ -1,6 +1,6 @@
 //! `faas describe`, `scale`, `logs` and `info` against a real gateway.
 
-mod util;
+use crate::util;
 
 use std::io::{BufRead, BufReader};
 use std::time::Duration;

@@ -1,6 +1,6 @@
 //! `faas invoke`: stdin in, the function's answer out, refusals on stderr.
 
-mod util;
+use crate::util;
 
 use util::Gateway;
 

@@ -1,6 +1,6 @@
 //! `faas secret create|list|remove`.
 
-mod util;
+use crate::util;
 
 use util::Gateway;
 

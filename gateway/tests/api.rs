@@ -3,12 +3,12 @@
 //! without basic auth, through the real gateway and the process provider's
 //! real function processes.
 
-mod util;
+use crate::util;
 
 use std::collections::BTreeSet;
 use std::process::{Command, Stdio};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
 use base64::Engine;
@@ -192,23 +192,6 @@ fn run_to_exit(flags: &[&str], env: &[(&str, &str)]) -> (std::process::ExitStatu
         output.status,
         String::from_utf8_lossy(&output.stderr).into_owned(),
     )
-}
-
-/// Like `eventually`, for a condition that must make requests.
-async fn eventually_async<F: std::future::Future<Output = bool>>(
-    limit: Duration,
-    mut cond: impl FnMut() -> F,
-) -> bool {
-    let deadline = Instant::now() + limit;
-    loop {
-        if cond().await {
-            return true;
-        }
-        if Instant::now() > deadline {
-            return false;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
 }
 
 // ------------------------------------------------------ list and describe
@@ -452,9 +435,11 @@ async fn no_call_fails_during_a_rolling_update() {
     let gw = Gateway::start(stack, &[], &["--replica-wait", "20ms"]);
     let addr = gw.addr;
     let stop = Arc::new(AtomicBool::new(false));
+    let calls = Arc::new(AtomicUsize::new(0));
     let mut callers = Vec::new();
     for _ in 0..2 {
         let stop = stop.clone();
+        let calls = calls.clone();
         callers.push(tokio::spawn(async move {
             // (when the call started, its outcome)
             let mut seen = Vec::new();
@@ -471,16 +456,20 @@ async fn no_call_fails_during_a_rolling_update() {
                     Err(e) => Err(e),
                 };
                 seen.push((started, outcome));
+                calls.fetch_add(1, Ordering::Relaxed);
             }
             seen
         }));
     }
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Calls are flowing before the update, and go on well after it.
+    let count = || calls.load(Ordering::Relaxed);
+    assert!(eventually(Duration::from_secs(10), || count() >= 20).await);
     let update = json!({"service": "env", "envProcess": "env", "envVars": {"VERSION": "two"}});
     let reply = api(&gw, "PUT", "/system/functions", update.to_string()).await;
     assert_eq!(reply.status, StatusCode::ACCEPTED, "{}", reply.text());
     let updated = Instant::now();
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    let at_update = count();
+    assert!(eventually(Duration::from_secs(10), || count() >= at_update + 40).await);
     stop.store(true, Ordering::Relaxed);
 
     let mut seen = Vec::new();
@@ -832,8 +821,8 @@ async fn followed_logs_stream_new_lines_until_the_client_leaves() {
     assert_eq!(response.headers()["content-type"], "application/x-ndjson");
     let mut body = response.into_body();
 
-    // Give the request time to be following, then make a new line.
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    // The headers came: the gateway subscribed to new lines before it
+    // answered, so the next line is ours without waiting.
     assert_eq!(
         post(gw.addr, "/function/noisy", "live").await.text(),
         "ok\n"

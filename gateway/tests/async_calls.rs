@@ -4,7 +4,7 @@
 //! across SIGKILL and SIGTERM, through the real gateway and the process
 //! provider's real function processes.
 
-mod util;
+use crate::util;
 
 use std::collections::{HashMap, HashSet};
 use std::io::{BufRead, BufReader, Read, Write};

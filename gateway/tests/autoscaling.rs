@@ -3,7 +3,7 @@
 //! for the first call, which is held rather than refused; manual scales
 //! and AlertManager's webhook are continued from, not fought.
 
-mod util;
+use crate::util;
 
 use std::time::{Duration, Instant};
 
@@ -417,6 +417,8 @@ functions:
     let gw = Gateway::start(stack, &[], &["--autoscale", "false"]);
     api(&gw, "/system/scale-function/echo", r#"{"replicas": 2}"#).await;
     until(&gw, "echo", Duration::from_secs(10), "at 2", replicas(2)).await;
+    // What is tested is that nothing happens: the wait is past the 3 s
+    // window after which an enabled autoscaler went back to 1 (above).
     tokio::time::sleep(Duration::from_secs(5)).await;
     let s = status(&gw, "echo").await;
     assert_eq!(s["replicas"], 2, "{s}");

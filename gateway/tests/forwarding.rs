@@ -1,7 +1,7 @@
 //! Forwarding: headers, streaming, timeouts, balancing, retries, metrics
 //! and graceful shutdown, through the real gateway and real functions.
 
-mod util;
+use crate::util;
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -236,7 +236,17 @@ async fn graceful_shutdown_finishes_in_flight_calls_and_stops_the_functions() {
     let replicas = gw.children();
     assert!(!replicas.is_empty());
     let call = tokio::spawn(post(gw.addr, "/function/slow", ""));
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // SIGTERM once the call is in flight at the gateway.
+    let addr = gw.addr;
+    let in_flight = eventually_async(Duration::from_secs(5), || async move {
+        let text = get(addr, "/metrics").await.text();
+        metric(
+            &text,
+            r#"gateway_function_invocation_inflight{function_name="slow"}"#,
+        ) == Some(1.0)
+    })
+    .await;
+    assert!(in_flight, "the call never showed as in flight");
     gw.signal(libc::SIGTERM);
     let reply = call.await.unwrap();
     assert_eq!(reply.status, StatusCode::OK);

@@ -1,7 +1,7 @@
 //! The four routing rules, name validation, and their errors, through the
 //! real gateway and real function processes.
 
-mod util;
+use crate::util;
 
 use bytes::Bytes;
 use http::{Request, StatusCode};

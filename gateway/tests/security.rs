@@ -7,7 +7,7 @@
 //! side, secrets and services the gateway did not deploy, is in
 //! `swarm_api.rs`.)
 
-mod util;
+use crate::util;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -904,25 +904,6 @@ async fn a_function_cannot_forge_the_gateways_request_for_credentials() {
 
 const DENY_STACK: &str =
     "functions:\n  deny:\n    fprocess: python3 deny.py\n    environment:\n      mode: http\n";
-/// A function that asks for credentials as the gateway would, and writes
-/// down any it is sent.
-pub const DENY_PY: &str = r#"
-import http.server, os
-class Deny(http.server.BaseHTTPRequestHandler):
-    def do_POST(self):
-        self.rfile.read(int(self.headers.get("content-length") or 0))
-        with open("seen.txt", "a") as f:
-            f.write(repr(self.headers.get("authorization")) + "\n")
-        self.send_response(401)
-        self.send_header("WWW-Authenticate", 'Basic realm="faas"')
-        self.send_header("X-Faas-Auth", "basic")
-        self.send_header("Content-Length", "6")
-        self.end_headers()
-        self.wfile.write(b"denied")
-    def log_message(self, *args):
-        pass
-http.server.HTTPServer(("127.0.0.1", int(os.environ["PORT"])), Deny).serve_forever()
-"#;
 
 // ------------------------------------------- 8. outputs are data, not pages
 

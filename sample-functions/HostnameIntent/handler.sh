@@ -1,3 +1,4 @@
+# shellcheck shell=sh
 # HostnameIntent: answers an Alexa skill request with the container's
 # hostname, so repeated calls show the load spreading across replicas.
 # Run by busybox sh under the watchdog (fprocess="sh /handler.sh").

@@ -1,3 +1,4 @@
+# shellcheck shell=sh
 # sleep: sleeps for the number of seconds in the request body, then says
 # where it slept. "0.5" and ".5" work; an empty body means 1 second.
 # Run by busybox sh under the watchdog (fprocess="sh /handler.sh").

@@ -1,6 +1,6 @@
 //! Bad configuration stops start-up with a message naming the variable.
 
-mod util;
+use crate::util;
 
 use util::*;
 

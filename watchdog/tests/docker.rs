@@ -1,48 +1,25 @@
 //! The `catservice` image, built `FROM scratch` around the static
 //! fwatchdog, runs on Docker, echoes, and turns healthy.
 //!
-//! Needs Docker and the static binary from `./build.sh binaries`. Without
-//! them the test says so and skips, except under `CI=true`, where a missing
-//! prerequisite is a failure.
+//! Needs Docker and the static binary from `./build.sh binaries`, so it is
+//! ignored by a plain `cargo test` and run on purpose (`./build.sh test`
+//! does); once running, a missing prerequisite is a failure saying what to
+//! do.
 
-mod util;
+use crate::util;
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use http::StatusCode;
 
-fn in_ci() -> bool {
-    std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
-}
-
-/// Fails under CI, otherwise explains the skip. Returns false to skip.
-fn prerequisite(ok: Result<(), String>) -> bool {
-    match ok {
-        Ok(()) => true,
-        Err(why) if in_ci() => panic!("Docker test cannot run under CI=true: {why}"),
-        Err(why) => {
-            eprintln!("SKIPPED (set CI=true to make this a failure): {why}");
-            false
-        }
-    }
+/// The prerequisite, or a failure naming it.
+fn require<T>(ready: Result<T, String>) -> T {
+    ready.unwrap_or_else(|why| panic!("the Docker test cannot run: {why}"))
 }
 
 fn docker(args: &[&str]) -> Result<String, String> {
-    let out = Command::new("docker")
-        .args(args)
-        .output()
-        .map_err(|e| format!("cannot run docker: {e}"))?;
-    if out.status.success() {
-        Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
-    } else {
-        Err(format!(
-            "docker {} failed: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&out.stderr).trim()
-        ))
-    }
+    testkit::swarm::try_docker(args).map(|out| out.trim().to_owned())
 }
 
 fn repo_root() -> PathBuf {
@@ -80,22 +57,16 @@ impl Drop for Cleanup {
 }
 
 #[tokio::test]
+#[ignore = "needs Docker and ./build.sh binaries"]
 async fn catservice_image_echoes_and_turns_healthy() {
-    if !prerequisite(docker(&["version", "--format", "{{.Server.Version}}"]).map(drop)) {
-        return;
-    }
-    let fwatchdog = static_fwatchdog();
-    if !prerequisite(fwatchdog.as_ref().map(drop).map_err(Clone::clone)) {
-        return;
-    }
+    require(docker(&["version", "--format", "{{.Server.Version}}"]));
+    let fwatchdog = require(static_fwatchdog());
     let busybox = Path::new("/bin/busybox");
-    if !prerequisite(if busybox.is_file() {
+    require(if busybox.is_file() {
         Ok(())
     } else {
-        Err("/bin/busybox missing (apt-get install busybox-static)".into())
-    }) {
-        return;
-    }
+        Err("/bin/busybox missing (apt-get install busybox-static)".to_owned())
+    });
 
     // The build context, as build.sh stages it.
     let context = tempfile::tempdir().unwrap();
@@ -104,7 +75,7 @@ async fn catservice_image_echoes_and_turns_healthy() {
         let entry = entry.unwrap();
         std::fs::copy(entry.path(), context.path().join(entry.file_name())).unwrap();
     }
-    std::fs::copy(fwatchdog.unwrap(), context.path().join("fwatchdog")).unwrap();
+    std::fs::copy(&fwatchdog, context.path().join("fwatchdog")).unwrap();
     std::fs::copy(busybox, context.path().join("busybox")).unwrap();
 
     let tag = format!("faas-test/catservice:{}", std::process::id());

@@ -1,7 +1,7 @@
 //! `fork` mode: a process per request, output buffered, status from the
 //! exit code.
 
-mod util;
+use crate::util;
 
 use std::time::Duration;
 

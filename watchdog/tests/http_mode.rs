@@ -4,7 +4,7 @@
 //! started through `env` so it gets its own configuration: a real HTTP
 //! server that echoes bodies.
 
-mod util;
+use crate::util;
 
 use std::path::Path;
 use std::time::Duration;
@@ -165,14 +165,15 @@ async fn an_upstream_that_cannot_start_is_retried_not_fatal() {
         ("fprocess", "/no/such/server"),
         ("upstream_url", &format!("http://127.0.0.1:{}", free_port())),
     ]);
-    tokio::time::sleep(Duration::from_millis(400)).await;
-    assert_eq!(health(&wd).await, StatusCode::SERVICE_UNAVAILABLE);
+    // Backoff starts at 100 ms: two restarts come well within 5 s.
+    let retried = eventually(Duration::from_secs(5), || {
+        wd.log().matches("restarting the upstream process").count() >= 2
+    })
+    .await;
     let log = wd.log();
+    assert!(retried, "{log}");
     assert!(log.contains("cannot exec the upstream process"), "{log}");
-    assert!(
-        log.matches("restarting the upstream process").count() >= 2,
-        "{log}"
-    );
+    assert_eq!(health(&wd).await, StatusCode::SERVICE_UNAVAILABLE);
 }
 
 #[tokio::test]

@@ -1,6 +1,6 @@
 //! Health lock, readiness, the Docker health probe, and graceful shutdown.
 
-mod util;
+use crate::util;
 
 use std::time::{Duration, Instant};
 

@@ -1,6 +1,6 @@
 //! Prometheus metrics on metrics_port count exactly what was served.
 
-mod util;
+use crate::util;
 
 use std::time::Duration;
 

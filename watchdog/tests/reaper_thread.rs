@@ -1,7 +1,7 @@
 //! The fallback reaper (`reaper=thread`, used where pidfds are unavailable)
 //! keeps every process guarantee the default one gives.
 
-mod util;
+use crate::util;
 
 use std::time::Duration;
 

@@ -1,6 +1,6 @@
 //! `stream` mode: bodies streamed both ways with constant memory.
 
-mod util;
+use crate::util;
 
 use std::time::Duration;
 

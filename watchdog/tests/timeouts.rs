@@ -1,6 +1,6 @@
 //! read_timeout and write_timeout protect the watchdog from stalled clients.
 
-mod util;
+use crate::util;
 
 use std::time::{Duration, Instant};
 

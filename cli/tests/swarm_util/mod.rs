@@ -8,8 +8,6 @@
 //! credentials are `.secrets/basic-auth-user` and
 //! `.secrets/basic-auth-password` at the repository's root.
 
-#![allow(dead_code)]
-
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -21,6 +19,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use faas_common::stack::Stack;
 
 use crate::util::{FAAS, Faas, Run};
+use testkit::swarm;
+pub use testkit::swarm::{service_ps, try_docker};
 
 /// The sample images the tests deploy; `./build.sh up` builds them.
 pub const IMAGES: &[&str] = &[
@@ -47,39 +47,21 @@ pub struct Swarm {
     _serial: MutexGuard<'static, ()>,
 }
 
-static SERIAL: Mutex<()> = Mutex::new(());
-
 impl Swarm {
-    /// The stack when Docker, Swarm, the images, the gateway and its
-    /// credentials are all there. Otherwise: under `CI=true` a panic saying
-    /// what is missing, else "SKIPPED: …" on stderr and `None`.
-    pub fn connect() -> Option<Swarm> {
-        let serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-        let gateway = std::env::var("FAAS_GATEWAY_URL")
-            .ok()
-            .filter(|u| !u.trim().is_empty())
-            .unwrap_or_else(|| "http://127.0.0.1:8080".to_owned())
-            .trim()
-            .trim_end_matches('/')
-            .to_owned();
+    /// The stack, once Docker, Swarm, the images, the gateway and its
+    /// credentials are all there; else a panic saying what is missing.
+    pub fn connect() -> Swarm {
+        let serial = swarm::serial();
+        let gateway = swarm::gateway_url();
         let http = Http::new(&gateway);
-        let (user, password) = match check_environment(&http).and_then(|()| credentials()) {
-            Ok(credentials) => credentials,
-            Err(why) => {
-                let ci = std::env::var("CI").is_ok_and(|v| v == "true" || v == "1");
-                if ci {
-                    panic!("the Swarm end-to-end tests of the CLI cannot run (CI=true): {why}");
-                }
-                eprintln!("SKIPPED: {why}");
-                return None;
-            }
-        };
+        let (user, password) =
+            swarm::require(swarm::check(&gateway, IMAGES).and_then(|()| swarm::credentials()));
         let dir = tempfile::tempdir().expect("a scratch directory");
         let cli = Cli {
             dir: dir.path().to_owned(),
             gateway: gateway.clone(),
         };
-        Some(Swarm {
+        Swarm {
             gateway,
             user,
             password,
@@ -87,7 +69,7 @@ impl Swarm {
             http,
             dir,
             _serial: serial,
-        })
+        }
     }
 
     /// `faas login` with the stack's credentials on stdin; insists it
@@ -147,52 +129,6 @@ impl Cli {
             .env("FAAS_GATEWAY", &self.gateway)
             .env("FAAS_CONFIG", self.config_path())
     }
-}
-
-/// Docker in Swarm mode, the sample images, and a healthy gateway.
-fn check_environment(http: &Http) -> Result<(), String> {
-    let state = try_docker(&["info", "--format", "{{.Swarm.LocalNodeState}}"])
-        .map_err(|e| format!("no Docker engine answers ({e})"))?;
-    if state.trim() != "active" {
-        return Err(format!(
-            "Docker is not in Swarm mode (state {:?}): run ./build.sh up",
-            state.trim()
-        ));
-    }
-    for image in IMAGES {
-        if try_docker(&["image", "inspect", "--format", "{{.Id}}", image]).is_err() {
-            return Err(format!(
-                "the image {image} does not exist: run ./build.sh up"
-            ));
-        }
-    }
-    http.healthz().map_err(|e| {
-        format!(
-            "no healthy gateway at {} ({e}): deploy the stack with ./build.sh up (or set FAAS_GATEWAY_URL)",
-            http.base
-        )
-    })
-}
-
-/// The stack's basic-auth user and password, as `./build.sh up` left them.
-fn credentials() -> Result<(String, String), String> {
-    let dir = Path::new(REPO).join(".secrets");
-    let read = |name: &str| {
-        std::fs::read_to_string(dir.join(name))
-            .map(|t| t.trim().to_owned())
-            .map_err(|e| {
-                format!(
-                    "cannot read {}: {e}: run ./build.sh up",
-                    dir.join(name).display()
-                )
-            })
-    };
-    let user = read("basic-auth-user")?;
-    let password = read("basic-auth-password")?;
-    if user.is_empty() || password.is_empty() {
-        return Err(format!("{} holds empty credentials", dir.display()));
-    }
-    Ok((user, password))
 }
 
 /// A prefix for this test's names: unique per process and per call, so
@@ -344,30 +280,6 @@ impl Drop for Cleanup {
     }
 }
 
-/// Runs `docker args…`: its stdout, or what went wrong.
-pub fn try_docker(args: &[&str]) -> Result<String, String> {
-    let output = Command::new("docker")
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .map_err(|e| format!("cannot run docker: {e}"))?;
-    if output.status.success() {
-        Ok(String::from_utf8_lossy(&output.stdout).into_owned())
-    } else {
-        Err(format!(
-            "docker {} failed ({}): {}",
-            args.join(" "),
-            output.status,
-            String::from_utf8_lossy(&output.stderr).trim()
-        ))
-    }
-}
-
-/// `docker service ps` of a service, for failure messages.
-pub fn service_ps(service: &str) -> String {
-    try_docker(&["service", "ps", "--no-trunc", service]).unwrap_or_else(|e| e)
-}
-
 /// Whether Swarm has finished rolling out a service's update and only one
 /// container of it is left (the replaced one has stopped).
 pub fn rollout_done(service: &str) -> bool {
@@ -439,24 +351,6 @@ impl Http {
             served_by,
             body,
         })
-    }
-
-    fn healthz(&self) -> Result<(), String> {
-        let mut response = self
-            .agent
-            .get(format!("{}/healthz", self.base))
-            .config()
-            .timeout_global(Some(Duration::from_secs(5)))
-            .build()
-            .call()
-            .map_err(|e| e.to_string())?;
-        let status = response.status();
-        if status.is_success() {
-            Ok(())
-        } else {
-            let body = response.body_mut().read_to_string().unwrap_or_default();
-            Err(format!("/healthz answered {status} {}", body.trim()))
-        }
     }
 }
 

@@ -2,32 +2,24 @@
 //! port) and the real `faas` binary run against it, each test in its own
 //! directory with its own config file.
 
-#![allow(dead_code)]
-
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
-use std::sync::mpsc;
-use std::sync::{Arc, Mutex, Once};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+pub use testkit::fixtures::DENY_PY;
+use testkit::proc::{Log, field, start_until};
 
 pub const FAAS: &str = env!("CARGO_BIN_EXE_faas");
 
-/// `target/debug/gateway`, built once per test binary (cargo only builds
-/// the binaries of the crate under test).
+/// The gateway binary `cargo test --workspace` built beside `faas` (a
+/// test never builds it: a missing or stale one is a failure saying so).
 pub fn gateway_bin() -> PathBuf {
-    static BUILD: Once = Once::new();
-    let bin = Path::new(FAAS).with_file_name("gateway");
-    BUILD.call_once(|| {
-        let status = Command::new(env!("CARGO"))
-            .args(["build", "-q", "-p", "gateway"])
-            .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
-            .status()
-            .expect("run cargo build -p gateway");
-        assert!(status.success(), "cargo build -p gateway failed");
-    });
-    assert!(bin.exists(), "no gateway binary at {}", bin.display());
-    bin
+    testkit::bin::sibling(
+        FAAS,
+        "gateway",
+        &["gateway/src", "watchdog/src", "common/src"],
+    )
 }
 
 /// A running gateway, killed (with its functions) when dropped, plus a
@@ -36,7 +28,7 @@ pub struct Gateway {
     child: Child,
     pub url: String,
     pub dir: tempfile::TempDir,
-    log: Arc<Mutex<String>>,
+    log: Log,
 }
 
 impl Gateway {
@@ -50,58 +42,32 @@ impl Gateway {
         let dir = tempfile::tempdir().unwrap();
         let secrets = dir.path().join("secrets");
         std::fs::create_dir_all(&secrets).unwrap();
-        let mut child = Command::new(gateway_bin())
-            .args([
-                "--provider",
-                "process",
-                "--port",
-                "0",
-                "--bind-address",
-                "127.0.0.1",
-            ])
-            .current_dir(dir.path())
-            .env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .env("RUST_LOG", "info")
-            .env("secret_mount_path", &secrets)
-            // Each gateway its own async queue and state, gone with the test.
-            .env("queue_path", dir.path().join("queue.redb"))
-            .env("state_dir", dir.path().join("state"))
-            // Without credentials, an open API, chosen explicitly.
-            .envs(
-                env.iter()
-                    .all(|(k, _)| !k.starts_with("basic_auth"))
-                    .then_some(("auth", "none")),
-            )
-            .envs(env.iter().copied())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start gateway");
-        let stderr = child.stderr.take().unwrap();
-        let log = Arc::new(Mutex::new(String::new()));
-        let (tx, rx) = mpsc::channel();
-        {
-            let log = log.clone();
-            std::thread::spawn(move || {
-                for line in BufReader::new(stderr).lines() {
-                    let Ok(line) = line else { break };
-                    if line.contains("listening") {
-                        let _ = tx.send(line.clone());
-                    }
-                    let mut log = log.lock().unwrap();
-                    log.push_str(&line);
-                    log.push('\n');
-                }
-            });
-        }
-        let line = match rx.recv_timeout(Duration::from_secs(30)) {
-            Ok(line) => line,
-            Err(_) => {
-                let _ = child.kill();
-                panic!("gateway did not start:\n{}", log.lock().unwrap());
-            }
-        };
+        let mut cmd = Command::new(gateway_bin());
+        cmd.args([
+            "--provider",
+            "process",
+            "--port",
+            "0",
+            "--bind-address",
+            "127.0.0.1",
+        ])
+        .current_dir(dir.path())
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("RUST_LOG", "info")
+        .env("secret_mount_path", &secrets)
+        // Each gateway its own async queue and state, gone with the test.
+        .env("queue_path", dir.path().join("queue.redb"))
+        .env("state_dir", dir.path().join("state"))
+        // Without credentials, an open API, chosen explicitly.
+        .envs(
+            env.iter()
+                .all(|(k, _)| !k.starts_with("basic_auth"))
+                .then_some(("auth", "none")),
+        )
+        .envs(env.iter().copied());
+        let log = Log::default();
+        let (child, line) = start_until(cmd, "listening", Duration::from_secs(30), &log);
         let addr = field(&line, "addr=");
         let port = addr.rsplit(':').next().unwrap();
         Gateway {
@@ -113,7 +79,7 @@ impl Gateway {
     }
 
     pub fn log(&self) -> String {
-        self.log.lock().unwrap().clone()
+        self.log.text()
     }
 
     /// Writes a file into the scratch directory; returns its path.
@@ -164,14 +130,6 @@ impl Drop for Gateway {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-fn field<'a>(line: &'a str, name: &str) -> &'a str {
-    let start = line
-        .find(name)
-        .unwrap_or_else(|| panic!("no {name} in {line:?}"))
-        + name.len();
-    line[start..].split_whitespace().next().unwrap()
 }
 
 /// A `faas` invocation being put together.
@@ -287,18 +245,10 @@ impl Run {
     }
 }
 
-/// Retries `check` until it returns true or `limit` passes.
-pub fn eventually(limit: Duration, mut check: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + limit;
-    loop {
-        if check() {
-            return true;
-        }
-        if Instant::now() > deadline {
-            return false;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
+/// Runs `check` (which usually runs `faas`) every 100 ms until it holds
+/// or `limit` passes.
+pub fn eventually(limit: Duration, check: impl FnMut() -> bool) -> bool {
+    testkit::wait::eventually_blocking(limit, Duration::from_millis(100), check)
 }
 
 /// The row of `faas list` output for `name`, split into columns.

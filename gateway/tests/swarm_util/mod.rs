@@ -5,12 +5,10 @@
 //! The stack comes from `./build.sh up`; the gateway is reached at
 //! `FAAS_GATEWAY_URL` (default `http://127.0.0.1:8080`).
 
-#![allow(dead_code)]
-
 use std::collections::BTreeMap;
 use std::process::Command;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, MutexGuard};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
@@ -19,11 +17,13 @@ use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
+use testkit::swarm;
+pub use testkit::swarm::{NETWORK, docker, service_ps, try_docker, unique_name};
+
+use faas_common::message::error_chain;
 
 /// The image every test service runs: the seed's echo function.
 pub const CATSERVICE: &str = "faas/catservice:latest";
-pub const NETWORK: &str = "functions";
-pub const STACK: &str = "faas";
 /// Longest a test waits for a fresh service's tasks to run and be routed.
 pub const START_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -36,33 +36,18 @@ pub struct Swarm {
     _serial: MutexGuard<'static, ()>,
 }
 
-static SERIAL: Mutex<()> = Mutex::new(());
-
 impl Swarm {
-    /// The stack when Docker, Swarm, the network and the gateway are all
-    /// there. Otherwise: under `CI=true` a panic saying what is missing,
-    /// else "SKIPPED: …" on stderr and `None`.
-    pub fn connect() -> Option<Swarm> {
-        let serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-        let gateway = std::env::var("FAAS_GATEWAY_URL")
-            .ok()
-            .filter(|u| !u.trim().is_empty())
-            .unwrap_or_else(|| "http://127.0.0.1:8080".to_owned())
-            .trim_end_matches('/')
-            .to_owned();
-        if let Err(why) = check_environment(&gateway) {
-            let ci = std::env::var("CI").is_ok_and(|v| v == "true" || v == "1");
-            if ci {
-                panic!("the Swarm end-to-end tests cannot run (CI=true): {why}");
-            }
-            eprintln!("SKIPPED: {why}");
-            return None;
-        }
-        Some(Swarm {
+    /// The stack, once Docker, Swarm, the network, the image and the
+    /// gateway are all there; else a panic saying what is missing.
+    pub fn connect() -> Swarm {
+        let serial = swarm::serial();
+        let gateway = swarm::gateway_url();
+        swarm::require(swarm::check(&gateway, &[CATSERVICE]));
+        Swarm {
             client: Http::new(&gateway),
             gateway,
             _serial: serial,
-        })
+        }
     }
 
     /// Creates a test service on the functions network, removed when the
@@ -113,74 +98,6 @@ impl Swarm {
     }
 }
 
-/// Docker, Swarm, the functions network and the gateway, or what is missing.
-fn check_environment(gateway: &str) -> Result<(), String> {
-    let state = Command::new("docker")
-        .args(["info", "--format", "{{.Swarm.LocalNodeState}}"])
-        .output()
-        .map_err(|e| format!("cannot run the docker CLI: {e}"))?;
-    if !state.status.success() {
-        return Err(format!(
-            "no Docker engine answers (docker info: {})",
-            String::from_utf8_lossy(&state.stderr).trim()
-        ));
-    }
-    let state = String::from_utf8_lossy(&state.stdout).trim().to_owned();
-    if state != "active" {
-        return Err(format!(
-            "Docker is not in Swarm mode (state {state:?}): run ./build.sh up"
-        ));
-    }
-    if try_docker(&["network", "inspect", NETWORK]).is_err() {
-        return Err(format!(
-            "the overlay network {NETWORK:?} does not exist: run ./build.sh up"
-        ));
-    }
-    if try_docker(&["image", "inspect", CATSERVICE]).is_err() {
-        return Err(format!(
-            "the image {CATSERVICE} does not exist: run ./build.sh up"
-        ));
-    }
-    let health = std::thread::scope(|s| {
-        s.spawn(|| {
-            tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap()
-                .block_on(async {
-                    let client = Http::new(gateway);
-                    tokio::time::timeout(Duration::from_secs(5), client.get("/healthz")).await
-                })
-        })
-        .join()
-        .unwrap()
-    });
-    match health {
-        Ok(Ok(r)) if r.status == StatusCode::OK => Ok(()),
-        Ok(Ok(r)) => Err(format!(
-            "the gateway at {gateway} is unhealthy: {} {}",
-            r.status,
-            r.text().trim()
-        )),
-        Ok(Err(e)) => Err(format!(
-            "no gateway answers at {gateway} ({e}): deploy the stack with ./build.sh up (or set FAAS_GATEWAY_URL)"
-        )),
-        Err(_) => Err(format!("the gateway at {gateway} did not answer within 5s")),
-    }
-}
-
-static SERIAL_NUMBER: AtomicUsize = AtomicUsize::new(0);
-
-/// A service name no other test (or concurrent run) uses.
-pub fn unique_name(tag: &str) -> String {
-    let n = SERIAL_NUMBER.fetch_add(1, Ordering::Relaxed);
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .subsec_nanos();
-    format!("t-{tag}-{}-{n}-{:x}", std::process::id(), nanos % 0xfff)
-}
-
 /// A service created by a test: `docker service rm` when dropped.
 pub struct TestService {
     pub name: String,
@@ -199,29 +116,6 @@ impl TestService {
 impl Drop for TestService {
     fn drop(&mut self) {
         self.remove();
-    }
-}
-
-/// Runs `docker args…`; panics with its stderr if it fails.
-pub fn docker(args: &[&str]) -> String {
-    try_docker(args).unwrap_or_else(|e| panic!("{e}"))
-}
-
-/// Runs `docker args…`: its stdout, or what went wrong.
-pub fn try_docker(args: &[&str]) -> Result<String, String> {
-    let output = Command::new("docker")
-        .args(args)
-        .output()
-        .map_err(|e| format!("cannot run docker: {e}"))?;
-    if output.status.success() {
-        Ok(String::from_utf8_lossy(&output.stdout).into_owned())
-    } else {
-        Err(format!(
-            "docker {} failed ({}): {}",
-            args.join(" "),
-            output.status,
-            String::from_utf8_lossy(&output.stderr).trim()
-        ))
     }
 }
 
@@ -288,22 +182,8 @@ pub fn running_container(service: &str) -> Option<String> {
 /// `Basic …` for the gateway's `/system` routes, from the `.secrets/`
 /// that `./build.sh up` writes; `None` when it wrote none.
 pub fn credentials() -> Option<String> {
-    use base64::Engine;
-    let dir = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../.secrets");
-    let password = std::fs::read_to_string(dir.join("basic-auth-password")).ok()?;
-    let user = std::fs::read_to_string(dir.join("basic-auth-user"))
-        .ok()
-        .map(|u| u.trim().to_owned())
-        .filter(|u| !u.is_empty())
-        .unwrap_or_else(|| "admin".to_owned());
-    let token =
-        base64::engine::general_purpose::STANDARD.encode(format!("{user}:{}", password.trim()));
-    Some(format!("Basic {token}"))
-}
-
-/// `docker service ps` of a service, for failure messages.
-pub fn service_ps(service: &str) -> String {
-    try_docker(&["service", "ps", "--no-trunc", service]).unwrap_or_else(|e| e)
+    let (user, password) = swarm::credentials().ok()?;
+    Some(swarm::basic_auth(&user, &password))
 }
 
 /// The ids of a service's tasks that are meant to run.
@@ -412,9 +292,17 @@ impl Http {
             .body(Full::new(body.into()))
             .map_err(|e| e.to_string())?;
         let call = async {
-            let response = self.client.request(request).await.map_err(error_chain)?;
+            let response = self
+                .client
+                .request(request)
+                .await
+                .map_err(|e| error_chain(&e))?;
             let (parts, body) = response.into_parts();
-            let body = body.collect().await.map_err(error_chain)?.to_bytes();
+            let body = body
+                .collect()
+                .await
+                .map_err(|e| error_chain(&e))?
+                .to_bytes();
             Ok(Answer {
                 status: parts.status,
                 headers: parts.headers,
@@ -446,7 +334,7 @@ impl Http {
         tokio::time::timeout(CALL_TIMEOUT, self.client.request(request))
             .await
             .map_err(|_| format!("no answer within {CALL_TIMEOUT:?}"))?
-            .map_err(error_chain)
+            .map_err(|e| error_chain(&e))
     }
 
     pub async fn get(&self, path: &str) -> Result<Answer, String> {
@@ -473,17 +361,6 @@ impl Http {
         assert_eq!(answer.status, StatusCode::OK, "GET /metrics");
         Metrics(answer.text())
     }
-}
-
-fn error_chain(e: impl std::error::Error) -> String {
-    let mut out = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        out.push_str(": ");
-        out.push_str(&s.to_string());
-        source = s.source();
-    }
-    out
 }
 
 /// The gateway's `/metrics` text.
