@@ -22,7 +22,6 @@ use http::{HeaderMap, StatusCode};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
-use crate::AppState;
 use crate::config::{AuthMode, Config};
 use crate::reply::text;
 use crate::state_dir;
@@ -278,14 +277,19 @@ pub fn unauthorized() -> Response {
     response
 }
 
-/// Whether a request may pass, given the gateway's credentials.
-pub fn allowed(state: &AppState, headers: &HeaderMap) -> bool {
-    state.credentials.as_ref().is_none_or(|c| c.admits(headers))
+/// Whether a request may pass, given the gateway's credentials (`None`:
+/// an open API).
+pub fn allowed(credentials: Option<&Credentials>, headers: &HeaderMap) -> bool {
+    credentials.is_none_or(|c| c.admits(headers))
 }
 
 /// Middleware for the `/system/*` routes.
-pub async fn require(State(state): State<Arc<AppState>>, request: Request, next: Next) -> Response {
-    if allowed(&state, request.headers()) {
+pub async fn require(
+    State(credentials): State<Option<Arc<Credentials>>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    if allowed(credentials.as_deref(), request.headers()) {
         next.run(request).await
     } else {
         unauthorized()

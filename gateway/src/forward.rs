@@ -186,6 +186,7 @@ impl Drop for InFlight {
     }
 }
 
+#[derive(Clone)]
 pub struct Forwarder {
     client: Client<HttpConnector, ForwardBody>,
     upstream_timeout: Duration,
@@ -231,113 +232,79 @@ impl Forwarder {
         let metrics = &function.metrics;
         metrics.started.inc();
         let inflight = InFlight::new(function, started);
-        let (response, call_id) = self
-            .attempt(function, parts, body, path, peer, inflight)
-            .await;
-        let mut response = response;
-        metrics.observe(response.status(), started.elapsed());
-        response.headers_mut().insert(X_CALL_ID, call_id);
-        response
-    }
-
-    async fn attempt(
-        &self,
-        function: &Arc<Function>,
-        parts: Parts,
-        body: CallBody,
-        path: &str,
-        peer: SocketAddr,
-        inflight: InFlight,
-    ) -> (Response<Body>, HeaderValue) {
         let Parts {
             method,
             mut headers,
             ..
         } = parts;
         let call_id = prepare_headers(&mut headers, peer);
+        let call = Call {
+            method,
+            headers,
+            body,
+            path,
+        };
+        let mut response = match self.attempt(function, call, inflight).await {
+            Ok(response) => response,
+            Err(e) => text(e.status(), e),
+        };
+        metrics.observe(response.status(), started.elapsed());
+        response.headers_mut().insert(X_CALL_ID, call_id);
+        response
+    }
+
+    /// Sends the call to a replica, and once more to another if the first
+    /// refused the connection (nothing was sent, so that is safe).
+    async fn attempt(
+        &self,
+        function: &Arc<Function>,
+        call: Call<'_>,
+        inflight: InFlight,
+    ) -> Result<Response<Body>, ForwardError> {
+        let Call {
+            method,
+            headers,
+            body,
+            path,
+        } = call;
         let mut headers = Some(headers);
         let mut pending = match body {
             CallBody::Stream(stream) => Pending::Stream(Some(stream)),
             CallBody::Buffered(bytes) => Pending::Buffered(bytes),
         };
-
         let mut refused: Vec<SocketAddr> = Vec::new();
         let mut last_error = String::new();
         loop {
             // After a refusal, too, wait for a replica: during a rolling
             // update the refusing one may be the only one until its
             // successor is ready.
-            let picked = function
+            let replica = function
                 .pick_or_wait(&refused, self.replica_wait, self.cold_wait)
-                .await;
-            let replica = match picked {
-                Ok(replica) => replica,
-                Err(waited) => {
-                    let response = if waited.cold && refused.is_empty() {
-                        text(
-                            StatusCode::SERVICE_UNAVAILABLE,
-                            format_args!(
-                                "function {:?} is scaled to zero and no replica became ready within {}s (scale_from_zero_wait)",
-                                function.name,
-                                waited.waited.as_secs_f64()
-                            ),
-                        )
-                    } else if refused.is_empty() {
-                        text(
-                            StatusCode::SERVICE_UNAVAILABLE,
-                            format_args!(
-                                "function {:?} has no ready replica (waited {}s)",
-                                function.name,
-                                waited.waited.as_secs_f64()
-                            ),
-                        )
-                    } else {
-                        text(
-                            StatusCode::BAD_GATEWAY,
-                            format_args!(
-                                "function {:?} is unreachable: {last_error}",
-                                function.name
-                            ),
-                        )
-                    };
-                    return (response, call_id);
-                }
-            };
+                .await
+                .map_err(|waited| {
+                    ForwardError::no_replica(
+                        &function.name,
+                        waited,
+                        !refused.is_empty(),
+                        &last_error,
+                    )
+                })?;
             let addr = replica.replica().addr;
-            let uri = match Uri::builder()
-                .scheme("http")
-                .authority(replica.replica().authority.clone())
-                .path_and_query(path)
-                .build()
-            {
-                Ok(uri) => uri,
-                Err(e) => {
-                    return (
-                        text(
-                            StatusCode::BAD_REQUEST,
-                            format_args!("cannot forward path {path:?}: {e}"),
-                        ),
-                        call_id,
-                    );
-                }
-            };
+            let uri = target_uri(replica.replica().authority.clone(), path)?;
             // A retry needs the request again: keep a way back to it for
             // the first attempt.
             let may_retry = refused.is_empty();
-            let forward_body = pending.body(may_retry);
-            let request_headers = if may_retry {
+            let mut request = Request::new(pending.body(may_retry));
+            *request.method_mut() = method.clone();
+            *request.uri_mut() = uri;
+            *request.headers_mut() = if may_retry {
                 headers.clone().unwrap_or_default()
             } else {
                 headers.take().unwrap_or_default()
             };
-            let mut request = Request::new(forward_body);
-            *request.method_mut() = method.clone();
-            *request.uri_mut() = uri;
-            *request.headers_mut() = request_headers;
-
             let sent =
                 tokio::time::timeout(self.upstream_timeout, self.client.request(request)).await;
-            match sent {
+            let e = match sent {
                 Ok(Ok(upstream)) => {
                     let (mut parts, incoming) = upstream.into_parts();
                     strip_hop_by_hop(&mut parts.headers);
@@ -348,43 +315,119 @@ impl Forwarder {
                         _replica: replica,
                         _inflight: inflight,
                     });
-                    return (Response::from_parts(parts, body), call_id);
+                    return Ok(Response::from_parts(parts, body));
                 }
-                Ok(Err(e)) => {
-                    if e.is_connect() && may_retry && pending.untouched() {
-                        last_error = error_chain(&e);
-                        tracing::warn!(function = %function.name, replica = %addr, error = %last_error, "replica refused the connection; retrying on another");
-                        refused.push(addr);
-                        continue;
-                    }
-                    tracing::warn!(function = %function.name, replica = %addr, error = %error_chain(&e), "call failed");
-                    let message = if e.is_connect() {
-                        format!(
-                            "function {:?} is unreachable: {}",
-                            function.name,
-                            error_chain(&e)
-                        )
-                    } else {
-                        format!("function {:?} failed: {}", function.name, error_chain(&e))
-                    };
-                    return (text(StatusCode::BAD_GATEWAY, message), call_id);
-                }
+                Ok(Err(e)) => e,
                 Err(_) => {
-                    return (
-                        text(
-                            StatusCode::GATEWAY_TIMEOUT,
-                            format_args!(
-                                "function {:?} did not answer within upstream_timeout ({}s)",
-                                function.name,
-                                self.upstream_timeout.as_secs_f64()
-                            ),
-                        ),
-                        call_id,
-                    );
+                    return Err(ForwardError::TimedOut {
+                        function: function.name.clone(),
+                        limit: self.upstream_timeout,
+                    });
                 }
+            };
+            let cause = error_chain(&e);
+            if e.is_connect() && may_retry && pending.untouched() {
+                tracing::warn!(function = %function.name, replica = %addr, error = %cause, "replica refused the connection; retrying on another");
+                last_error = cause;
+                refused.push(addr);
+                continue;
+            }
+            tracing::warn!(function = %function.name, replica = %addr, error = %cause, "call failed");
+            let function = function.name.clone();
+            return Err(if e.is_connect() {
+                ForwardError::Unreachable { function, cause }
+            } else {
+                ForwardError::Failed { function, cause }
+            });
+        }
+    }
+}
+
+/// A call's request, taken apart for (possibly) two attempts.
+struct Call<'a> {
+    method: http::Method,
+    headers: HeaderMap,
+    body: CallBody,
+    /// The path-and-query the function sees.
+    path: &'a str,
+}
+
+/// Why a call got no answer from its function; each knows its status.
+#[derive(Debug, thiserror::Error)]
+enum ForwardError {
+    #[error(
+        "function {function:?} is scaled to zero and no replica became ready within {}s (scale_from_zero_wait)",
+        waited.as_secs_f64()
+    )]
+    Cold { function: String, waited: Duration },
+    #[error("function {function:?} has no ready replica (waited {}s)", waited.as_secs_f64())]
+    NoReplica { function: String, waited: Duration },
+    #[error("function {function:?} is unreachable: {cause}")]
+    Unreachable { function: String, cause: String },
+    #[error("function {function:?} failed: {cause}")]
+    Failed { function: String, cause: String },
+    #[error(
+        "function {function:?} did not answer within upstream_timeout ({}s)",
+        limit.as_secs_f64()
+    )]
+    TimedOut { function: String, limit: Duration },
+    #[error("cannot forward path {path:?}: {cause}")]
+    BadPath { path: String, cause: String },
+}
+
+impl ForwardError {
+    /// No replica to send to: cold, none ready, or (after a refusal) the
+    /// one that refused was all there was.
+    fn no_replica(
+        function: &str,
+        waited: crate::functions::balance::Waited,
+        after_refusal: bool,
+        last_error: &str,
+    ) -> ForwardError {
+        let function = function.to_owned();
+        if after_refusal {
+            ForwardError::Unreachable {
+                function,
+                cause: last_error.to_owned(),
+            }
+        } else if waited.cold {
+            ForwardError::Cold {
+                function,
+                waited: waited.waited,
+            }
+        } else {
+            ForwardError::NoReplica {
+                function,
+                waited: waited.waited,
             }
         }
     }
+
+    fn status(&self) -> StatusCode {
+        match self {
+            ForwardError::Cold { .. } | ForwardError::NoReplica { .. } => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
+            ForwardError::Unreachable { .. } | ForwardError::Failed { .. } => {
+                StatusCode::BAD_GATEWAY
+            }
+            ForwardError::TimedOut { .. } => StatusCode::GATEWAY_TIMEOUT,
+            ForwardError::BadPath { .. } => StatusCode::BAD_REQUEST,
+        }
+    }
+}
+
+/// The replica's URI for `path`.
+fn target_uri(authority: http::uri::Authority, path: &str) -> Result<Uri, ForwardError> {
+    Uri::builder()
+        .scheme("http")
+        .authority(authority)
+        .path_and_query(path)
+        .build()
+        .map_err(|e| ForwardError::BadPath {
+            path: path.to_owned(),
+            cause: e.to_string(),
+        })
 }
 
 /// The request body between attempts.
@@ -459,6 +502,62 @@ fn prepare_headers(headers: &mut HeaderMap, peer: SocketAddr) -> HeaderValue {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_call_without_a_replica_says_why_with_the_status_that_fits() {
+        let waited = |cold| crate::functions::balance::Waited {
+            cold,
+            waited: Duration::from_millis(1500),
+        };
+        let cold = ForwardError::no_replica("f", waited(true), false, "");
+        assert_eq!(cold.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(
+            cold.to_string(),
+            "function \"f\" is scaled to zero and no replica became ready within 1.5s (scale_from_zero_wait)"
+        );
+        let none = ForwardError::no_replica("f", waited(false), false, "");
+        assert_eq!(none.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(
+            none.to_string(),
+            "function \"f\" has no ready replica (waited 1.5s)"
+        );
+        // After a refusal the one replica there was is the story, cold or not.
+        let refused = ForwardError::no_replica("f", waited(true), true, "connection refused");
+        assert_eq!(refused.status(), StatusCode::BAD_GATEWAY);
+        assert_eq!(
+            refused.to_string(),
+            "function \"f\" is unreachable: connection refused"
+        );
+    }
+
+    #[test]
+    fn answers_that_never_came_are_502_504_and_a_bad_path_400() {
+        let failed = ForwardError::Failed {
+            function: "f".into(),
+            cause: "connection reset".into(),
+        };
+        assert_eq!(failed.status(), StatusCode::BAD_GATEWAY);
+        let slow = ForwardError::TimedOut {
+            function: "f".into(),
+            limit: Duration::from_secs(60),
+        };
+        assert_eq!(slow.status(), StatusCode::GATEWAY_TIMEOUT);
+        assert_eq!(
+            slow.to_string(),
+            "function \"f\" did not answer within upstream_timeout (60s)"
+        );
+        let authority = http::uri::Authority::from_static("10.0.0.2:8080");
+        let bad = target_uri(authority.clone(), "/a b").unwrap_err();
+        assert_eq!(bad.status(), StatusCode::BAD_REQUEST);
+        assert!(
+            bad.to_string().starts_with("cannot forward path \"/a b\""),
+            "{bad}"
+        );
+        assert_eq!(
+            target_uri(authority, "/x?y=1").unwrap().to_string(),
+            "http://10.0.0.2:8080/x?y=1"
+        );
+    }
 
     #[test]
     fn forwarding_headers_are_set_and_hop_by_hop_ones_dropped() {

@@ -16,7 +16,7 @@ use axum::response::Response;
 use http::StatusCode;
 use hyper::body::Incoming;
 
-use crate::AppState;
+use crate::app::AppState;
 use crate::forward::{CallBody, Stream};
 use crate::reply::text;
 use crate::routing::{self, NO_ROUTE, RouteError};

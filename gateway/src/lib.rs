@@ -4,6 +4,7 @@
 //!
 //! `main.rs` only parses the configuration and calls [`run`].
 
+pub mod app;
 pub mod auth;
 pub mod body;
 pub mod config;
@@ -14,6 +15,7 @@ pub mod metrics;
 pub mod provider;
 pub mod queue;
 pub mod reply;
+pub mod routes;
 pub mod routing;
 pub mod scaling;
 pub mod server;
@@ -23,103 +25,15 @@ pub mod system;
 use std::future::Future;
 use std::sync::Arc;
 
-use axum::Router;
-use axum::extract::State;
-use axum::response::{IntoResponse, Response};
-use axum::routing::get;
-use http::StatusCode;
-use http::header::{CONTENT_TYPE, HeaderValue};
 use tokio::net::TcpListener;
 
+pub use app::AppState;
 pub use config::Config;
 
 use crate::forward::Forwarder;
 use crate::functions::Table;
 use crate::metrics::Metrics;
 use crate::provider::{Provider, ProviderError};
-use crate::reply::text;
-
-/// What every handler shares, built once.
-pub struct AppState {
-    pub config: Config,
-    pub table: Arc<Table>,
-    pub metrics: Arc<Metrics>,
-    pub provider: Arc<dyn Provider>,
-    pub forwarder: Forwarder,
-    /// Basic auth for `/system/*` (and calls, with `auth_invoke`); `None`: open.
-    pub credentials: Option<auth::Credentials>,
-    pub queue: Arc<queue::AsyncQueue>,
-    pub scaler: Arc<scaling::Autoscaler>,
-    /// The memory all buffered request bodies share (`max_buffered`).
-    pub buffered: body::Budget,
-}
-
-impl AppState {
-    /// The limits for a body buffered under `max` (set by `flag`).
-    pub fn body_limits(&self, max: u64, flag: &'static str) -> body::Limits<'_> {
-        body::Limits {
-            max,
-            flag,
-            timeout: self.config.body_timeout,
-            budget: &self.buffered,
-        }
-    }
-}
-
-/// All routes: the gateway's own, then every other path as a call.
-pub fn router(state: Arc<AppState>) -> Router {
-    Router::new()
-        .route("/healthz", get(healthz))
-        .route("/metrics", get(metrics))
-        .merge(system::routes(state.clone()))
-        .merge(queue::api::call_routes())
-        .method_not_allowed_fallback(method_not_allowed)
-        .fallback(invoke::fallback)
-        .with_state(state)
-}
-
-async fn method_not_allowed(request: axum::extract::Request) -> Response {
-    text(
-        StatusCode::METHOD_NOT_ALLOWED,
-        format_args!(
-            "method {} is not allowed on {}",
-            request.method(),
-            request.uri().path()
-        ),
-    )
-}
-
-async fn healthz(State(state): State<Arc<AppState>>) -> Response {
-    if let Err(e) = state.provider.health().await {
-        return text(
-            StatusCode::SERVICE_UNAVAILABLE,
-            format_args!("{} provider unavailable: {e}", state.provider.name()),
-        );
-    }
-    // A queue that cannot write loses no call (each is refused), but the
-    // gateway needs a restart (Swarm does it on this answer).
-    if let Err(e) = state.queue.store.health() {
-        return text(
-            StatusCode::SERVICE_UNAVAILABLE,
-            format_args!(
-                "the async queue cannot write: {}",
-                e.split_whitespace().collect::<Vec<_>>().join(" ")
-            ),
-        );
-    }
-    text(StatusCode::OK, "OK")
-}
-
-async fn metrics(State(state): State<Arc<AppState>>) -> Response {
-    (
-        [(
-            CONTENT_TYPE,
-            HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
-        )],
-        state.metrics.render(),
-    )
-        .into_response()
-}
 
 /// Why the gateway could not start.
 #[derive(Debug, thiserror::Error)]
@@ -215,18 +129,32 @@ pub async fn run(
         .start(table.clone())
         .await
         .map_err(|e| RunError::Provider(provider.name(), e))?;
+    let forwarder = Forwarder::new(
+        config.upstream_timeout,
+        config.replica_wait,
+        config.scale_from_zero_wait,
+    );
+    let scaler = Arc::new(scaling::Autoscaler::new(
+        &config,
+        provider.clone(),
+        table.clone(),
+        queue.clone(),
+    ));
+    let dispatcher = queue::Dispatcher::new(
+        &config,
+        queue.clone(),
+        table.clone(),
+        forwarder.clone(),
+        metrics.clone(),
+    );
     let state = Arc::new(AppState {
-        forwarder: Forwarder::new(
-            config.upstream_timeout,
-            config.replica_wait,
-            config.scale_from_zero_wait,
-        ),
-        scaler: Arc::new(scaling::Autoscaler::new(&config)),
+        forwarder,
+        scaler: scaler.clone(),
         config: config.clone(),
         table: table.clone(),
         metrics,
         provider: provider.clone(),
-        credentials,
+        credentials: credentials.map(Arc::new),
         queue,
         buffered: body::Budget::new(config.max_buffered, buffered_gauge),
     });
@@ -237,16 +165,12 @@ pub async fn run(
         "listening"
     );
     let (stop, stopped) = faas_common::shutdown::channel();
-    let dispatcher = tokio::spawn(queue::AsyncQueue::dispatch(
-        state.clone(),
-        stopped.clone(),
-        config.upstream_timeout,
-    ));
-    let scaling = tokio::spawn(scaling::Autoscaler::run(state.clone(), stopped.clone()));
+    let dispatcher = tokio::spawn(dispatcher.run(stopped.clone(), config.upstream_timeout));
+    let scaling = tokio::spawn(scaler.run(stopped.clone()));
     let serving = tokio::spawn(server::serve(
         listener,
         state.clone(),
-        router(state),
+        routes::router(state),
         stopped,
     ));
     shutdown.await;

@@ -18,7 +18,8 @@ use hyper::service::service_fn;
 use tokio::net::TcpListener;
 use tower::ServiceExt;
 
-use crate::{AppState, invoke, routing};
+use crate::app::AppState;
+use crate::{invoke, routing};
 
 /// Serves until `shutdown`, then waits for open connections to finish
 /// their in-flight requests. Calls routed by path or header go straight to
@@ -52,7 +53,7 @@ async fn handle(
 ) -> Result<Response, Infallible> {
     let call = routing::is_call_path(request.uri().path());
     if state.config.auth_invoke && state.credentials.is_some() && call {
-        if !crate::auth::allowed(&state, request.headers()) {
+        if !crate::auth::allowed(state.credentials.as_deref(), request.headers()) {
             return Ok(crate::auth::unauthorized());
         }
         // The credentials were for the gateway: no function sees them, no

@@ -32,7 +32,7 @@ pub fn default_path() -> PathBuf {
 }
 
 /// The state directory `config` names, else the default.
-pub fn of(config: &crate::Config) -> PathBuf {
+pub fn of(config: &crate::config::Config) -> PathBuf {
     config.state_dir.clone().unwrap_or_else(default_path)
 }
 

@@ -23,7 +23,7 @@ use http::header::{CACHE_CONTROL, CONTENT_TYPE, HeaderValue};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
-use crate::AppState;
+use crate::app::AppState;
 use crate::provider::{
     LogQuery, ProviderError, min_replicas, reserved_label, validate_secret_name,
 };
@@ -49,7 +49,7 @@ pub fn routes(state: Arc<AppState>) -> Router<Arc<AppState>> {
         )
         .merge(crate::queue::api::system_routes())
         .route_layer(axum::middleware::from_fn_with_state(
-            state,
+            state.credentials.clone(),
             crate::auth::require,
         ))
 }
@@ -288,7 +288,7 @@ async fn scale(
             }
         },
     };
-    match state.scaler.scale(&state, &name, replicas).await {
+    match state.scaler.scale(&name, replicas).await {
         Ok(()) => {
             tracing::info!(function = %name, replicas, "scaled");
             text(

@@ -23,7 +23,7 @@ use http::{HeaderName, StatusCode};
 use serde::Deserialize;
 
 use super::store::{ListFilter, NewCall, StoreError, StoredRequest};
-use crate::AppState;
+use crate::app::AppState;
 use crate::forward::X_CALL_ID;
 use crate::reply::text;
 use crate::routing::RouteError;

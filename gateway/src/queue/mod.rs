@@ -32,9 +32,11 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 
-use crate::AppState;
-use crate::forward::CallBody;
-use store::{Outcome, Output, Store};
+use crate::config::Config;
+use crate::forward::{CallBody, Forwarder};
+use crate::functions::{Function, Table};
+use crate::metrics::Metrics;
+use store::{Outcome, Output, Store, StoredRequest};
 
 /// Labels (ours, then OpenFaaS's spelling) that tune a function's async calls.
 const CONCURRENCY_LABELS: [&str; 2] = ["faas.async.concurrency", "com.openfaas.async.concurrency"];
@@ -110,12 +112,67 @@ impl AsyncQueue {
         running + self.delivering.load(Ordering::SeqCst)
     }
 
+    /// The calls waiting per function (the autoscaler reads it).
+    pub fn depth(&self) -> HashMap<String, u64> {
+        self.store.depth()
+    }
+}
+
+/// What the dispatcher's settings are, from the configuration.
+#[derive(Debug, Clone)]
+struct Settings {
+    concurrency: usize,
+    max_retries: u32,
+    retry_base: Duration,
+    retry_max: Duration,
+    max_output: u64,
+    retention: Duration,
+    cold_wait: Duration,
+    callback_timeout: Duration,
+}
+
+/// Runs queued calls: takes what it uses, not the whole gateway.
+pub struct Dispatcher {
+    queue: Arc<AsyncQueue>,
+    table: Arc<Table>,
+    forwarder: Forwarder,
+    metrics: Arc<Metrics>,
+    settings: Settings,
+}
+
+impl Dispatcher {
+    pub fn new(
+        config: &Config,
+        queue: Arc<AsyncQueue>,
+        table: Arc<Table>,
+        forwarder: Forwarder,
+        metrics: Arc<Metrics>,
+    ) -> Arc<Dispatcher> {
+        Arc::new(Dispatcher {
+            queue,
+            table,
+            forwarder,
+            metrics,
+            settings: Settings {
+                concurrency: config.async_concurrency,
+                max_retries: config.async_max_retries,
+                retry_base: config.async_retry_base,
+                retry_max: config.async_retry_max,
+                max_output: config.async_max_output,
+                retention: config.async_retention,
+                cold_wait: config.scale_from_zero_wait,
+                callback_timeout: config.callback_timeout,
+            },
+        })
+    }
+
     /// Takes due calls while their functions have room, until `stop`; then
     /// waits up to `drain` for running calls and callbacks (those still
     /// running stay `running` in the store and run again at the next
     /// start; callbacks still pending are delivered then).
-    pub async fn dispatch(state: Arc<AppState>, mut stop: Shutdown, drain: Duration) {
-        let queue = state.queue.clone();
+    pub async fn run(self: Arc<Self>, mut stop: Shutdown, drain: Duration) {
+        let dispatcher = self;
+        let queue = dispatcher.queue.clone();
         let unsent = queue.store.take_unsent_callbacks();
         if !unsent.is_empty() {
             tracing::warn!(
@@ -125,7 +182,7 @@ impl AsyncQueue {
         }
         // One at a time as slots free up, not all at once.
         tokio::spawn({
-            let state = state.clone();
+            let dispatcher = dispatcher.clone();
             let mut stop = stop.clone();
             async move {
                 for execution in unsent {
@@ -133,14 +190,14 @@ impl AsyncQueue {
                         continue;
                     };
                     let slot = tokio::select! {
-                        slot = state.queue.callback_slots.clone().acquire_owned() => slot.expect("never closed"),
+                        slot = dispatcher.queue.callback_slots.clone().acquire_owned() => slot.expect("never closed"),
                         () = stop.wait() => break,
                     };
-                    let delivering = state.queue.delivering();
-                    let state = state.clone();
+                    let delivering = dispatcher.queue.delivering();
+                    let dispatcher = dispatcher.clone();
                     tokio::spawn(async move {
                         let _delivering = delivering;
-                        deliver_callback(&state, &execution, callback, Some(slot)).await;
+                        deliver_callback(&dispatcher, &execution, callback, Some(slot)).await;
                     });
                 }
             }
@@ -157,13 +214,13 @@ impl AsyncQueue {
                     // retry loop) while the autoscaler starts it, for as
                     // long as a sync call would wait; then they run, and
                     // the retry rules apply.
-                    if let Some(f) = state.table.get(function)
-                        && f.starting_from_zero(state.config.scale_from_zero_wait)
+                    if let Some(f) = dispatcher.table.get(function)
+                        && f.starting_from_zero(dispatcher.settings.cold_wait)
                     {
                         f.want_replica();
                         return false;
                     }
-                    let limit = concurrency(&state, function);
+                    let limit = concurrency(&dispatcher, function);
                     let now = running.entry(function.to_owned()).or_default();
                     if *now < limit {
                         *now += 1;
@@ -174,12 +231,12 @@ impl AsyncQueue {
                 })
             };
             for (id, function) in taken {
-                tokio::spawn(run(state.clone(), id, function));
+                tokio::spawn(run(dispatcher.clone(), id, function));
             }
-            state.metrics.set_queue_depth(&queue.store.depth());
+            dispatcher.metrics.set_queue_depth(&queue.store.depth());
             if Instant::now() >= next_purge {
-                next_purge = Instant::now() + PURGE_EVERY.min(state.config.async_retention / 10);
-                let before = SystemTime::now() - state.config.async_retention;
+                next_purge = Instant::now() + PURGE_EVERY.min(dispatcher.settings.retention / 10);
+                let before = SystemTime::now() - dispatcher.settings.retention;
                 match queue.store.purge(before).await {
                     Ok(0) => {}
                     Ok(n) => tracing::info!(
@@ -215,22 +272,22 @@ impl AsyncQueue {
     }
 }
 
-fn label_number(state: &AppState, function: &str, keys: [&str; 2]) -> Option<u64> {
-    let labels = state.table.get(function)?.labels();
+fn label_number(dispatcher: &Dispatcher, function: &str, keys: [&str; 2]) -> Option<u64> {
+    let labels = dispatcher.table.get(function)?.labels();
     keys.iter()
         .find_map(|k| labels.get(*k))
         .and_then(|v| v.trim().parse().ok())
 }
 
-fn concurrency(state: &AppState, function: &str) -> usize {
-    label_number(state, function, CONCURRENCY_LABELS)
-        .map_or(state.config.async_concurrency, |n| n as usize)
+fn concurrency(dispatcher: &Dispatcher, function: &str) -> usize {
+    label_number(dispatcher, function, CONCURRENCY_LABELS)
+        .map_or(dispatcher.settings.concurrency, |n| n as usize)
         .max(1)
 }
 
-fn max_retries(state: &AppState, function: &str) -> u32 {
-    label_number(state, function, RETRIES_LABELS)
-        .map_or(state.config.async_max_retries, |n| n.min(1000) as u32)
+fn max_retries(dispatcher: &Dispatcher, function: &str) -> u32 {
+    label_number(dispatcher, function, RETRIES_LABELS)
+        .map_or(dispatcher.settings.max_retries, |n| n.min(1000) as u32)
 }
 
 /// The wait before retry `attempt` (1-based): base × 2^(attempt-1), capped,
@@ -254,8 +311,8 @@ fn fastrand_f64() -> f64 {
 
 /// The codes a function's calls are retried on: its
 /// `faas.async.retry-codes` label (e.g. `500,503`), else 429, 502, 503, 504.
-fn retry_codes(state: &AppState, function: &str) -> Vec<u16> {
-    state
+fn retry_codes(dispatcher: &Dispatcher, function: &str) -> Vec<u16> {
+    dispatcher
         .table
         .get(function)
         .and_then(|f| f.labels().get(RETRY_CODES_LABEL).cloned())
@@ -278,9 +335,9 @@ fn retryable(status: Option<StatusCode>, codes: &[u16]) -> bool {
 }
 
 /// Runs one taken call: start, forward, record, call back.
-async fn run(state: Arc<AppState>, id: String, function: String) {
-    let queue = state.queue.clone();
-    let finished = attempt(&state, &id, &function).await;
+async fn run(dispatcher: Arc<Dispatcher>, id: String, function: String) {
+    let queue = dispatcher.queue.clone();
+    let finished = attempt(&dispatcher, &id, &function).await;
     // Counted before the call leaves `running`: the drain sees no gap.
     let callback = finished.and_then(|execution| {
         let callback = execution.callback.clone()?;
@@ -294,13 +351,34 @@ async fn run(state: Arc<AppState>, id: String, function: String) {
     }
     queue.notify();
     if let Some((_delivering, execution, callback)) = callback {
-        deliver_callback(&state, &execution, callback, None).await;
+        deliver_callback(&dispatcher, &execution, callback, None).await;
+    }
+}
+
+/// What becomes of a call after an attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Verdict {
+    /// Back to the queue, after a backoff.
+    Retry,
+    /// Succeeded, failed (an answer not worth retrying) or dead (retries
+    /// spent on answers that were).
+    Final(ExecutionStatus),
+}
+
+/// The verdict on an attempt that got `status` (`None`: no answer at all),
+/// given which answers are retried and whether retries are left.
+fn classify(status: Option<StatusCode>, retry_codes: &[u16], retries_left: bool) -> Verdict {
+    match status {
+        Some(s) if s.is_success() => Verdict::Final(ExecutionStatus::Succeeded),
+        _ if retryable(status, retry_codes) && retries_left => Verdict::Retry,
+        _ if retryable(status, retry_codes) => Verdict::Final(ExecutionStatus::Dead),
+        _ => Verdict::Final(ExecutionStatus::Failed),
     }
 }
 
 /// One delivery attempt; the record when it reached a final state.
-async fn attempt(state: &AppState, id: &str, function: &str) -> Option<Execution> {
-    let queue = &state.queue;
+async fn attempt(dispatcher: &Dispatcher, id: &str, function: &str) -> Option<Execution> {
+    let queue = &dispatcher.queue;
     let (execution, request) = match queue.store.start(id).await {
         Ok(started) => started,
         Err(e) => {
@@ -310,108 +388,42 @@ async fn attempt(state: &AppState, id: &str, function: &str) -> Option<Execution
         }
     };
     let started = Instant::now();
-    let (status, output, error) = match state.table.get(function) {
+    let (status, output, error) = match dispatcher.table.get(function) {
         None => (None, None, Some(format!("function {function:?} not found"))),
-        Some(target) => {
-            let mut builder = Request::builder()
-                .method(Method::from_bytes(request.method.as_bytes()).unwrap_or(Method::POST))
-                .uri(request.path.as_str());
-            for (name, value) in &request.headers {
-                if let (Ok(n), Ok(v)) = (
-                    HeaderName::from_bytes(name.as_bytes()),
-                    HeaderValue::from_str(value),
-                ) {
-                    builder = builder.header(n, v);
-                }
-            }
-            match builder.body(()) {
-                Err(e) => (
-                    None,
-                    None,
-                    Some(format!("the stored request is unusable: {e}")),
-                ),
-                Ok(req) => {
-                    let (parts, ()) = req.into_parts();
-                    let peer = SocketAddr::from(([127, 0, 0, 1], 0));
-                    let response = state
-                        .forwarder
-                        .forward(
-                            &target,
-                            parts,
-                            CallBody::Buffered(request.body.clone()),
-                            &request.path,
-                            peer,
-                        )
-                        .await;
-                    let status = response.status();
-                    let content_type = response
-                        .headers()
-                        .get(CONTENT_TYPE)
-                        .and_then(|v| v.to_str().ok())
-                        .unwrap_or("application/octet-stream")
-                        .to_owned();
-                    let (body, truncated, read_error) =
-                        read_limited(response.into_body(), state.config.async_max_output).await;
-                    let error = read_error.or_else(|| {
-                        (!status.is_success()).then(|| {
-                            let text = String::from_utf8_lossy(&body);
-                            let line = text.lines().next().unwrap_or("").trim();
-                            format!("{status}: {line}")
-                        })
-                    });
-                    (
-                        Some(status),
-                        Some(Output {
-                            content_type,
-                            body,
-                            truncated,
-                        }),
-                        error,
-                    )
-                }
-            }
-        }
+        Some(target) => forward_stored(dispatcher, &target, &request).await,
     };
     let elapsed = started.elapsed();
-    let retries_left = execution.attempts <= max_retries(state, function);
-    let codes = retry_codes(state, function);
-    let outcome = if status.is_some_and(|s| s.is_success()) {
-        Outcome::Finished {
-            status: ExecutionStatus::Succeeded,
-            status_code: status.map(|s| s.as_u16()),
+    let retries_left = execution.attempts <= max_retries(dispatcher, function);
+    let verdict = classify(status, &retry_codes(dispatcher, function), retries_left);
+    let status_code = status.map(|s| s.as_u16());
+    let outcome = match verdict {
+        Verdict::Retry => {
+            dispatcher.metrics.async_retry(function);
+            let wait = backoff(
+                dispatcher.settings.retry_base,
+                dispatcher.settings.retry_max,
+                execution.attempts,
+            );
+            tracing::info!(call_id = %id, function, attempt = execution.attempts, ?wait, error = ?error, "async call will be retried");
+            Outcome::Retry {
+                due: SystemTime::now() + wait,
+                status_code,
+                error: error.unwrap_or_default(),
+            }
+        }
+        Verdict::Final(status) => Outcome::Finished {
+            status,
+            status_code,
             duration: elapsed,
-            error: None,
+            error: (status != ExecutionStatus::Succeeded)
+                .then_some(error)
+                .flatten(),
             output,
-        }
-    } else if retryable(status, &codes) && retries_left {
-        state.metrics.async_retry(function);
-        let wait = backoff(
-            state.config.async_retry_base,
-            state.config.async_retry_max,
-            execution.attempts,
-        );
-        tracing::info!(call_id = %id, function, attempt = execution.attempts, ?wait, error = ?error, "async call will be retried");
-        Outcome::Retry {
-            due: SystemTime::now() + wait,
-            status_code: status.map(|s| s.as_u16()),
-            error: error.unwrap_or_default(),
-        }
-    } else {
-        Outcome::Finished {
-            status: if retryable(status, &codes) {
-                ExecutionStatus::Dead
-            } else {
-                ExecutionStatus::Failed
-            },
-            status_code: status.map(|s| s.as_u16()),
-            duration: elapsed,
-            error,
-            output,
-        }
+        },
     };
     match queue.store.finish(id, outcome).await {
         Ok(record) if record.status.is_final() => {
-            state.metrics.async_finished(function, record.status);
+            dispatcher.metrics.async_finished(function, record.status);
             Some(record)
         }
         Ok(_) => None,
@@ -419,6 +431,72 @@ async fn attempt(state: &AppState, id: &str, function: &str) -> Option<Execution
             tracing::error!(call_id = %id, error = %e, "cannot record an async call's outcome");
             queue.store.restore(id);
             None
+        }
+    }
+}
+
+/// Sends a stored call to its function: the answer's status, its output
+/// (kept up to `async_max_output`), and what went wrong if anything did.
+async fn forward_stored(
+    dispatcher: &Dispatcher,
+    target: &Arc<Function>,
+    request: &StoredRequest,
+) -> (Option<StatusCode>, Option<Output>, Option<String>) {
+    let mut builder = Request::builder()
+        .method(Method::from_bytes(request.method.as_bytes()).unwrap_or(Method::POST))
+        .uri(request.path.as_str());
+    for (name, value) in &request.headers {
+        if let (Ok(n), Ok(v)) = (
+            HeaderName::from_bytes(name.as_bytes()),
+            HeaderValue::from_str(value),
+        ) {
+            builder = builder.header(n, v);
+        }
+    }
+    match builder.body(()) {
+        Err(e) => (
+            None,
+            None,
+            Some(format!("the stored request is unusable: {e}")),
+        ),
+        Ok(req) => {
+            let (parts, ()) = req.into_parts();
+            let peer = SocketAddr::from(([127, 0, 0, 1], 0));
+            let response = dispatcher
+                .forwarder
+                .forward(
+                    target,
+                    parts,
+                    CallBody::Buffered(request.body.clone()),
+                    &request.path,
+                    peer,
+                )
+                .await;
+            let status = response.status();
+            let content_type = response
+                .headers()
+                .get(CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("application/octet-stream")
+                .to_owned();
+            let (body, truncated, read_error) =
+                read_limited(response.into_body(), dispatcher.settings.max_output).await;
+            let error = read_error.or_else(|| {
+                (!status.is_success()).then(|| {
+                    let text = String::from_utf8_lossy(&body);
+                    let line = text.lines().next().unwrap_or("").trim();
+                    format!("{status}: {line}")
+                })
+            });
+            (
+                Some(status),
+                Some(Output {
+                    content_type,
+                    body,
+                    truncated,
+                }),
+                error,
+            )
         }
     }
 }
@@ -454,20 +532,20 @@ async fn read_limited(mut body: axum::body::Body, limit: u64) -> (Bytes, bool, O
 /// how it went. Each attempt takes a callback slot (`slot`, when the
 /// caller already holds one, is used for the first).
 async fn deliver_callback(
-    state: &AppState,
+    dispatcher: &Dispatcher,
     execution: &Execution,
     mut callback: CallbackRecord,
     mut slot: Option<OwnedSemaphorePermit>,
 ) {
-    let queue = &state.queue;
-    let max = max_retries(state, &execution.function) + 1;
+    let queue = &dispatcher.queue;
+    let max = max_retries(dispatcher, &execution.function) + 1;
     // Checked again at delivery: the record may predate the operator's
     // current policy. Names are checked by their addresses as they connect.
     if let Err(refused) = queue.callbacks.check_url(&callback.url) {
         callback.attempts += 1;
         callback.status = "failed".into();
         callback.error = Some(refused);
-        record_callback(state, execution, callback).await;
+        record_callback(dispatcher, execution, callback).await;
         return;
     }
     loop {
@@ -507,13 +585,16 @@ async fn deliver_callback(
         let result = match builder.body(Full::new(body)) {
             Err(e) => Err((format!("invalid callback request: {e}"), false)),
             Ok(request) => match tokio::time::timeout(
-                state.config.callback_timeout,
+                dispatcher.settings.callback_timeout,
                 queue.callback_client.request(request),
             )
             .await
             {
                 Err(_) => Err((
-                    format!("no answer within {:?}", state.config.callback_timeout),
+                    format!(
+                        "no answer within {:?}",
+                        dispatcher.settings.callback_timeout
+                    ),
                     true,
                 )),
                 // Refused by the policy: no retry will change that.
@@ -552,19 +633,19 @@ async fn deliver_callback(
         }
         drop(_slot);
         tokio::time::sleep(backoff(
-            state.config.async_retry_base,
-            state.config.async_retry_max,
+            dispatcher.settings.retry_base,
+            dispatcher.settings.retry_max,
             callback.attempts,
         ))
         .await;
     }
-    record_callback(state, execution, callback).await;
+    record_callback(dispatcher, execution, callback).await;
 }
 
 /// Records how a callback ended.
-async fn record_callback(state: &AppState, execution: &Execution, callback: CallbackRecord) {
+async fn record_callback(dispatcher: &Dispatcher, execution: &Execution, callback: CallbackRecord) {
     tracing::info!(call_id = %execution.id, url = %callback.url, status = %callback.status, attempts = callback.attempts, error = ?callback.error, "callback");
-    if let Err(e) = state
+    if let Err(e) = dispatcher
         .queue
         .store
         .set_callback(&execution.id, callback)
@@ -603,6 +684,38 @@ mod tests {
             );
         }
         assert!(backoff(base, max, u32::MAX) <= max);
+    }
+
+    #[test]
+    fn an_attempt_is_kept_retried_or_given_up_by_its_answer() {
+        let codes = DEFAULT_RETRY_CODES;
+        let ok = Some(StatusCode::CREATED);
+        let busy = Some(StatusCode::SERVICE_UNAVAILABLE);
+        let wrong = Some(StatusCode::BAD_REQUEST);
+        assert_eq!(
+            classify(ok, &codes, false),
+            Verdict::Final(ExecutionStatus::Succeeded)
+        );
+        assert_eq!(classify(busy, &codes, true), Verdict::Retry);
+        assert_eq!(classify(None, &codes, true), Verdict::Retry);
+        assert_eq!(
+            classify(busy, &codes, false),
+            Verdict::Final(ExecutionStatus::Dead)
+        );
+        assert_eq!(
+            classify(None, &codes, false),
+            Verdict::Final(ExecutionStatus::Dead)
+        );
+        assert_eq!(
+            classify(wrong, &codes, true),
+            Verdict::Final(ExecutionStatus::Failed)
+        );
+        // A function's own retry codes replace the defaults.
+        assert_eq!(classify(wrong, &[400], true), Verdict::Retry);
+        assert_eq!(
+            classify(busy, &[400], true),
+            Verdict::Final(ExecutionStatus::Failed)
+        );
     }
 
     #[test]

@@ -13,7 +13,7 @@ use http::StatusCode;
 use serde::Deserialize;
 
 use super::policy::alert_replicas;
-use crate::AppState;
+use crate::app::AppState;
 use crate::provider::ProviderError;
 use faas_common::message::one_line;
 
@@ -141,7 +141,7 @@ async fn scale(
     };
     state
         .scaler
-        .scale(state, &name, to)
+        .scale(&name, to)
         .await
         .map_err(|e| failure(&name, e))?;
     tracing::info!(function = %name, from = current, to, firing, "scaled by an alert");

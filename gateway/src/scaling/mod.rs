@@ -24,10 +24,10 @@ use faas_common::api::{ScalingDecision, ScalingStatus};
 use faas_common::shutdown::Shutdown;
 use tokio::task::JoinSet;
 
-use crate::AppState;
 use crate::config::Config;
-use crate::functions::Function;
-use crate::provider::ProviderError;
+use crate::functions::{Function, Table};
+use crate::provider::{Provider, ProviderError};
+use crate::queue::AsyncQueue;
 use policy::{Decision, Defaults, Policy, Sample, Settings};
 
 /// How long a count the loop asked for may take to show in the provider's
@@ -40,6 +40,10 @@ const RETRY_AFTER: Duration = Duration::from_secs(5);
 const SHUTDOWN_WAIT: Duration = Duration::from_secs(15);
 
 pub struct Autoscaler {
+    provider: Arc<dyn Provider>,
+    table: Arc<Table>,
+    /// Read for the calls queued per function.
+    queue: Arc<AsyncQueue>,
     /// Scale with load; when off, functions are still woken from zero.
     enabled: bool,
     tick: Duration,
@@ -70,6 +74,20 @@ struct Entry {
     retry_after: Option<Instant>,
     current: Option<String>,
     last_change: Option<ScalingDecision>,
+}
+
+/// What one pass saw of a function.
+#[derive(Debug, Clone, Copy)]
+struct Seen {
+    /// The provider's count.
+    engine: u64,
+    /// Its async calls waiting in the queue.
+    queued: u64,
+    /// A full tick (load measured), not only a wake-up.
+    full: bool,
+    now: Instant,
+    /// `now` on the policy's clock.
+    clock: Duration,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -116,8 +134,16 @@ impl Entry {
 }
 
 impl Autoscaler {
-    pub fn new(config: &Config) -> Autoscaler {
+    pub fn new(
+        config: &Config,
+        provider: Arc<dyn Provider>,
+        table: Arc<Table>,
+        queue: Arc<AsyncQueue>,
+    ) -> Autoscaler {
         Autoscaler {
+            provider,
+            table,
+            queue,
             enabled: config.autoscale,
             tick: config.scale_tick,
             defaults: Defaults {
@@ -173,16 +199,11 @@ impl Autoscaler {
 
     /// A scale from outside the loop (`scale-function`, an alert): made in
     /// turn with the loop's own, and continued from by the loop.
-    pub async fn scale(
-        &self,
-        state: &AppState,
-        name: &str,
-        count: u64,
-    ) -> Result<(), ProviderError> {
+    pub async fn scale(&self, name: &str, count: u64) -> Result<(), ProviderError> {
         let lock = self.lock_of(name);
         let _turn = lock.lock().await;
-        state.provider.scale(name, count).await?;
-        if let Some(function) = state.table.get(name) {
+        self.provider.scale(name, count).await?;
+        if let Some(function) = self.table.get(name) {
             function.set_desired(count);
         }
         let mut entries = self.functions.lock().unwrap_or_else(|e| e.into_inner());
@@ -194,23 +215,21 @@ impl Autoscaler {
     }
 
     /// Runs the loop until `stop`, then lets scale calls in flight finish.
-    pub async fn run(state: Arc<AppState>, mut stop: Shutdown) {
-        let scaler = state.scaler.clone();
-        let mut tick = tokio::time::interval(scaler.tick);
+    pub async fn run(self: Arc<Self>, mut stop: Shutdown) {
+        let mut tick = tokio::time::interval(self.tick);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             let full = tokio::select! {
                 _ = tick.tick() => true,
-                () = state.table.wanted() => false,
+                () = self.table.wanted() => false,
                 () = stop.wait() => break,
             };
             if stop.is_shutdown() {
                 break;
             }
-            scaler.pass(&state, full).await;
+            self.pass(full).await;
         }
-        let mut calls =
-            std::mem::take(&mut *scaler.calls.lock().unwrap_or_else(|e| e.into_inner()));
+        let mut calls = std::mem::take(&mut *self.calls.lock().unwrap_or_else(|e| e.into_inner()));
         let _ = tokio::time::timeout(SHUTDOWN_WAIT, async {
             while calls.join_next().await.is_some() {}
         })
@@ -219,8 +238,8 @@ impl Autoscaler {
 
     /// One look at the functions: a full tick, or (`full` false) only cold
     /// functions something wants.
-    async fn pass(self: &Arc<Self>, state: &Arc<AppState>, full: bool) {
-        let woken: Vec<Arc<Function>> = state
+    async fn pass(self: &Arc<Self>, full: bool) {
+        let woken: Vec<Arc<Function>> = self
             .table
             .all()
             .into_iter()
@@ -229,7 +248,7 @@ impl Autoscaler {
         if woken.is_empty() {
             return;
         }
-        let engine: HashMap<String, (u64, Option<String>)> = match state.provider.list().await {
+        let engine: HashMap<String, (u64, Option<String>)> = match self.provider.list().await {
             Ok(list) => list
                 .into_iter()
                 .map(|f| (f.name, (f.replicas, f.created_at)))
@@ -239,7 +258,7 @@ impl Autoscaler {
                 return;
             }
         };
-        let queued = state.queue.store.depth();
+        let queued = self.queue.depth();
         let now = Instant::now();
         let clock = now.duration_since(self.epoch);
         let mut changes: Vec<(Arc<Function>, Decision, u64)> = Vec::new();
@@ -255,62 +274,27 @@ impl Autoscaler {
                 else {
                     continue;
                 };
-                let engine_count = *engine_count;
                 let entry = entries
                     .entry(function.name.clone())
                     .or_insert_with(|| Entry::new(clock, created.clone()));
                 if entry.created != *created {
                     *entry = Entry::new(clock, created.clone());
                 }
-                let (settings, problem) = self.settings(&function.labels());
-                if problem.is_some() && problem != entry.problem {
-                    tracing::warn!(function = %function.name, problem = ?problem, "scaling labels: using the defaults for what cannot be used");
-                }
-                entry.problem = problem;
-                let load = full.then(|| function.load.read(now));
-                if entry.busy || entry.retry_after.is_some_and(|t| now < t) {
-                    continue;
-                }
-                let current = entry.current(engine_count, now);
                 let queued = queued.get(&function.name).copied().unwrap_or(0);
-                let waiting = function.waiting() > 0;
-                let decision = match load {
-                    Some(load) => {
-                        let sample = Sample {
-                            concurrency: load.concurrency,
-                            rate: load.rate,
-                            inflight: load.inflight,
-                            queued,
-                            waiting,
-                        };
-                        if self.enabled {
-                            entry.policy.decide(clock, &settings, current, &sample)
-                        } else if current == 0 && sample.active() {
-                            entry.policy.wake(clock, &settings)
-                        } else {
-                            continue;
-                        }
-                    }
-                    None if current == 0 && (waiting || queued > 0) => {
-                        entry.policy.wake(clock, &settings)
-                    }
-                    None => continue,
+                let seen = Seen {
+                    engine: *engine_count,
+                    queued,
+                    full,
+                    now,
+                    clock,
                 };
-                entry.current = Some(decision.reason.clone());
-                if decision.desired != current {
-                    entry.pending = Some(Pending {
-                        asked: decision.desired,
-                        before: engine_count,
-                        at: now,
-                    });
-                    entry.busy = true;
+                if let Some(decision) = self.consider(entry, &function, seen) {
                     changes.push((function, decision, entry.generation));
                 }
             }
         }
         for (function, decision, generation) in changes {
             let scaler = self.clone();
-            let state = state.clone();
             if decision.from == 0 {
                 function.woken(Some(now));
             }
@@ -318,20 +302,63 @@ impl Autoscaler {
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
                 .spawn(async move {
-                    scaler.apply(&state, &function, decision, generation).await;
+                    scaler.apply(&function, decision, generation).await;
                 });
         }
     }
 
+    /// The loop's decision for one function, when it changes the count
+    /// (marked pending and busy until applied).
+    fn consider(&self, entry: &mut Entry, function: &Function, seen: Seen) -> Option<Decision> {
+        let (settings, problem) = self.settings(&function.labels());
+        if problem.is_some() && problem != entry.problem {
+            tracing::warn!(function = %function.name, problem = ?problem, "scaling labels: using the defaults for what cannot be used");
+        }
+        entry.problem = problem;
+        let load = seen.full.then(|| function.load.read(seen.now));
+        if entry.busy || entry.retry_after.is_some_and(|t| seen.now < t) {
+            return None;
+        }
+        let current = entry.current(seen.engine, seen.now);
+        let waiting = function.waiting() > 0;
+        let decision = match load {
+            Some(load) => {
+                let sample = Sample {
+                    concurrency: load.concurrency,
+                    rate: load.rate,
+                    inflight: load.inflight,
+                    queued: seen.queued,
+                    waiting,
+                };
+                if self.enabled {
+                    entry.policy.decide(seen.clock, &settings, current, &sample)
+                } else if current == 0 && sample.active() {
+                    entry.policy.wake(seen.clock, &settings)
+                } else {
+                    return None;
+                }
+            }
+            None if current == 0 && (waiting || seen.queued > 0) => {
+                entry.policy.wake(seen.clock, &settings)
+            }
+            None => return None,
+        };
+        entry.current = Some(decision.reason.to_string());
+        if decision.desired == current {
+            return None;
+        }
+        entry.pending = Some(Pending {
+            asked: decision.desired,
+            before: seen.engine,
+            at: seen.now,
+        });
+        entry.busy = true;
+        Some(decision)
+    }
+
     /// Makes one decision of the loop, in turn with other scales of the
     /// function, unless one from outside came first.
-    async fn apply(
-        &self,
-        state: &AppState,
-        function: &Function,
-        decision: Decision,
-        generation: u64,
-    ) {
+    async fn apply(&self, function: &Function, decision: Decision, generation: u64) {
         let name = &function.name;
         let lock = self.lock_of(name);
         let _turn = lock.lock().await;
@@ -345,7 +372,7 @@ impl Autoscaler {
             tracing::debug!(function = %name, to = decision.desired, "autoscaler: dropped, scaled meanwhile by someone else");
             None
         } else {
-            Some(state.provider.scale(name, decision.desired).await)
+            Some(self.provider.scale(name, decision.desired).await)
         };
         let mut entries = self.functions.lock().unwrap_or_else(|e| e.into_inner());
         let entry = entries.get_mut(name);
@@ -356,7 +383,7 @@ impl Autoscaler {
                     at: faas_common::time::rfc3339(SystemTime::now()),
                     from: decision.from,
                     to: decision.desired,
-                    reason: decision.reason.clone(),
+                    reason: decision.reason.to_string(),
                 });
                 function.set_desired(decision.desired);
                 function.metrics.scaled(decision.desired > decision.from);

@@ -313,7 +313,123 @@ impl Sample {
 pub struct Decision {
     pub from: u64,
     pub desired: u64,
-    pub reason: String,
+    pub reason: Reason,
+}
+
+/// The load a decision was taken on, in the metric's unit.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Figure {
+    pub value: f64,
+    pub metric: Metric,
+}
+
+impl Figure {
+    fn unit(self) -> &'static str {
+        match self.metric {
+            Metric::Capacity => "in flight",
+            Metric::Rps => "calls/s",
+        }
+    }
+}
+
+impl fmt::Display for Figure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:.1} {}", self.value, self.unit())
+    }
+}
+
+/// Why the policy chose a count (shown as text in the function's status
+/// and the log).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Reason {
+    /// At zero with a call waiting (the load, when a tick measured it).
+    Waking(Option<Figure>),
+    /// At zero and nothing wants it.
+    AtZero,
+    /// Idle past `zero_after`.
+    Idle {
+        idle: Duration,
+        zero_after: Duration,
+    },
+    /// Far above what the replicas can take: up at once.
+    Panic {
+        load: Figure,
+        factor: f64,
+        current: u64,
+        target: f64,
+    },
+    /// Above capacity for a whole up window.
+    Sustained {
+        load: Figure,
+        current: u64,
+        target: f64,
+        up_window: Duration,
+    },
+    /// Fewer replicas were enough for a whole window.
+    Enough {
+        to: u64,
+        peak: u64,
+        target: f64,
+        unit: &'static str,
+        window: Duration,
+    },
+    BelowMin(u64),
+    /// A count above max (set by hand) is kept for a window, then cut.
+    AboveMax(u64),
+    Steady(Figure),
+}
+
+impl fmt::Display for Reason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Reason::Waking(None) => write!(f, "a call is waiting: starting from zero"),
+            Reason::Waking(Some(load)) => {
+                write!(f, "a call is waiting: starting from zero ({load})")
+            }
+            Reason::AtZero => write!(f, "at zero until a call comes"),
+            Reason::Idle { idle, zero_after } => write!(
+                f,
+                "idle for {}s (zero-after {}s): scaled to zero",
+                idle.as_secs(),
+                zero_after.as_secs()
+            ),
+            Reason::Panic {
+                load,
+                factor,
+                current,
+                target,
+            } => write!(
+                f,
+                "panic: {load}, {factor}x the capacity of {current} at {target} {} per replica",
+                load.unit()
+            ),
+            Reason::Sustained {
+                load,
+                current,
+                target,
+                up_window,
+            } => write!(
+                f,
+                "{load}: above {current} replicas at {target} {} each for {}s",
+                load.unit(),
+                up_window.as_secs_f64()
+            ),
+            Reason::Enough {
+                to,
+                peak,
+                target,
+                unit,
+                window,
+            } => write!(
+                f,
+                "{to} replicas were enough for the last {}s (peak {peak} at {target} {unit} each)",
+                window.as_secs()
+            ),
+            Reason::BelowMin(floor) => write!(f, "below the minimum of {floor}"),
+            Reason::AboveMax(max) => write!(f, "above the maximum of {max}"),
+            Reason::Steady(load) => write!(f, "{load}: steady"),
+        }
+    }
 }
 
 /// One function's scaling memory.
@@ -380,106 +496,121 @@ impl Policy {
             self.history.pop_front();
         }
 
-        let idle = self.idle(now);
-        let decision = |desired: u64, reason: String| Decision {
+        let figure = Figure {
+            value: load,
+            metric: settings.metric,
+        };
+        let (desired, reason) = if current == 0 {
+            if sample.active() {
+                let to = recommended.max(settings.min).clamp(1, settings.max);
+                (to, Reason::Waking(Some(figure)))
+            } else {
+                (0, Reason::AtZero)
+            }
+        } else if settings.zero && !sample.active() && self.idle(now) >= settings.zero_after {
+            let idle = self.idle(now);
+            (
+                0,
+                Reason::Idle {
+                    idle,
+                    zero_after: settings.zero_after,
+                },
+            )
+        } else {
+            self.running(now, settings, current, recommended, figure)
+        };
+        let out = Decision {
             from: current,
             desired,
             reason,
         };
-        let figure = match settings.metric {
-            Metric::Capacity => format!("{load:.1} in flight"),
-            Metric::Rps => format!("{load:.1} calls/s"),
-        };
-        let per = match settings.metric {
-            Metric::Capacity => "in flight",
-            Metric::Rps => "calls/s",
-        };
-        let out = if current == 0 {
-            if sample.active() {
-                let to = recommended.max(settings.min).clamp(1, settings.max);
-                decision(
-                    to,
-                    format!("a call is waiting: starting from zero ({figure})"),
-                )
-            } else {
-                decision(0, "at zero until a call comes".to_owned())
-            }
-        } else if settings.zero && !sample.active() && idle >= settings.zero_after {
-            decision(
-                0,
-                format!(
-                    "idle for {}s (zero-after {}s): scaled to zero",
-                    idle.as_secs(),
-                    settings.zero_after.as_secs()
-                ),
-            )
-        } else {
-            let floor = settings.min.max(1);
-            let panic = recommended as f64 >= PANIC_THRESHOLD * current as f64;
-            // Each sample covers the tick before it: demand has lasted the
-            // up window when the samples of a whole window all ask for more.
-            let sustained = if now.saturating_sub(self.since) >= settings.up_window {
-                self.history
-                    .iter()
-                    .filter(|(at, _)| now.saturating_sub(*at) < settings.up_window)
-                    .map(|(_, r)| *r)
-                    .min()
-                    .unwrap_or(recommended)
-            } else {
-                0
-            };
-            let within = |at: Duration| now.saturating_sub(at) < settings.window;
-            let held = self
-                .held
-                .filter(|(at, _)| within(*at))
-                .map_or(0, |(_, n)| n);
-            let peak = self
-                .history
-                .iter()
-                .filter(|(at, _)| within(*at))
-                .map(|(_, r)| *r)
-                .max()
-                .unwrap_or(recommended)
-                .max(held);
-            let target = settings.target;
-            if panic && recommended > current {
-                let to = recommended.clamp(floor, settings.max);
-                decision(
-                    to,
-                    format!(
-                        "panic: {figure}, {}x the capacity of {current} at {target} {per} per replica",
-                        (recommended as f64 / current as f64).floor()
-                    ),
-                )
-            } else if sustained > current {
-                let to = sustained.clamp(floor, settings.max);
-                decision(
-                    to,
-                    format!(
-                        "{figure}: above {current} replicas at {target} {per} each for {}s",
-                        settings.up_window.as_secs_f64()
-                    ),
-                )
-            } else if peak.max(floor) < current {
-                let to = peak.clamp(floor, settings.max.max(floor));
-                decision(
-                    to,
-                    format!(
-                        "{to} replicas were enough for the last {}s (peak {peak} at {target} {per} each)",
-                        settings.window.as_secs()
-                    ),
-                )
-            } else if current < floor {
-                decision(floor, format!("below the minimum of {floor}"))
-            } else if current > settings.max {
-                // A manual count above max is kept for a window, then cut.
-                decision(current, format!("above the maximum of {}", settings.max))
-            } else {
-                decision(current, format!("{figure}: steady"))
-            }
-        };
         self.expected = Some(out.desired);
         out
+    }
+
+    /// The count for a function with replicas: up at once in a panic, up
+    /// after a whole up window of demand, down only after a whole window
+    /// of less, and always within min and max.
+    fn running(
+        &self,
+        now: Duration,
+        settings: &Settings,
+        current: u64,
+        recommended: u64,
+        load: Figure,
+    ) -> (u64, Reason) {
+        let floor = settings.min.max(1);
+        let target = settings.target;
+        let panic = recommended as f64 >= PANIC_THRESHOLD * current as f64;
+        let sustained = self.sustained(now, settings, recommended);
+        let peak = self.peak(now, settings, recommended);
+        if panic && recommended > current {
+            let factor = (recommended as f64 / current as f64).floor();
+            let reason = Reason::Panic {
+                load,
+                factor,
+                current,
+                target,
+            };
+            (recommended.clamp(floor, settings.max), reason)
+        } else if sustained > current {
+            let reason = Reason::Sustained {
+                load,
+                current,
+                target,
+                up_window: settings.up_window,
+            };
+            (sustained.clamp(floor, settings.max), reason)
+        } else if peak.max(floor) < current {
+            let to = peak.clamp(floor, settings.max.max(floor));
+            let reason = Reason::Enough {
+                to,
+                peak,
+                target,
+                unit: load.unit(),
+                window: settings.window,
+            };
+            (to, reason)
+        } else if current < floor {
+            (floor, Reason::BelowMin(floor))
+        } else if current > settings.max {
+            (current, Reason::AboveMax(settings.max))
+        } else {
+            (current, Reason::Steady(load))
+        }
+    }
+
+    /// The least any sample of the last up window asked for (each sample
+    /// covers the tick before it: demand has lasted the up window when the
+    /// samples of a whole window all ask for more); 0 before a whole
+    /// window has been seen.
+    fn sustained(&self, now: Duration, settings: &Settings, recommended: u64) -> u64 {
+        if now.saturating_sub(self.since) < settings.up_window {
+            return 0;
+        }
+        self.history
+            .iter()
+            .filter(|(at, _)| now.saturating_sub(*at) < settings.up_window)
+            .map(|(_, r)| *r)
+            .min()
+            .unwrap_or(recommended)
+    }
+
+    /// The most any sample of the last window asked for, or the count set
+    /// from outside within it.
+    fn peak(&self, now: Duration, settings: &Settings, recommended: u64) -> u64 {
+        let within = |at: Duration| now.saturating_sub(at) < settings.window;
+        let held = self
+            .held
+            .filter(|(at, _)| within(*at))
+            .map_or(0, |(_, n)| n);
+        self.history
+            .iter()
+            .filter(|(at, _)| within(*at))
+            .map(|(_, r)| *r)
+            .max()
+            .unwrap_or(recommended)
+            .max(held)
     }
 
     /// A call wants the function while it is at zero, between ticks: the
@@ -491,7 +622,7 @@ impl Policy {
         Decision {
             from: 0,
             desired,
-            reason: "a call is waiting: starting from zero".to_owned(),
+            reason: Reason::Waking(None),
         }
     }
 }
@@ -629,7 +760,7 @@ mod tests {
         let d = sim.tick(load(8.0));
         assert_eq!(d.desired, 8);
         assert_eq!(d.from, 1);
-        assert!(d.reason.contains("panic"), "{}", d.reason);
+        assert!(matches!(d.reason, Reason::Panic { .. }), "{}", d.reason);
     }
 
     #[test]
@@ -732,7 +863,7 @@ mod tests {
         assert_eq!(counts[30], 0);
         let d = sim.tick(Sample::default());
         assert_eq!(d.desired, 0);
-        assert!(d.reason.contains("at zero"), "{}", d.reason);
+        assert_eq!(d.reason, Reason::AtZero, "{}", d.reason);
         // Without the label: never below 1.
         let mut sim = Sim::new(&[("faas.scale.zero-after", "30s")], 1);
         assert!(sim.run(400, Sample::default()).iter().all(|&r| r == 1));
@@ -766,6 +897,63 @@ mod tests {
     }
 
     #[test]
+    fn reasons_read_as_the_sentences_the_status_shows() {
+        let load = Figure {
+            value: 12.04,
+            metric: Metric::Capacity,
+        };
+        let rate = Figure {
+            value: 3.0,
+            metric: Metric::Rps,
+        };
+        let cases = [
+            (
+                Reason::Panic {
+                    load,
+                    factor: 4.0,
+                    current: 1,
+                    target: 3.0,
+                },
+                "panic: 12.0 in flight, 4x the capacity of 1 at 3 in flight per replica",
+            ),
+            (
+                Reason::Sustained {
+                    load: rate,
+                    current: 2,
+                    target: 1.0,
+                    up_window: Duration::from_millis(2500),
+                },
+                "3.0 calls/s: above 2 replicas at 1 calls/s each for 2.5s",
+            ),
+            (
+                Reason::Enough {
+                    to: 2,
+                    peak: 2,
+                    target: 5.0,
+                    unit: "in flight",
+                    window: Duration::from_secs(300),
+                },
+                "2 replicas were enough for the last 300s (peak 2 at 5 in flight each)",
+            ),
+            (
+                Reason::Idle {
+                    idle: Duration::from_secs(31),
+                    zero_after: Duration::from_secs(30),
+                },
+                "idle for 31s (zero-after 30s): scaled to zero",
+            ),
+            (
+                Reason::Waking(None),
+                "a call is waiting: starting from zero",
+            ),
+            (Reason::AboveMax(4), "above the maximum of 4"),
+        ];
+        for (reason, text) in cases {
+            assert_eq!(reason.to_string(), text);
+        }
+    }
+
+    #[test]
     fn a_waiting_call_wakes_a_function_at_zero_to_its_minimum() {
         let mut sim = Sim::new(&[("faas.scale.min", "2")], 0);
         assert_eq!(sim.run(10, Sample::default()), vec![0; 10]);
@@ -774,7 +962,7 @@ mod tests {
             ..Default::default()
         });
         assert_eq!((d.from, d.desired), (0, 2));
-        assert!(d.reason.contains("from zero"), "{}", d.reason);
+        assert!(matches!(d.reason, Reason::Waking(Some(_))), "{}", d.reason);
     }
 
     #[test]

@@ -2,39 +2,26 @@
 //! exist and where their ready replicas listen. Providers keep it current
 //! (discovery); requests only read it, so no call ever waits on Docker.
 //!
-//! Balancing lives here too: a call goes to the ready replica with the
-//! fewest calls in flight, ties broken round robin. Replicas that are
-//! shutting down (draining) are used only when no ready one is left: they
-//! still serve during their drain delay, which keeps a rolling update of a
-//! single-replica function from refusing calls.
+//! Here the table and each function's discovered state; beside it
+//! [`replica`] (replicas and the in-flight guard), [`balance`] (which
+//! replica takes a call, and waiting for one), [`load`] (what the
+//! autoscaler reads) and [`cold`] (the cold-start handshake).
+
+pub mod balance;
+pub mod cold;
+pub mod load;
+pub mod replica;
 
 use std::collections::{BTreeMap, HashMap};
-use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use tokio::sync::Notify;
 
 use crate::metrics::{FunctionMetrics, Metrics};
-
-/// Whether a replica takes new calls.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ReplicaState {
-    Ready,
-    /// Shutting down but still serving: a last resort.
-    Draining,
-}
-
-/// One replica as a provider reports it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ReplicaInfo {
-    /// Stable across refreshes (a task id, a process id), so the in-flight
-    /// count survives a refresh.
-    pub id: String,
-    pub addr: SocketAddr,
-    pub state: ReplicaState,
-}
+pub use load::{Load, LoadReading};
+pub use replica::{Replica, ReplicaGuard, ReplicaInfo, ReplicaState};
 
 /// One function as a provider reports it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -44,115 +31,6 @@ pub struct Discovered {
     pub labels: BTreeMap<String, String>,
     /// The replicas the engine has been asked for (`None`: not known).
     pub desired: Option<u64>,
-}
-
-pub struct Replica {
-    pub id: String,
-    pub addr: SocketAddr,
-    /// `addr` as a URI authority, built once.
-    pub authority: http::uri::Authority,
-    pub state: ReplicaState,
-    inflight: AtomicUsize,
-}
-
-impl Replica {
-    pub fn inflight(&self) -> usize {
-        self.inflight.load(Ordering::Relaxed)
-    }
-}
-
-/// Counts a call against its replica until dropped.
-pub struct ReplicaGuard(Arc<Replica>);
-
-impl ReplicaGuard {
-    pub fn replica(&self) -> &Arc<Replica> {
-        &self.0
-    }
-}
-
-impl Drop for ReplicaGuard {
-    fn drop(&mut self) {
-        self.0.inflight.fetch_sub(1, Ordering::Relaxed);
-    }
-}
-
-/// A function's load as the autoscaler reads it: calls in flight, their
-/// time-weighted sum since the last reading, and calls started.
-pub struct Load {
-    inner: Mutex<LoadInner>,
-}
-
-struct LoadInner {
-    inflight: u64,
-    /// In-flight calls × seconds since `read_at`.
-    area: f64,
-    changed_at: Instant,
-    read_at: Instant,
-    started: u64,
-}
-
-/// One reading of a [`Load`].
-#[derive(Debug, Clone, Copy, Default, PartialEq)]
-pub struct LoadReading {
-    /// Average calls in flight since the last reading.
-    pub concurrency: f64,
-    /// Calls started per second since the last reading.
-    pub rate: f64,
-    /// Calls in flight now.
-    pub inflight: u64,
-}
-
-impl Load {
-    fn new() -> Load {
-        let now = Instant::now();
-        Load {
-            inner: Mutex::new(LoadInner {
-                inflight: 0,
-                area: 0.0,
-                changed_at: now,
-                read_at: now,
-                started: 0,
-            }),
-        }
-    }
-
-    fn step(&self, now: Instant, change: impl FnOnce(&mut LoadInner)) {
-        let mut load = self.inner.lock().unwrap_or_else(|e| e.into_inner());
-        let dt = now.saturating_duration_since(load.changed_at).as_secs_f64();
-        load.area += load.inflight as f64 * dt;
-        load.changed_at = now;
-        change(&mut load);
-    }
-
-    /// A call started.
-    pub fn begin(&self, now: Instant) {
-        self.step(now, |l| {
-            l.inflight += 1;
-            l.started += 1;
-        });
-    }
-
-    /// A call ended (its response body is done).
-    pub fn end(&self, now: Instant) {
-        self.step(now, |l| l.inflight = l.inflight.saturating_sub(1));
-    }
-
-    /// The load since the last reading, and starts a new period.
-    pub fn read(&self, now: Instant) -> LoadReading {
-        let mut reading = LoadReading::default();
-        self.step(now, |l| {
-            let period = now.saturating_duration_since(l.read_at).as_secs_f64();
-            if period > 0.0 {
-                reading.concurrency = l.area / period;
-                reading.rate = l.started as f64 / period;
-            }
-            reading.inflight = l.inflight;
-            l.area = 0.0;
-            l.started = 0;
-            l.read_at = now;
-        });
-        reading
-    }
 }
 
 pub struct Function {
@@ -219,54 +97,6 @@ impl Function {
         }
     }
 
-    /// The autoscaler is starting it from zero at `at` (`None`: that
-    /// failed): its first ready replica is a cold start.
-    pub fn woken(&self, at: Option<Instant>) {
-        *self.woken_at.lock().unwrap_or_else(|e| e.into_inner()) = at;
-    }
-
-    /// Scaled to zero and not ready since.
-    pub fn is_cold(&self) -> bool {
-        self.cold.load(Ordering::Relaxed)
-    }
-
-    /// Calls waiting for a replica now.
-    pub fn waiting(&self) -> usize {
-        self.waiting.load(Ordering::Relaxed)
-    }
-
-    /// A call or a queued async call wants a replica: when the function is
-    /// cold, the autoscaler is asked (once) to look at it now.
-    pub fn want_replica(&self) {
-        if !self.is_cold() {
-            return;
-        }
-        self.wanted_since
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get_or_insert_with(Instant::now);
-        if !self.wake_requested.swap(true, Ordering::AcqRel) {
-            self.wake.notify_one();
-        }
-    }
-
-    /// Whether a wake was asked for since the autoscaler last looked.
-    pub fn take_wake_request(&self) -> bool {
-        self.wake_requested.swap(false, Ordering::AcqRel)
-    }
-
-    /// Cold, no replica ready, and wanted for less than `limit`: queued
-    /// async calls wait for the cold start rather than fail on it.
-    pub fn starting_from_zero(&self, limit: Duration) -> bool {
-        self.is_cold()
-            && self.ready_count() == 0
-            && self
-                .wanted_since
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .is_none_or(|since| since.elapsed() < limit)
-    }
-
     pub fn replicas(&self) -> Arc<[Arc<Replica>]> {
         self.replicas
             .read()
@@ -286,64 +116,6 @@ impl Function {
             .iter()
             .filter(|r| r.state == ReplicaState::Ready)
             .count()
-    }
-
-    /// The replica for the next call, counted as in flight: the ready one
-    /// with the fewest calls, else a draining one, never one in `exclude`.
-    pub fn pick(&self, exclude: &[SocketAddr]) -> Option<ReplicaGuard> {
-        let replicas = self.replicas();
-        let start = self.next.fetch_add(1, Ordering::Relaxed);
-        for state in [ReplicaState::Ready, ReplicaState::Draining] {
-            let n = replicas.len();
-            let best = (0..n)
-                .map(|i| &replicas[(start + i) % n])
-                .filter(|r| r.state == state && !exclude.contains(&r.addr))
-                .min_by_key(|r| r.inflight());
-            if let Some(best) = best {
-                best.inflight.fetch_add(1, Ordering::Relaxed);
-                return Some(ReplicaGuard(best.clone()));
-            }
-        }
-        None
-    }
-
-    /// Like [`pick`](Self::pick), waiting for a replica to appear (one
-    /// starting, a rolling update between tasks): up to `wait`, or up to
-    /// `cold_wait` while the function starts from zero. A waiting call
-    /// asks the autoscaler for a replica. `Err` says how long it waited
-    /// and whether the wait was a cold start's.
-    pub async fn pick_or_wait(
-        &self,
-        exclude: &[SocketAddr],
-        wait: Duration,
-        cold_wait: Duration,
-    ) -> Result<ReplicaGuard, Waited> {
-        if let Some(guard) = self.pick(exclude) {
-            return Ok(guard);
-        }
-        let started = tokio::time::Instant::now();
-        let _waiting = Waiting::new(self);
-        let mut was_cold = false;
-        loop {
-            let changed = self.changed.notified();
-            tokio::pin!(changed);
-            // Register before looking, so a change in between is not missed.
-            changed.as_mut().enable();
-            if let Some(guard) = self.pick(exclude) {
-                return Ok(guard);
-            }
-            was_cold |= self.is_cold();
-            let limit = if was_cold { cold_wait.max(wait) } else { wait };
-            if tokio::time::timeout_at(started + limit, changed)
-                .await
-                .is_err()
-            {
-                return Err(Waited {
-                    cold: was_cold,
-                    waited: limit,
-                });
-            }
-        }
     }
 
     fn set(&self, discovered: Discovered) {
@@ -395,31 +167,6 @@ impl Function {
         }
         self.metrics.set_replicas(ready);
         self.changed.notify_waiters();
-    }
-}
-
-/// Why [`Function::pick_or_wait`] gave up.
-#[derive(Debug, Clone, Copy)]
-pub struct Waited {
-    /// The function was starting from zero.
-    pub cold: bool,
-    pub waited: Duration,
-}
-
-/// Counts a call as waiting for a replica, and tells the autoscaler.
-struct Waiting<'a>(&'a Function);
-
-impl<'a> Waiting<'a> {
-    fn new(function: &'a Function) -> Waiting<'a> {
-        function.waiting.fetch_add(1, Ordering::Relaxed);
-        function.want_replica();
-        Waiting(function)
-    }
-}
-
-impl Drop for Waiting<'_> {
-    fn drop(&mut self) {
-        self.0.waiting.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -523,6 +270,9 @@ impl Table {
 
 #[cfg(test)]
 mod tests {
+    use std::net::SocketAddr;
+    use std::time::Duration;
+
     use super::*;
 
     fn replica(id: &str, port: u16, state: ReplicaState) -> ReplicaInfo {

@@ -214,52 +214,12 @@ impl SwarmProvider {
             .into_iter()
             .flatten()
             .collect();
-        // Task name (service.slot.taskid) → endpoint IP on the functions network.
-        let mut endpoints: HashMap<String, IpAddr> = HashMap::new();
-        for info in network.services.unwrap_or_default().into_values() {
-            for task in info
-                .get("Tasks")
-                .and_then(|t| t.as_array())
-                .into_iter()
-                .flatten()
-            {
-                let name = task.get("Name").and_then(|n| n.as_str());
-                let ip = task
-                    .get("EndpointIP")
-                    .and_then(|ip| ip.as_str())
-                    .and_then(|ip| ip.split('/').next())
-                    .and_then(|ip| ip.parse::<IpAddr>().ok());
-                if let (Some(name), Some(ip)) = (name, ip) {
-                    endpoints.insert(name.to_owned(), ip);
-                }
-            }
-        }
+        let endpoints = endpoints_of(network.services.unwrap_or_default());
         let own = self.own_service.get().cloned().flatten();
-        let mut claims: BTreeMap<String, Vec<Service>> = BTreeMap::new();
-        for service in services
+        let services = services
             .into_iter()
-            .filter(|s| s.id.is_some() && s.id != own)
-        {
-            if let Some(name) = function_name(&service, &network_ids) {
-                claims.entry(name).or_default().push(service);
-            }
-        }
-        let mut conflicts = BTreeMap::new();
-        let functions: Vec<(String, Service)> = claims
-            .into_iter()
-            .map(|(name, mut claimants)| {
-                claimants
-                    .sort_by_cached_key(|s| Claim::of(&name, s, &network_ids, self.owner()).rank());
-                let winner = claimants.remove(0);
-                if !claimants.is_empty() {
-                    conflicts.insert(
-                        name.clone(),
-                        conflict_text(&name, &winner, &claimants, &network_ids, self.owner()),
-                    );
-                }
-                (name, winner)
-            })
-            .collect();
+            .filter(|s| s.id.is_some() && s.id != own);
+        let (functions, conflicts) = choose_functions(services, &network_ids, self.owner());
         self.report_conflicts(&conflicts);
 
         let mut filters = HashMap::new();
@@ -275,69 +235,8 @@ impl SwarmProvider {
         let mut known: BTreeMap<String, Known> = BTreeMap::new();
         let mut starting = HashSet::new();
         for (name, service) in functions {
-            let service_id = service.id.clone().unwrap_or_default();
-            let service_name = service
-                .spec
-                .as_ref()
-                .and_then(|s| s.name.clone())
-                .unwrap_or_default();
-            let port = port_of(&service);
-            let mut replicas = Vec::new();
-            for task in tasks
-                .iter()
-                .filter(|t| t.service_id.as_deref() == Some(service_id.as_str()))
-            {
-                if let Some(replica) = replica_of(task, &service_name, &endpoints, port) {
-                    replicas.push(replica);
-                } else if let Some(id) = task.id.as_deref()
-                    && task.desired_state == Some(TaskState::RUNNING)
-                    && let Some(addr) = self.starting.ready(id)
-                {
-                    // Probed while starting, running now, but not yet in
-                    // the network's records: still ready.
-                    starting.insert(id.to_owned());
-                    replicas.push(ReplicaInfo {
-                        id: id.to_owned(),
-                        addr,
-                        state: ReplicaState::Ready,
-                    });
-                } else if let Some((id, container)) = starting_task(task) {
-                    starting.insert(id.to_owned());
-                    match self.starting.ready(id) {
-                        Some(addr) => replicas.push(ReplicaInfo {
-                            id: id.to_owned(),
-                            addr,
-                            state: ReplicaState::Ready,
-                        }),
-                        None => self.probe_starting(id, container, port),
-                    }
-                }
-            }
-            let current = current_ready_tasks(&service, &tasks, &replicas);
-            let mut status = status_of(&name, &service, current);
-            status.conflict = conflicts.get(&name).cloned();
-            let ours = labels_of(&service)
-                .get(DEPLOYED_BY_LABEL)
-                .map(String::as_str)
-                == Some(self.owner());
-            // Only replicated services have a count to scale.
-            let replicated = service
-                .spec
-                .as_ref()
-                .and_then(|s| s.mode.as_ref())
-                .is_none_or(|m| m.replicated.is_some());
-            let entry = Known {
-                discovered: Discovered {
-                    name: name.clone(),
-                    replicas,
-                    labels: labels_of(&service),
-                    desired: replicated.then_some(status.replicas),
-                },
-                status,
-                service_id,
-                service_name,
-                ours,
-            };
+            let conflict = conflicts.get(&name).cloned();
+            let entry = self.view_of(&name, service, &tasks, &endpoints, conflict, &mut starting);
             known.insert(name, entry);
         }
         self.starting.retain(&starting);
@@ -346,6 +245,84 @@ impl SwarmProvider {
         *self.known.lock().unwrap_or_else(|e| e.into_inner()) = known;
         *self.network_ids.lock().unwrap_or_else(|e| e.into_inner()) = network_ids;
         Ok(())
+    }
+
+    /// One function's entry in the view: its replicas (tasks with an
+    /// address on the functions network, or probed ready while starting;
+    /// still-starting ones get a probe), status and ownership. `starting`
+    /// collects the tasks still starting.
+    fn view_of(
+        &self,
+        name: &str,
+        service: Service,
+        tasks: &[Task],
+        endpoints: &HashMap<String, IpAddr>,
+        conflict: Option<String>,
+        starting: &mut HashSet<String>,
+    ) -> Known {
+        let service_id = service.id.clone().unwrap_or_default();
+        let service_name = service
+            .spec
+            .as_ref()
+            .and_then(|s| s.name.clone())
+            .unwrap_or_default();
+        let port = port_of(&service);
+        let mut replicas = Vec::new();
+        for task in tasks
+            .iter()
+            .filter(|t| t.service_id.as_deref() == Some(service_id.as_str()))
+        {
+            if let Some(replica) = replica_of(task, &service_name, endpoints, port) {
+                replicas.push(replica);
+            } else if let Some(id) = task.id.as_deref()
+                && task.desired_state == Some(TaskState::RUNNING)
+                && let Some(addr) = self.starting.ready(id)
+            {
+                // Probed while starting, running now, but not yet in
+                // the network's records: still ready.
+                starting.insert(id.to_owned());
+                replicas.push(ReplicaInfo {
+                    id: id.to_owned(),
+                    addr,
+                    state: ReplicaState::Ready,
+                });
+            } else if let Some((id, container)) = starting_task(task) {
+                starting.insert(id.to_owned());
+                match self.starting.ready(id) {
+                    Some(addr) => replicas.push(ReplicaInfo {
+                        id: id.to_owned(),
+                        addr,
+                        state: ReplicaState::Ready,
+                    }),
+                    None => self.probe_starting(id, container, port),
+                }
+            }
+        }
+        let current = current_ready_tasks(&service, tasks, &replicas);
+        let mut status = status_of(name, &service, current);
+        status.conflict = conflict;
+        let ours = labels_of(&service)
+            .get(DEPLOYED_BY_LABEL)
+            .map(String::as_str)
+            == Some(self.owner());
+        // Only replicated services have a count to scale.
+        let replicated = service
+            .spec
+            .as_ref()
+            .and_then(|s| s.mode.as_ref())
+            .is_none_or(|m| m.replicated.is_some());
+        Known {
+            discovered: Discovered {
+                name: name.to_owned(),
+                replicas,
+                labels: labels_of(&service),
+                desired: replicated.then_some(status.replicas),
+            },
+            status,
+            service_id,
+            service_name,
+            ours,
+        }
     }
 
     /// Resyncs on every tick, every event (and [`FOLLOW_UPS`] after it),
@@ -619,6 +596,63 @@ struct Claim {
     attached: bool,
     literal: bool,
     service_name: String,
+}
+
+/// Task name (`service.slot.taskid`) → its address on the functions
+/// network, from the network's verbose inspection.
+fn endpoints_of(services: HashMap<String, serde_json::Value>) -> HashMap<String, IpAddr> {
+    let mut endpoints = HashMap::new();
+    for info in services.into_values() {
+        for task in info
+            .get("Tasks")
+            .and_then(|t| t.as_array())
+            .into_iter()
+            .flatten()
+        {
+            let name = task.get("Name").and_then(|n| n.as_str());
+            let ip = task
+                .get("EndpointIP")
+                .and_then(|ip| ip.as_str())
+                .and_then(|ip| ip.split('/').next())
+                .and_then(|ip| ip.parse::<IpAddr>().ok());
+            if let (Some(name), Some(ip)) = (name, ip) {
+                endpoints.insert(name.to_owned(), ip);
+            }
+        }
+    }
+    endpoints
+}
+
+/// The services that are functions, one per name: where several claim a
+/// name, the strongest [`Claim`] wins and the others are told in the
+/// name's conflict text.
+fn choose_functions(
+    services: impl Iterator<Item = Service>,
+    network_ids: &[String],
+    owner: &str,
+) -> (Vec<(String, Service)>, BTreeMap<String, String>) {
+    let mut claims: BTreeMap<String, Vec<Service>> = BTreeMap::new();
+    for service in services {
+        if let Some(name) = function_name(&service, network_ids) {
+            claims.entry(name).or_default().push(service);
+        }
+    }
+    let mut conflicts = BTreeMap::new();
+    let functions = claims
+        .into_iter()
+        .map(|(name, mut claimants)| {
+            claimants.sort_by_cached_key(|s| Claim::of(&name, s, network_ids, owner).rank());
+            let winner = claimants.remove(0);
+            if !claimants.is_empty() {
+                conflicts.insert(
+                    name.clone(),
+                    conflict_text(&name, &winner, &claimants, network_ids, owner),
+                );
+            }
+            (name, winner)
+        })
+        .collect();
+    (functions, conflicts)
 }
 
 impl Claim {
@@ -1253,6 +1287,56 @@ mod tests {
     fn winner(name: &str, mut claimants: Vec<Service>, network: &[String]) -> String {
         claimants.sort_by_cached_key(|s| Claim::of(name, s, network, "gateway").rank());
         claimants[0].spec.as_ref().unwrap().name.clone().unwrap()
+    }
+
+    #[test]
+    fn endpoints_come_from_the_networks_task_records() {
+        let services: HashMap<String, serde_json::Value> = serde_json::from_str(
+            r#"{
+                "faas_echo": {"Tasks": [
+                    {"Name": "faas_echo.1.abc", "EndpointIP": "10.0.1.5/24"},
+                    {"Name": "faas_echo.2.def", "EndpointIP": "10.0.1.6"},
+                    {"Name": "faas_echo.3.ghi", "EndpointIP": "not-an-ip"},
+                    {"EndpointIP": "10.0.1.7/24"}
+                ]},
+                "other": {"VIP": "10.0.1.2"}
+            }"#,
+        )
+        .unwrap();
+        let endpoints = endpoints_of(services);
+        assert_eq!(endpoints.len(), 2, "{endpoints:?}");
+        assert_eq!(endpoints["faas_echo.1.abc"], IpAddr::from([10, 0, 1, 5]));
+        assert_eq!(endpoints["faas_echo.2.def"], IpAddr::from([10, 0, 1, 6]));
+    }
+
+    #[test]
+    fn functions_are_chosen_one_per_name_and_contests_are_told() {
+        let net = vec!["fn-net-id".to_owned(), "functions".to_owned()];
+        let ours = service(
+            "faas_echo",
+            &[
+                ("com.docker.stack.namespace", "faas"),
+                (DEPLOYED_BY_LABEL, "gateway"),
+            ],
+            &["functions"],
+        );
+        let stray = service("echo", &[], &["functions"]);
+        let lone = service("wordcount", &[], &["fn-net-id"]);
+        let elsewhere = service("db", &[], &["backend"]);
+        let (functions, conflicts) =
+            choose_functions([stray, elsewhere, ours, lone].into_iter(), &net, "gateway");
+        let names: Vec<(&str, &str)> = functions
+            .iter()
+            .map(|(name, s)| {
+                (
+                    name.as_str(),
+                    s.spec.as_ref().unwrap().name.as_deref().unwrap(),
+                )
+            })
+            .collect();
+        assert_eq!(names, [("echo", "faas_echo"), ("wordcount", "wordcount")]);
+        assert_eq!(conflicts.len(), 1, "{conflicts:?}");
+        assert!(conflicts["echo"].contains("faas_echo"), "{conflicts:?}");
     }
 
     #[test]

@@ -8,10 +8,12 @@
 //! restarts it with backoff if it dies. Children get SIGTERM when the
 //! gateway stops, and the kernel sends it too if the gateway dies first.
 
-use std::collections::{BTreeMap, VecDeque};
-use std::net::{Ipv4Addr, SocketAddr};
+mod launcher;
+mod logbook;
+mod replica;
+
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant, SystemTime};
@@ -19,158 +21,24 @@ use std::time::{Duration, Instant, SystemTime};
 use async_trait::async_trait;
 use bytes::Bytes;
 use faas_common::api::{Deployment, FunctionStatus, LogEntry};
-use faas_common::shutdown::{self, Shutdown, Trigger};
+use faas_common::shutdown::{self, Trigger};
 use faas_common::stack::Stack;
-use futures_util::stream::{self, BoxStream, StreamExt};
+use futures_util::stream::BoxStream;
 use http_body_util::Empty;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
-use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::sync::broadcast;
 use tokio::task::JoinHandle;
 
 use super::{LogQuery, Provider, ProviderError, min_replicas, validate_secret_name};
-use crate::functions::{Discovered, ReplicaInfo, ReplicaState, Table};
+use crate::functions::Table;
+pub use launcher::Launcher;
+use logbook::LogBook;
+use replica::{PROBE_EVERY, ReplicaCtx, Spec, publish};
 
 const NAME: &str = "process";
-const FIRST_BACKOFF: Duration = Duration::from_millis(100);
-const MAX_BACKOFF: Duration = Duration::from_secs(10);
-const STABLE_AFTER: Duration = Duration::from_secs(30);
-const PROBE_EVERY: Duration = Duration::from_millis(20);
-/// How long a stopped replica may take to drain before SIGKILL.
-const STOP_GRACE: Duration = Duration::from_secs(10);
 /// How long `start` waits for the stack's functions to become ready.
 const START_WAIT: Duration = Duration::from_secs(15);
-
-/// How to start a watchdog.
-#[derive(Debug, Clone)]
-pub enum Launcher {
-    /// An `fwatchdog` binary.
-    Binary(PathBuf),
-    /// This executable, which runs the watchdog when its first argument is
-    /// `fwatchdog` (for `cargo run -p gateway`, where no `fwatchdog` is built).
-    Embedded(PathBuf),
-}
-
-impl Launcher {
-    /// `fwatchdog` beside this executable, else on PATH, else this
-    /// executable itself.
-    pub fn find() -> Launcher {
-        let exe = std::env::current_exe().ok();
-        if let Some(beside) = exe
-            .as_ref()
-            .and_then(|e| e.parent())
-            .map(|d| d.join("fwatchdog"))
-            && beside.is_file()
-        {
-            return Launcher::Binary(beside);
-        }
-        if let Some(on_path) = find_on_path("fwatchdog") {
-            return Launcher::Binary(on_path);
-        }
-        Launcher::Embedded(exe.unwrap_or_else(|| PathBuf::from("gateway")))
-    }
-
-    fn command(&self) -> tokio::process::Command {
-        match self {
-            Launcher::Binary(path) => tokio::process::Command::new(path),
-            Launcher::Embedded(exe) => {
-                let mut cmd = tokio::process::Command::new(exe);
-                cmd.arg("fwatchdog");
-                cmd
-            }
-        }
-    }
-}
-
-fn find_on_path(program: &str) -> Option<PathBuf> {
-    std::env::var_os("PATH")
-        .iter()
-        .flat_map(std::env::split_paths)
-        .map(|dir| dir.join(program))
-        .find(|candidate| candidate.is_file())
-}
-
-/// A function's recent output lines (its watchdogs' stdout and stderr),
-/// for `/system/logs`: the last `capacity` kept, new ones broadcast to
-/// followers.
-struct LogBook {
-    function: String,
-    capacity: usize,
-    lines: Mutex<VecDeque<(SystemTime, LogEntry)>>,
-    new: broadcast::Sender<LogEntry>,
-}
-
-impl LogBook {
-    fn new(function: &str, capacity: usize) -> LogBook {
-        LogBook {
-            function: function.to_owned(),
-            capacity,
-            lines: Mutex::new(VecDeque::new()),
-            new: broadcast::channel(256).0,
-        }
-    }
-
-    fn write(&self, instance: &str, text: String) {
-        let now = SystemTime::now();
-        let entry = LogEntry {
-            name: self.function.clone(),
-            namespace: String::new(),
-            instance: instance.to_owned(),
-            timestamp: humantime::format_rfc3339_nanos(now).to_string(),
-            text,
-        };
-        let mut lines = self.lines.lock().unwrap_or_else(|e| e.into_inner());
-        if self.capacity == 0 {
-            lines.clear();
-        } else {
-            while lines.len() >= self.capacity {
-                lines.pop_front();
-            }
-            lines.push_back((now, entry.clone()));
-        }
-        // Sent under the lock: a new follower sees each line exactly once.
-        let _ = self.new.send(entry);
-    }
-
-    /// The kept lines the query asks for, then (when following) new ones.
-    fn read(&self, query: &LogQuery) -> BoxStream<'static, LogEntry> {
-        let lines = self.lines.lock().unwrap_or_else(|e| e.into_inner());
-        let matching: Vec<LogEntry> = lines
-            .iter()
-            .filter(|(at, _)| query.since.is_none_or(|since| *at >= since))
-            .map(|(_, e)| e.clone())
-            .collect();
-        let skip = query
-            .tail
-            .map_or(0, |tail| matching.len().saturating_sub(tail));
-        let history = stream::iter(matching.into_iter().skip(skip));
-        if !query.follow {
-            return history.boxed();
-        }
-        let receiver = self.new.subscribe();
-        drop(lines);
-        let live = stream::unfold(receiver, |mut receiver| async move {
-            loop {
-                match receiver.recv().await {
-                    Ok(entry) => return Some((entry, receiver)),
-                    // A slow follower misses lines rather than stalling the function.
-                    Err(broadcast::error::RecvError::Lagged(_)) => continue,
-                    Err(broadcast::error::RecvError::Closed) => return None,
-                }
-            }
-        });
-        history.chain(live).boxed()
-    }
-}
-
-/// What a replica needs to (re)start.
-struct Spec {
-    function: String,
-    deployment: Deployment,
-    workdir: PathBuf,
-}
 
 struct ReplicaHandle {
     id: String,
@@ -401,352 +269,6 @@ fn validate(deployment: &Deployment) -> Result<(), ProviderError> {
         )));
     }
     Ok(())
-}
-
-fn publish(
-    table: &Table,
-    function: &str,
-    ready: &Mutex<BTreeMap<String, u16>>,
-    labels: &BTreeMap<String, String>,
-    desired: u64,
-) {
-    let replicas = ready
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .iter()
-        .map(|(id, port)| ReplicaInfo {
-            id: id.clone(),
-            addr: SocketAddr::from((Ipv4Addr::LOCALHOST, *port)),
-            state: ReplicaState::Ready,
-        })
-        .collect();
-    table.upsert(Discovered {
-        name: function.to_owned(),
-        replicas,
-        labels: labels.clone(),
-        desired: Some(desired),
-    });
-}
-
-/// Everything one replica's supervisor needs.
-struct ReplicaCtx {
-    id: String,
-    spec: Arc<Spec>,
-    launcher: Launcher,
-    tmpdir: PathBuf,
-    secrets_dir: PathBuf,
-    logs: Arc<LogBook>,
-    log_line_bytes: usize,
-    ready: Arc<Mutex<BTreeMap<String, u16>>>,
-    desired: Arc<AtomicU64>,
-    table: Arc<Table>,
-    probe: Client<HttpConnector, Empty<Bytes>>,
-}
-
-impl ReplicaCtx {
-    fn set_ready(&self, port: Option<u16>) {
-        {
-            let mut ready = self.ready.lock().unwrap_or_else(|e| e.into_inner());
-            match port {
-                Some(port) => ready.insert(self.id.clone(), port),
-                None => ready.remove(&self.id),
-            };
-        }
-        // A removed function must not come back through a late publish.
-        if self.table.get(&self.spec.function).is_some() {
-            publish(
-                &self.table,
-                &self.spec.function,
-                &self.ready,
-                &self.spec.deployment.labels,
-                self.desired.load(Ordering::Relaxed),
-            );
-        }
-    }
-
-    async fn supervise(self, mut stop: Shutdown) {
-        let mut backoff = FIRST_BACKOFF;
-        let _ = std::fs::create_dir_all(&self.tmpdir);
-        loop {
-            if stop.is_shutdown() {
-                break;
-            }
-            let started = Instant::now();
-            match self.spawn() {
-                Err(e) => {
-                    tracing::error!(function = %self.spec.function, replica = %self.id, error = %e, "cannot start the watchdog")
-                }
-                Ok(mut child) => {
-                    // The port the watchdog bound itself (it was given 0):
-                    // no other process can have taken it in between.
-                    let port = tokio::select! {
-                        port = self.bound_port() => port,
-                        exit = child.wait() => {
-                            tracing::error!(function = %self.spec.function, replica = %self.id, status = ?exit.ok(), "replica exited before listening");
-                            None
-                        }
-                        () = stop.wait() => {
-                            terminate(&mut child).await;
-                            break;
-                        }
-                    };
-                    let outcome = match port {
-                        None => false,
-                        Some(port) => tokio::select! {
-                            ready = self.wait_healthy(port) => ready,
-                            exit = child.wait() => {
-                                tracing::error!(function = %self.spec.function, replica = %self.id, status = ?exit.ok(), "replica exited before becoming ready");
-                                false
-                            }
-                            () = stop.wait() => {
-                                terminate(&mut child).await;
-                                break;
-                            }
-                        },
-                    };
-                    let port = port.unwrap_or_default();
-                    if outcome {
-                        tracing::info!(function = %self.spec.function, replica = %self.id, port, after = ?started.elapsed(), "replica ready");
-                        self.set_ready(Some(port));
-                        tokio::select! {
-                            exit = child.wait() => {
-                                self.set_ready(None);
-                                tracing::error!(function = %self.spec.function, replica = %self.id, status = ?exit.ok(), "replica exited; restarting");
-                            }
-                            () = stop.wait() => {
-                                // Out of rotation first, then drained.
-                                self.set_ready(None);
-                                terminate(&mut child).await;
-                                break;
-                            }
-                        }
-                    } else {
-                        let _ = child.start_kill();
-                        let _ = child.wait().await;
-                    }
-                }
-            }
-            if started.elapsed() >= STABLE_AFTER {
-                backoff = FIRST_BACKOFF;
-            }
-            tokio::select! {
-                () = tokio::time::sleep(backoff) => {}
-                () = stop.wait() => break,
-            }
-            backoff = (backoff * 2).min(MAX_BACKOFF);
-        }
-        let _ = std::fs::remove_dir_all(&self.tmpdir);
-    }
-
-    /// Where the watchdog writes the port it bound.
-    fn port_file(&self) -> PathBuf {
-        self.tmpdir.join("port")
-    }
-
-    /// The port the watchdog reports once it listens (polled: it appears
-    /// within milliseconds of the start).
-    async fn bound_port(&self) -> Option<u16> {
-        let path = self.port_file();
-        loop {
-            if let Ok(text) = tokio::fs::read_to_string(&path).await
-                && let Ok(port) = text.trim().parse::<u16>()
-            {
-                return Some(port);
-            }
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-    }
-
-    fn spawn(&self) -> std::io::Result<tokio::process::Child> {
-        let _ = std::fs::remove_file(self.port_file());
-        let d = &self.spec.deployment;
-        let mut cmd = self.launcher.command();
-        cmd.env_clear();
-        // Not RUST_LOG: a quiet gateway must not silence what its functions
-        // log (their stderr reaches /system/logs as watchdog info lines); a
-        // function sets its own level in its environment.
-        for var in ["PATH", "HOME"] {
-            if let Some(value) = std::env::var_os(var) {
-                cmd.env(var, value);
-            }
-        }
-        cmd.env("healthcheck_interval", "0s");
-        cmd.envs(&d.env_vars);
-        if d.env_vars
-            .get("mode")
-            .is_some_and(|m| m.eq_ignore_ascii_case("http"))
-        {
-            // Replicas share the machine: each gets its own upstream port,
-            // told to the function as PORT (the sample markdown reads it).
-            let upstream = free_port()?;
-            cmd.env("upstream_url", format!("http://127.0.0.1:{upstream}"))
-                .env("PORT", upstream.to_string());
-        }
-        if !d.secrets.is_empty() {
-            // Only the secrets this function names, in its replica's own folder.
-            let own = self.tmpdir.join("secrets");
-            std::fs::create_dir_all(&own)?;
-            for name in &d.secrets {
-                std::fs::copy(self.secrets_dir.join(name), own.join(name))?;
-            }
-            cmd.env("secret_mount_path", &own);
-        }
-        cmd.env(
-            "fprocess",
-            resolve_fprocess(d.env_process.as_deref().unwrap_or(""), &self.spec.workdir),
-        )
-        .env("port", "0")
-        .env("port_file", self.port_file())
-        .env("metrics_port", "0")
-        .env("bind_address", "127.0.0.1")
-        .env("TMPDIR", &self.tmpdir)
-        .current_dir(&self.spec.workdir)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true);
-        // SAFETY: prctl is async-signal-safe; the child only arms its parent-death signal.
-        unsafe {
-            cmd.pre_exec(|| {
-                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
-                Ok(())
-            });
-        }
-        let mut child = cmd.spawn()?;
-        for stream in [
-            child
-                .stdout
-                .take()
-                .map(|s| Box::new(s) as Box<dyn tokio::io::AsyncRead + Send + Unpin>),
-            child
-                .stderr
-                .take()
-                .map(|s| Box::new(s) as Box<dyn tokio::io::AsyncRead + Send + Unpin>),
-        ]
-        .into_iter()
-        .flatten()
-        {
-            let function = self.spec.function.clone();
-            let replica = self.id.clone();
-            let logs = self.logs.clone();
-            let max = self.log_line_bytes;
-            tokio::spawn(async move {
-                let mut reader = BufReader::new(stream);
-                while let Ok(Some(line)) = next_line(&mut reader, max).await {
-                    tracing::info!(target: "function", function = %function, replica = %replica, "{line}");
-                    if !line.trim().is_empty() {
-                        logs.write(&replica, line);
-                    }
-                }
-            });
-        }
-        Ok(child)
-    }
-
-    /// Polls `/_/health` until it answers 200 (never gives up by itself).
-    async fn wait_healthy(&self, port: u16) -> bool {
-        let uri: http::Uri = format!("http://127.0.0.1:{port}/_/health")
-            .parse()
-            .expect("a valid URI");
-        loop {
-            tokio::time::sleep(PROBE_EVERY).await;
-            if let Ok(Ok(response)) =
-                tokio::time::timeout(Duration::from_secs(1), self.probe.get(uri.clone())).await
-                && response.status() == http::StatusCode::OK
-            {
-                return true;
-            }
-        }
-    }
-}
-
-/// The next line of a function's output, at most `max` bytes of it kept
-/// (the rest is read and dropped, and the line says how much): a function
-/// that writes without newlines cannot grow the gateway's memory.
-async fn next_line<R: tokio::io::AsyncBufRead + Unpin>(
-    reader: &mut R,
-    max: usize,
-) -> std::io::Result<Option<String>> {
-    let mut kept = Vec::new();
-    let mut dropped = 0usize;
-    let mut any = false;
-    loop {
-        let available = reader.fill_buf().await?;
-        if available.is_empty() {
-            break;
-        }
-        any = true;
-        let (chunk, end) = match available.iter().position(|&b| b == b'\n') {
-            Some(i) => (&available[..i], Some(i + 1)),
-            None => (available, None),
-        };
-        let room = max.saturating_sub(kept.len());
-        kept.extend_from_slice(&chunk[..chunk.len().min(room)]);
-        dropped += chunk.len().saturating_sub(room);
-        let consumed = end.unwrap_or(chunk.len());
-        reader.consume(consumed);
-        if end.is_some() {
-            break;
-        }
-    }
-    if !any {
-        return Ok(None);
-    }
-    if kept.last() == Some(&b'\r') {
-        kept.pop();
-    }
-    let mut line = String::from_utf8_lossy(&kept).into_owned();
-    if dropped > 0 {
-        line.push_str(&format!(
-            " [… {dropped} more bytes dropped: lines are kept up to log_line_bytes, {max}]"
-        ));
-    }
-    Ok(Some(line))
-}
-
-/// SIGTERM, then SIGKILL if the watchdog has not drained within the grace.
-async fn terminate(child: &mut tokio::process::Child) {
-    if let Some(pid) = child.id() {
-        // SAFETY: signalling our own, not yet reaped, child.
-        unsafe { libc::kill(pid as libc::pid_t, libc::SIGTERM) };
-    }
-    if tokio::time::timeout(STOP_GRACE, child.wait())
-        .await
-        .is_err()
-    {
-        let _ = child.start_kill();
-        let _ = child.wait().await;
-    }
-}
-
-fn free_port() -> std::io::Result<u16> {
-    Ok(std::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?
-        .local_addr()?
-        .port())
-}
-
-/// A bare program name that is neither in the function's folder nor on
-/// PATH but sits beside the gateway (`markdown` under `cargo run`) is
-/// given by its full path.
-fn resolve_fprocess(fprocess: &str, workdir: &Path) -> String {
-    let mut words = fprocess.split_whitespace();
-    let Some(program) = words.next() else {
-        return fprocess.to_owned();
-    };
-    if program.contains('/') || workdir.join(program).is_file() || find_on_path(program).is_some() {
-        return fprocess.to_owned();
-    }
-    let beside = std::env::current_exe()
-        .ok()
-        .and_then(|exe| exe.parent().map(|d| d.join(program)))
-        .filter(|p| p.is_file());
-    match beside {
-        Some(path) => std::iter::once(path.display().to_string())
-            .chain(words.map(str::to_owned))
-            .collect::<Vec<_>>()
-            .join(" "),
-        None => fprocess.to_owned(),
-    }
 }
 
 #[async_trait]
@@ -982,20 +504,6 @@ impl Provider for ProcessProvider {
 mod tests {
     use super::*;
 
-    #[tokio::test]
-    async fn output_lines_are_kept_up_to_their_limit() {
-        let text = format!("short\r\n{}\nlast", "x".repeat(100));
-        let mut reader = BufReader::with_capacity(7, text.as_bytes());
-        assert_eq!(next_line(&mut reader, 10).await.unwrap().unwrap(), "short");
-        let long = next_line(&mut reader, 10).await.unwrap().unwrap();
-        assert!(
-            long.starts_with("xxxxxxxxxx [… 90 more bytes dropped"),
-            "{long}"
-        );
-        assert_eq!(next_line(&mut reader, 10).await.unwrap().unwrap(), "last");
-        assert_eq!(next_line(&mut reader, 10).await.unwrap(), None);
-    }
-
     #[test]
     fn deployments_without_a_command_are_refused() {
         let err = validate(&Deployment {
@@ -1005,17 +513,5 @@ mod tests {
         })
         .unwrap_err();
         assert!(err.to_string().contains("no fprocess"), "{err}");
-    }
-
-    #[test]
-    fn bare_programs_on_path_are_left_alone() {
-        assert_eq!(
-            resolve_fprocess("sh handler.sh", Path::new("/")),
-            "sh handler.sh"
-        );
-        assert_eq!(
-            resolve_fprocess("./run.sh -x", Path::new("/")),
-            "./run.sh -x"
-        );
     }
 }

@@ -1,0 +1,93 @@
+//! Which `fwatchdog` a replica runs, and where a function's program is.
+
+use std::path::{Path, PathBuf};
+
+/// How to start a watchdog.
+#[derive(Debug, Clone)]
+pub enum Launcher {
+    /// An `fwatchdog` binary.
+    Binary(PathBuf),
+    /// This executable, which runs the watchdog when its first argument is
+    /// `fwatchdog` (for `cargo run -p gateway`, where no `fwatchdog` is built).
+    Embedded(PathBuf),
+}
+
+impl Launcher {
+    /// `fwatchdog` beside this executable, else on PATH, else this
+    /// executable itself.
+    pub fn find() -> Launcher {
+        let exe = std::env::current_exe().ok();
+        if let Some(beside) = exe
+            .as_ref()
+            .and_then(|e| e.parent())
+            .map(|d| d.join("fwatchdog"))
+            && beside.is_file()
+        {
+            return Launcher::Binary(beside);
+        }
+        if let Some(on_path) = find_on_path("fwatchdog") {
+            return Launcher::Binary(on_path);
+        }
+        Launcher::Embedded(exe.unwrap_or_else(|| PathBuf::from("gateway")))
+    }
+
+    pub(super) fn command(&self) -> tokio::process::Command {
+        match self {
+            Launcher::Binary(path) => tokio::process::Command::new(path),
+            Launcher::Embedded(exe) => {
+                let mut cmd = tokio::process::Command::new(exe);
+                cmd.arg("fwatchdog");
+                cmd
+            }
+        }
+    }
+}
+
+pub(super) fn find_on_path(program: &str) -> Option<PathBuf> {
+    std::env::var_os("PATH")
+        .iter()
+        .flat_map(std::env::split_paths)
+        .map(|dir| dir.join(program))
+        .find(|candidate| candidate.is_file())
+}
+
+/// A bare program name that is neither in the function's folder nor on
+/// PATH but sits beside the gateway (`markdown` under `cargo run`) is
+/// given by its full path.
+pub(super) fn resolve_fprocess(fprocess: &str, workdir: &Path) -> String {
+    let mut words = fprocess.split_whitespace();
+    let Some(program) = words.next() else {
+        return fprocess.to_owned();
+    };
+    if program.contains('/') || workdir.join(program).is_file() || find_on_path(program).is_some() {
+        return fprocess.to_owned();
+    }
+    let beside = std::env::current_exe()
+        .ok()
+        .and_then(|exe| exe.parent().map(|d| d.join(program)))
+        .filter(|p| p.is_file());
+    match beside {
+        Some(path) => std::iter::once(path.display().to_string())
+            .chain(words.map(str::to_owned))
+            .collect::<Vec<_>>()
+            .join(" "),
+        None => fprocess.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bare_programs_on_path_are_left_alone() {
+        assert_eq!(
+            resolve_fprocess("sh handler.sh", Path::new("/")),
+            "sh handler.sh"
+        );
+        assert_eq!(
+            resolve_fprocess("./run.sh -x", Path::new("/")),
+            "./run.sh -x"
+        );
+    }
+}
