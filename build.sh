@@ -569,4 +569,7 @@ main() {
     esac
 }
 
-main "$@"
+# Sourced (bench/lib.sh) for its target choice: define, do not run.
+if [[ ${BASH_SOURCE[0]} == "$0" ]]; then
+    main "$@"
+fi

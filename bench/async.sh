@@ -16,29 +16,20 @@
 # BENCH_OUT, BENCH_ASYNC_PORT (default 39190).
 set -euo pipefail
 
-ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-BENCH=$ROOT/bench
-RESULTS=${BENCH_RESULTS:-$BENCH/RESULTS.md}
+SCRIPT=bench/async.sh
+# shellcheck source=bench/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 OUT=${BENCH_OUT:-$BENCH/out}/async
-DURATION=${BENCH_DURATION:-6}
 PORT=${BENCH_ASYNC_PORT:-39190}
-TARGET=x86_64-unknown-linux-musl
-TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
-BIN=$TARGET_DIR/$TARGET/release
 URL=http://127.0.0.1:$PORT
 TARGET_RATE=2000
 
-log() { printf '==> %s\n' "$*" >&2; }
-die() {
-    printf 'bench/async.sh: %s\n' "$*" >&2
-    exit 1
-}
 
 command -v wrk >/dev/null || die "wrk is missing (bench/run.sh installs it)"
 if [[ ! -x $BIN/gateway || ! -x $BIN/fwatchdog ]]; then
-    log "cargo build --release --locked --target $TARGET -p watchdog, then -p gateway"
-    cargo build --release --locked --target "$TARGET" -p watchdog
-    cargo build --release --locked --target "$TARGET" -p gateway
+    # Apart: built together, the gateway's tokio features would reach fwatchdog.
+    release_build watchdog
+    release_build gateway
 fi
 
 rm -rf "$OUT"
@@ -90,14 +81,10 @@ wrk.body = "hello world\n"
 wrk.headers["Content-Type"] = "text/plain"
 EOF
 
-us() { awk -v v="$1" 'BEGIN { if (v ~ /us$/) print v+0; else if (v ~ /ms$/) print (v+0)*1000; else if (v ~ /s$/) print (v+0)*1e6; else print v+0 }'; }
 # wrk FILE → "p50 p99 rate errors"
 parse() {
     local p50 p99 rate bad
-    p50=$(us "$(awk '$1 == "50%" { print $2 }' "$1")")
-    p99=$(us "$(awk '$1 == "99%" { print $2 }' "$1")")
-    rate=$(awk '$1 == "Requests/sec:" { print $2 }' "$1")
-    bad=$(awk '/Non-2xx or 3xx responses:/ { b += $NF } /Socket errors:/ { gsub(/,/, ""); b += $4 + $6 + $8 + $10 } END { print b + 0 }' "$1")
+    read -r p50 _ p99 rate bad < <(benchstat wrk "$1")
     echo "$p50 $p99 $rate $bad"
 }
 succeeded() {
@@ -124,8 +111,8 @@ for conns in 1 16 64; do
     while (($(succeeded) - before < accepted)) && (($(date +%s) < deadline)); do sleep 0.1; done
     done_at=$(date +%s.%N)
     completed=$(($(succeeded) - before))
-    total=$(awk -v a="$start" -v b="$done_at" 'BEGIN { printf "%.2f", b - a }')
-    completion=$(awk -v n="$completed" -v t="$total" 'BEGIN { printf "%.0f", n / t }')
+    total=$(benchstat calc '%.2f' "$done_at - $start")
+    completion=$(benchstat calc '%.0f' "$completed / $total")
     log "async c$conns: $rate accepted/s, p50 ${p50} us, p99 ${p99} us, errors $bad; $completed of $accepted succeeded after ${total}s"
     ROWS+=("| $conns | $rate | $p50 | $p99 | $bad |")
     DRAIN_ROWS+=("| $conns | $accepted | $completed | $total s | $completion/s |")
@@ -140,8 +127,8 @@ echo "${cmd[*]}" >>"$OUT/commands.log"
 read -r sp50 sp99 srate _ < <(parse "$file")
 log "sync c16: $srate/s, p50 $sp50 us"
 failed=$(not_succeeded)
-BEST=$(awk -v a="$RATE16" -v b="$RATE64" 'BEGIN { print (a > b ? a : b) }')
-VERDICT=$(awk -v r="$BEST" -v t="$TARGET_RATE" 'BEGIN { print (r >= t ? "**met**" : "**missed** (by " int(t - r) "/s)") }')
+if [[ $(benchstat verdict "$RATE16 > $RATE64") == "**met**" ]]; then BEST=$RATE16; else BEST=$RATE64; fi
+VERDICT=$(benchstat verdict "$BEST >= $TARGET_RATE" "by $(benchstat calc '%d' "$TARGET_RATE - $BEST")/s")
 SIZE=$(stat -c %s "$OUT/queue.redb")
 
 SECTION=$(
@@ -185,19 +172,7 @@ Commands: \`bench/out/async/commands.log\`.
 EOF
 )
 
-if [[ -f $RESULTS ]] && grep -q '^## 5\. Async calls' "$RESULTS"; then
-    # Replace the old section (up to the next "## " heading or the end).
-    # ENVIRON, not -v: awk -v would turn the section's backslashes into escapes.
-    SECTION=$SECTION awk '
-        /^## 5\. Async calls/ { print ENVIRON["SECTION"]; skip = 1; next }
-        skip && /^## / { skip = 0 }
-        !skip { print }
-    ' "$RESULTS" >"$RESULTS.tmp"
-    mv "$RESULTS.tmp" "$RESULTS"
-elif [[ -f $RESULTS ]] && grep -q '^## How to reproduce' "$RESULTS"; then
-    SECTION=$SECTION awk '/^## How to reproduce/ { print ENVIRON["SECTION"]; print "" } { print }' "$RESULTS" >"$RESULTS.tmp"
-    mv "$RESULTS.tmp" "$RESULTS"
-else
-    printf '\n%s\n' "$SECTION" >>"$RESULTS"
-fi
+printf '%s\n' "$SECTION" >"$OUT/section.md"
+touch "$RESULTS"
+benchstat splice "$RESULTS" "## 5. Async calls" "$OUT/section.md"
 log "async section written to $RESULTS"

@@ -26,18 +26,14 @@
 # file, default bench/RESULTS.md), BENCH_OUT (raw outputs, default bench/out).
 set -euo pipefail
 
-ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+SCRIPT=bench/run.sh
+# shellcheck source=bench/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$ROOT"
-BENCH=$ROOT/bench
 OUT=${BENCH_OUT:-$BENCH/out}
-RESULTS=${BENCH_RESULTS:-$BENCH/RESULTS.md}
-DURATION=${BENCH_DURATION:-6}
 WARMUP=${BENCH_WARMUP:-2}
 REPEAT=${BENCH_REPEAT:-3}
 PORT_BASE=${BENCH_PORT_BASE:-39100}
-TARGET=x86_64-unknown-linux-musl
-TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
-BUSYBOX=/bin/busybox
 HELLO_BODY=$'hello world\n'
 MD_BODY=$'# Hello\n\nSome *text*.\n'
 MD_HTML=$'<h1>Hello</h1>\n<p>Some <em>text</em>.</p>'
@@ -55,11 +51,6 @@ P_GW=$((PORT_BASE + 70))      # gateway --provider process (its replica picks a 
 P_NGINX_GW=$((PORT_BASE + 80)) # nginx in front of the gateway's replica
 SWARM_URL=http://127.0.0.1:8080 # the Swarm stack's gateway (./build.sh up)
 
-log() { printf '==> %s\n' "$*" >&2; }
-die() {
-    printf 'bench/run.sh: %s\n' "$*" >&2
-    exit 1
-}
 
 # --- process bookkeeping -----------------------------------------------------
 
@@ -114,13 +105,9 @@ install_deps() {
         DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get -o DPkg::Lock::Timeout=300 install -y -qq "${missing[@]}" >/dev/null
     fi
     NGINX=$(command -v nginx || echo /usr/sbin/nginx)
-    if command -v rustup >/dev/null && ! rustup target list --installed | grep -qx "$TARGET"; then
-        log "adding the Rust target $TARGET"
-        rustup target add "$TARGET"
-    fi
 }
 
-BUILD_CMD=(cargo build --release --locked --target "$TARGET" -p watchdog -p markdown -p rawspawn)
+BUILD_CMD=(cargo build --release --locked --target "$TARGET" -p watchdog -p markdown -p rawspawn -p benchstat)
 # The gateway in a cargo invocation of its own: built together, its tokio
 # features (process, fs) would be unified into fwatchdog's build too.
 BUILD_GW_CMD=(cargo build --release --locked --target "$TARGET" -p gateway)
@@ -129,7 +116,6 @@ build() {
     "${BUILD_CMD[@]}"
     log "${BUILD_GW_CMD[*]}"
     "${BUILD_GW_CMD[@]}"
-    BIN=$TARGET_DIR/$TARGET/release
     FWATCHDOG=$BIN/fwatchdog
     MARKDOWN=$BIN/markdown
     RAWSPAWN=$BIN/rawspawn
@@ -219,26 +205,7 @@ kib() { awk -v f="$2:" '$1 == f { print $2 }' "/proc/$1/status"; }
 TSV=$OUT/results.tsv
 
 # parse_wrk FILE: prints "p50 p90 p99 rps errors" (latencies in microseconds).
-parse_wrk() {
-    awk '
-        function us(v) {
-            if (v ~ /us$/) return v + 0
-            if (v ~ /ms$/) return (v + 0) * 1e3
-            if (v ~ /m$/) return (v + 0) * 60e6
-            if (v ~ /s$/) return (v + 0) * 1e6
-            return v + 0
-        }
-        $1 == "50%" { p50 = us($2) }
-        $1 == "90%" { p90 = us($2) }
-        $1 == "99%" { p99 = us($2) }
-        $1 == "Requests/sec:" { rps = $2 }
-        /Non-2xx or 3xx responses:/ { bad += $NF }
-        /Socket errors:/ { gsub(/,/, ""); bad += $4 + $6 + $8 + $10 }
-        END {
-            if (p50 == "" || rps == "") exit 1
-            printf "%.1f %.1f %.1f %.1f %d\n", p50, p90, p99, rps, bad
-        }' "$1"
-}
+parse_wrk() { benchstat wrk "$1"; }
 
 # wrk_run LABEL REP CONNS URL SCRIPT [taskset-cpu|-]
 wrk_run() {
@@ -277,31 +244,19 @@ raw_run() {
     log "$(printf '%-22s rep %s: p50 %8.1f us  rate %9.1f/s' "$label" "$rep" "$(get p50_us)" "$(get rate_per_s)")"
 }
 
+# The analysis is bench/benchstat's (unit-tested there).
 # med LABEL COLUMN: median over the repetitions (3=p50 4=p90 5=p99 6=rate 7=errors).
-med() {
-    awk -F'\t' -v l="$1" -v c="$2" '$1 == l { print $c }' "$TSV" | sort -g |
-        awk '{ a[NR] = $1 } END { if (NR == 0) { print "nan"; exit }
-             if (NR % 2) print a[(NR + 1) / 2]; else print (a[NR / 2] + a[NR / 2 + 1]) / 2 }'
-}
+med() { benchstat median "$TSV" "$1" "$2"; }
 # paired A B COLUMN ratio|diff: the median over the repetitions of A/B (or
 # A-B), each run of A compared with the run of B of the same repetition,
 # which ran right next to it.
-paired() {
-    awk -F'\t' -v a="$1" -v b="$2" -v c="$3" -v op="$4" '
-        $1 == a { va[$2] = $c } $1 == b { vb[$2] = $c }
-        END { for (r in va) if (r in vb) print (op == "ratio" ? va[r] / vb[r] : va[r] - vb[r]) }' "$TSV" |
-        sort -g | awk '{ a[NR] = $1 } END { if (NR == 0) { print "nan"; exit }
-             if (NR % 2) print a[(NR + 1) / 2]; else print (a[NR / 2] + a[NR / 2 + 1]) / 2 }'
-}
+paired() { benchstat paired "$TSV" "$1" "$2" "$3" "$4"; }
 # spread LABEL COLUMN: "min–max" over the repetitions.
-spread() {
-    awk -F'\t' -v l="$1" -v c="$2" '$1 == l { v = $c + 0; if (n++ == 0 || v < lo) lo = v; if (n == 1 || v > hi) hi = v }
-        END { printf "%.0f–%.0f", lo, hi }' "$TSV"
-}
-calc() { awk "BEGIN { printf \"$1\", $2 }"; }
-verdict() { # verdict EXPR [HOW-MUCH]: "met" when the awk expression is true
-    if awk "BEGIN { exit !($1) }"; then echo "**met**"; else echo "**missed**${2:+ ($2)}"; fi
-}
+spread() { benchstat spread "$TSV" "$1" "$2"; }
+# calc FORMAT EXPR: printf FORMAT of an arithmetic expression.
+calc() { benchstat calc "$1" "$2"; }
+# verdict "A OP B" [HOW-MUCH]: "**met**", or "**missed** (HOW-MUCH)".
+verdict() { benchstat verdict "$1" "${2:-}"; }
 
 # cpu_snapshot: "busy total steal" jiffies over all CPUs, from /proc/stat.
 cpu_snapshot() {
@@ -309,10 +264,7 @@ cpu_snapshot() {
         print t - $5 - $6, t, $9; exit }' /proc/stat
 }
 # cpu_percent BEFORE AFTER FIELD: busy (1) or steal (3) as % of the elapsed CPU time.
-cpu_percent() {
-    awk -v a="$1" -v b="$2" -v f="$3" 'BEGIN { split(a, x, " "); split(b, y, " ")
-        d = y[2] - x[2]; printf "%.0f", (d > 0 ? 100 * (y[f] - x[f]) / d : 0) }'
-}
+cpu_percent() { benchstat cpu-percent "$1" "$2" "$3"; }
 
 # --- main -------------------------------------------------------------------------
 
@@ -557,8 +509,11 @@ REPLICA_MD=$(children "$REPLICA_WD")
 CHILD_PIDS+=("$REPLICA_WD" "$REPLICA_MD")
 REPLICA_EXE=$(readlink "/proc/$REPLICA_WD/exe")
 [[ $REPLICA_EXE == "$FWATCHDOG" ]] || log "warning: the replica runs $REPLICA_EXE, not $FWATCHDOG"
-REPLICA_PORT=$(tr '\0' '\n' <"/proc/$REPLICA_WD/environ" | sed -n 's/^port=//p')
-[[ $REPLICA_PORT =~ ^[0-9]+$ ]] || die "cannot find the replica's port in /proc/$REPLICA_WD/environ"
+# It binds port 0 and writes the port it got to its port_file.
+REPLICA_PORT_FILE=$(tr '\0' '\n' <"/proc/$REPLICA_WD/environ" | sed -n 's/^port_file=//p')
+REPLICA_PORT=$(cat "$REPLICA_PORT_FILE" 2>/dev/null || true)
+[[ $REPLICA_PORT =~ ^[0-9]+$ ]] ||
+    die "cannot read the replica's port from its port_file (${REPLICA_PORT_FILE:-none in /proc/$REPLICA_WD/environ})"
 REPLICA_URL=http://127.0.0.1:$REPLICA_PORT/
 check_response "$REPLICA_URL" "$MD_BODY" "$MD_HTML"
 check_response "$GW_URL" "$MD_BODY" "$MD_HTML"
@@ -751,12 +706,7 @@ V_GADD=$(verdict "$G_ADD <= 50" "by $(calc '%.1f' "$G_ADD - 50") µs")
 V_GT=$(verdict "$G_T_RATIO >= 1.0" "by $(calc '%.0f' "100 * (1 - $G_T_RATIO)")%")
 V_GP99=$(verdict "$G_P99_RATIO <= 1.0" "by $G_P99_DIFF µs, +$(calc '%.0f' "100 * ($G_P99_RATIO - 1)")%")
 # cpu LABEL PROCESS: "median µs (min–max)" of the CPU per request, or "–".
-cpu() {
-    awk -F'\t' -v l="$1" -v p="$2" '$1 == l && $3 == p { print $4 }' "$CPU_TSV" | sort -g |
-        awk '{ a[NR] = $1 } END { if (NR == 0) { print "–"; exit }
-             m = (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2
-             printf "%.1f µs (%.1f–%.1f)", m, a[1], a[NR] }'
-}
+cpu() { benchstat summary "$CPU_TSV" "$1" "$2" 4; }
 if ((SWARM)); then
     S_1=$(med swarm-c1 3)
     S_VS_G1=$(calc '%+.0f' "$(paired swarm-c1 gateway-c1 3 diff)")

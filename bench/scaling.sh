@@ -25,16 +25,13 @@
 # BENCH_OUT, BENCH_SCALING_PORT (29290, below the ephemeral range).
 set -euo pipefail
 
-ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-BENCH=$ROOT/bench
-RESULTS=${BENCH_RESULTS:-$BENCH/RESULTS.md}
+SCRIPT=bench/scaling.sh
+# shellcheck source=bench/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 OUT=${BENCH_OUT:-$BENCH/out}/scaling
 COLD_TRIALS=${BENCH_COLD_TRIALS:-20}
 UP_TRIALS=${BENCH_UP_TRIALS:-3}
 PORT=${BENCH_SCALING_PORT:-29290}
-TARGET=x86_64-unknown-linux-musl
-TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
-BIN=$TARGET_DIR/$TARGET/release
 URL=http://127.0.0.1:$PORT
 SWARM_URL=http://127.0.0.1:8080
 # Targets (issue 6): on Swarm, cold start p50 and time to the needed replicas.
@@ -44,17 +41,12 @@ UP_TARGET=10
 CALLERS=8
 NEEDED=4
 
-log() { printf '==> %s\n' "$*" >&2; }
-die() {
-    printf 'bench/scaling.sh: %s\n' "$*" >&2
-    exit 1
-}
 
 command -v wrk >/dev/null || die "wrk is missing (bench/run.sh installs it)"
 if [[ ! -x $BIN/gateway || ! -x $BIN/fwatchdog ]]; then
-    log "cargo build --release --locked --target $TARGET -p watchdog, then -p gateway"
-    cargo build --release --locked --target "$TARGET" -p watchdog
-    cargo build --release --locked --target "$TARGET" -p gateway
+    # Apart: built together, the gateway's tokio features would reach fwatchdog.
+    release_build watchdog
+    release_build gateway
 fi
 
 rm -rf "$OUT"
@@ -73,16 +65,15 @@ cleanup() {
 trap cleanup EXIT
 
 now() { date +%s.%N; }
-since() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.3f", b - a }'; }
+since() { benchstat calc '%.3f' "$(now) - $1"; }
 # FILE → "p50 p95 min max n" (seconds, one value per line)
-stats() {
-    sort -g "$1" | awk '{ v[NR] = $1 } END {
-        if (NR == 0) { print "- - - - 0"; exit }
-        p50 = v[int((NR + 1) / 2)]; i = int(0.95 * NR + 0.999); if (i > NR) i = NR
-        printf "%.3f %.3f %.3f %.3f %d\n", p50, v[i], v[1], v[NR], NR }'
+stats() { benchstat stats "$1"; }
+# FILE → its p50 (the lower middle), or "-"
+median() { benchstat stats "$1" | cut -d' ' -f1; }
+# VALUE LIMIT → met when VALUE was measured and is at most LIMIT
+verdict() {
+    if [[ $1 == - ]]; then echo "**missed**"; else benchstat verdict "$1 <= $2"; fi
 }
-median() { sort -g "$1" | awk '{ v[NR] = $1 } END { if (NR) printf "%.3f", v[int((NR + 1) / 2)]; else print "-" }'; }
-verdict() { awk -v v="$1" -v t="$2" 'BEGIN { print (v != "-" && v <= t ? "**met**" : "**missed**") }'; }
 
 cat >"$OUT/post.lua" <<'EOF'
 wrk.method = "POST"
@@ -361,18 +352,7 @@ Commands: \`bench/out/scaling/commands.log\`; raw figures in \`bench/out/scaling
 EOF
 )
 
-if [[ -f $RESULTS ]] && grep -q '^## 6\. Autoscaling' "$RESULTS"; then
-    # ENVIRON, not -v: awk -v would turn the section's backslashes into escapes.
-    SECTION=$SECTION awk '
-        /^## 6\. Autoscaling/ { print ENVIRON["SECTION"]; skip = 1; next }
-        skip && /^## / { skip = 0; print "" }
-        !skip { print }
-    ' "$RESULTS" >"$RESULTS.tmp"
-    mv "$RESULTS.tmp" "$RESULTS"
-elif [[ -f $RESULTS ]] && grep -q '^## How to reproduce' "$RESULTS"; then
-    SECTION=$SECTION awk '/^## How to reproduce/ { print ENVIRON["SECTION"]; print "" } { print }' "$RESULTS" >"$RESULTS.tmp"
-    mv "$RESULTS.tmp" "$RESULTS"
-else
-    printf '\n%s\n' "$SECTION" >>"$RESULTS"
-fi
+printf '%s\n' "$SECTION" >"$OUT/section.md"
+touch "$RESULTS"
+benchstat splice "$RESULTS" "## 6. Autoscaling" "$OUT/section.md"
 log "scaling section written to $RESULTS"

@@ -149,115 +149,47 @@ impl Settings {
 
     /// Each label on its own: its value, or its default and a problem.
     fn parse(labels: &BTreeMap<String, String>, defaults: Defaults) -> (Settings, Vec<LabelError>) {
-        fn get<'a>(
-            labels: &'a BTreeMap<String, String>,
-            keys: &[&'static str],
-        ) -> Option<(&'static str, &'a str)> {
-            keys.iter()
-                .find_map(|k| labels.get(*k).map(|v| (*k, v.trim())))
-        }
-        let mut problems = Vec::new();
-        let mut problem = |message: String| problems.push(LabelError(message));
-        let get = |keys: &[&'static str]| get(labels, keys);
-        let mut whole = |keys: &[&'static str], default: u64| match get(keys) {
-            None => default,
-            Some((key, v)) => v.parse::<u64>().unwrap_or_else(|_| {
-                problem(format!("label {key}={v:?} is not a whole number"));
-                default
-            }),
+        let mut read = LabelReader {
+            labels,
+            problems: Vec::new(),
         };
-        let min = whole(&MIN_LABELS, DEFAULT_MIN);
+        let min = read.whole(&MIN_LABELS, DEFAULT_MIN);
         let default_max = DEFAULT_MAX.min(defaults.max_replicas).max(1);
-        let mut max = whole(&MAX_LABELS, default_max);
-        let factor = whole(&FACTOR_LABELS, DEFAULT_FACTOR);
-        let mut problem = |message: String| problems.push(LabelError(message));
-        let mut duration = |keys: &[&'static str],
-                            default: Duration,
-                            least: Duration,
-                            most: Duration| match get(keys) {
-            None => default,
-            Some((key, v)) => match faas_common::parse::parse_duration(v) {
-                Ok(d) if d >= least && d <= most => d,
-                Ok(_) => {
-                    problem(format!(
-                        "label {key}={v:?}: from {}s to {}s",
-                        least.as_secs_f64(),
-                        most.as_secs()
-                    ));
-                    default
-                }
-                Err(hint) => {
-                    problem(format!("label {key}={v:?}: {hint}"));
-                    default
-                }
-            },
-        };
-        let zero_after = duration(
+        let max = read.whole(&MAX_LABELS, default_max);
+        let factor = read.whole(&FACTOR_LABELS, DEFAULT_FACTOR);
+        let second = Duration::from_secs(1);
+        let zero_after = read.duration(
             &ZERO_AFTER_LABELS,
             defaults.zero_after,
-            Duration::from_secs(1),
-            Duration::from_secs(1_000_000_000),
+            (second, Duration::from_secs(1_000_000_000)),
         );
-        let window = duration(
-            &WINDOW_LABELS,
-            defaults.window,
-            Duration::from_secs(1),
-            MAX_WINDOW,
-        );
-        let mut problem = |message: String| problems.push(LabelError(message));
-        if max == 0 {
-            problem(format!(
+        let window = read.duration(&WINDOW_LABELS, defaults.window, (second, MAX_WINDOW));
+        let max = if max == 0 {
+            read.problem(format!(
                 "label {}=0: a function needs at least 1 replica at most",
                 MAX_LABELS[0]
             ));
-            max = default_max;
-        }
-        if max > defaults.max_replicas {
-            problem(format!(
+            default_max
+        } else if max > defaults.max_replicas {
+            read.problem(format!(
                 "label {}={max} is above max_replicas ({})",
                 MAX_LABELS[0], defaults.max_replicas
             ));
-            max = defaults.max_replicas.max(1);
-        }
+            defaults.max_replicas.max(1)
+        } else {
+            max
+        };
         let min = if min > max {
-            problem(format!("scale min {min} is above scale max {max}"));
+            read.problem(format!("scale min {min} is above scale max {max}"));
             max
         } else {
             min
         };
-        let target = match get(&TARGET_LABELS) {
-            None => DEFAULT_TARGET,
-            Some((key, v)) => match v.parse::<f64>() {
-                Ok(t) if t.is_finite() && t > 0.0 => t,
-                _ => {
-                    problem(format!("label {key}={v:?} is not a positive number"));
-                    DEFAULT_TARGET
-                }
-            },
-        };
-        let metric = match get(&TYPE_LABELS) {
-            None => Metric::Capacity,
-            Some((_, v)) if v.eq_ignore_ascii_case("capacity") => Metric::Capacity,
-            Some((_, v)) if v.eq_ignore_ascii_case("rps") => Metric::Rps,
-            // OpenFaaS's other types (cpu) are not ours to refuse: such a
-            // function scales on capacity.
-            Some((key, _)) if key != TYPE_LABELS[0] => Metric::Capacity,
-            Some((key, v)) => {
-                problem(format!(
-                    "label {key}={v:?}: use capacity (in-flight calls per replica) or rps (calls per second per replica)"
-                ));
-                Metric::Capacity
-            }
-        };
-        let zero = match get(&ZERO_LABELS) {
-            None => false,
-            Some((key, v)) => faas_common::parse::parse_bool(v).unwrap_or_else(|hint| {
-                problem(format!("label {key}={v:?}: {hint}"));
-                false
-            }),
-        };
+        let target = read.positive(&TARGET_LABELS, DEFAULT_TARGET);
+        let metric = read.metric();
+        let zero = read.boolean(&ZERO_LABELS, false);
         let factor = if factor > 100 {
-            problem(format!(
+            read.problem(format!(
                 "label {}={factor}: a percentage from 0 to 100",
                 FACTOR_LABELS[0]
             ));
@@ -265,20 +197,114 @@ impl Settings {
         } else {
             factor
         };
-        (
-            Settings {
-                min,
-                max,
-                target,
-                metric,
-                zero,
-                zero_after,
-                window,
-                up_window: defaults.up_window.min(window),
-                factor,
-            },
-            problems,
-        )
+        let settings = Settings {
+            min,
+            max,
+            target,
+            metric,
+            zero,
+            zero_after,
+            window,
+            up_window: defaults.up_window.min(window),
+            factor,
+        };
+        (settings, read.problems)
+    }
+}
+
+/// Reads scaling labels one at a time: a value that cannot be used is
+/// noted as a problem naming its label, and its default is used.
+struct LabelReader<'a> {
+    labels: &'a BTreeMap<String, String>,
+    problems: Vec<LabelError>,
+}
+
+impl<'a> LabelReader<'a> {
+    /// The first of `keys` (ours, then OpenFaaS's spelling) that is set.
+    fn get(&self, keys: &[&'static str]) -> Option<(&'static str, &'a str)> {
+        keys.iter()
+            .find_map(|k| self.labels.get(*k).map(|v| (*k, v.trim())))
+    }
+
+    fn problem(&mut self, message: String) {
+        self.problems.push(LabelError(message));
+    }
+
+    fn whole(&mut self, keys: &[&'static str], default: u64) -> u64 {
+        let Some((key, v)) = self.get(keys) else {
+            return default;
+        };
+        v.parse::<u64>().unwrap_or_else(|_| {
+            self.problem(format!("label {key}={v:?} is not a whole number"));
+            default
+        })
+    }
+
+    /// A duration within `(least, most)`.
+    fn duration(
+        &mut self,
+        keys: &[&'static str],
+        default: Duration,
+        (least, most): (Duration, Duration),
+    ) -> Duration {
+        let Some((key, v)) = self.get(keys) else {
+            return default;
+        };
+        match faas_common::parse::parse_duration(v) {
+            Ok(d) if d >= least && d <= most => d,
+            Ok(_) => {
+                self.problem(format!(
+                    "label {key}={v:?}: from {}s to {}s",
+                    least.as_secs_f64(),
+                    most.as_secs()
+                ));
+                default
+            }
+            Err(hint) => {
+                self.problem(format!("label {key}={v:?}: {hint}"));
+                default
+            }
+        }
+    }
+
+    fn positive(&mut self, keys: &[&'static str], default: f64) -> f64 {
+        let Some((key, v)) = self.get(keys) else {
+            return default;
+        };
+        match v.parse::<f64>() {
+            Ok(t) if t.is_finite() && t > 0.0 => t,
+            _ => {
+                self.problem(format!("label {key}={v:?} is not a positive number"));
+                default
+            }
+        }
+    }
+
+    fn boolean(&mut self, keys: &[&'static str], default: bool) -> bool {
+        let Some((key, v)) = self.get(keys) else {
+            return default;
+        };
+        faas_common::parse::parse_bool(v).unwrap_or_else(|hint| {
+            self.problem(format!("label {key}={v:?}: {hint}"));
+            default
+        })
+    }
+
+    fn metric(&mut self) -> Metric {
+        match self.get(&TYPE_LABELS) {
+            None => Metric::Capacity,
+            Some((_, v)) if v.eq_ignore_ascii_case("capacity") => Metric::Capacity,
+            Some((_, v)) if v.eq_ignore_ascii_case("rps") => Metric::Rps,
+            // OpenFaaS's other types (cpu) are not ours to refuse: such a
+            // function scales on capacity.
+            Some((key, _)) if key != TYPE_LABELS[0] => Metric::Capacity,
+            Some((key, v)) => {
+                self.problem(format!(
+                    "label {key}={v:?}: use capacity (in-flight calls per replica) or rps (calls per second per replica)"
+                ));
+                Metric::Capacity
+            }
+        }
     }
 }
 
