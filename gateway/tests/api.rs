@@ -161,14 +161,7 @@ fn texts(lines: &[Value]) -> Vec<&str> {
 fn run_to_exit(flags: &[&str], env: &[(&str, &str)]) -> (std::process::ExitStatus, String) {
     let state = tempfile::tempdir().unwrap();
     let mut child = Command::new(BIN)
-        .args([
-            "--provider",
-            "process",
-            "--port",
-            "0",
-            "--bind-address",
-            "127.0.0.1",
-        ])
+        .args(testkit::proc::LOCAL_GATEWAY)
         .arg("--state-dir")
         .arg(state.path())
         .args(flags)

@@ -954,14 +954,7 @@ async fn stored_outputs_are_never_served_as_pages() {
 async fn state_lives_in_a_private_directory() {
     let home = tempfile::tempdir().unwrap();
     let mut child = Command::new(BIN)
-        .args([
-            "--provider",
-            "process",
-            "--port",
-            "0",
-            "--bind-address",
-            "127.0.0.1",
-        ])
+        .args(testkit::proc::LOCAL_GATEWAY)
         .env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
         .env("HOME", home.path())
@@ -1112,14 +1105,7 @@ fn start_with_file_limit(dir: &Path, max_file: u64) -> (std::process::Child, Soc
     use std::os::unix::process::CommandExt;
     let mut command = Command::new(BIN);
     command
-        .args([
-            "--provider",
-            "process",
-            "--port",
-            "0",
-            "--bind-address",
-            "127.0.0.1",
-        ])
+        .args(testkit::proc::LOCAL_GATEWAY)
         .args(["--auth", "none", "--state-dir"])
         .arg(dir.join("state"))
         .arg("--queue-path")

@@ -43,29 +43,22 @@ impl Gateway {
         let secrets = dir.path().join("secrets");
         std::fs::create_dir_all(&secrets).unwrap();
         let mut cmd = Command::new(gateway_bin());
-        cmd.args([
-            "--provider",
-            "process",
-            "--port",
-            "0",
-            "--bind-address",
-            "127.0.0.1",
-        ])
-        .current_dir(dir.path())
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("RUST_LOG", "info")
-        .env("secret_mount_path", &secrets)
-        // Each gateway its own async queue and state, gone with the test.
-        .env("queue_path", dir.path().join("queue.redb"))
-        .env("state_dir", dir.path().join("state"))
-        // Without credentials, an open API, chosen explicitly.
-        .envs(
-            env.iter()
-                .all(|(k, _)| !k.starts_with("basic_auth"))
-                .then_some(("auth", "none")),
-        )
-        .envs(env.iter().copied());
+        cmd.args(testkit::proc::LOCAL_GATEWAY)
+            .current_dir(dir.path())
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("RUST_LOG", "info")
+            .env("secret_mount_path", &secrets)
+            // Each gateway its own async queue and state, gone with the test.
+            .env("queue_path", dir.path().join("queue.redb"))
+            .env("state_dir", dir.path().join("state"))
+            // Without credentials, an open API, chosen explicitly.
+            .envs(
+                env.iter()
+                    .all(|(k, _)| !k.starts_with("basic_auth"))
+                    .then_some(("auth", "none")),
+            )
+            .envs(env.iter().copied());
         let log = Log::default();
         let (child, line) = start_until(cmd, "listening", Duration::from_secs(30), &log);
         let addr = field(&line, "addr=");

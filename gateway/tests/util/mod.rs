@@ -140,26 +140,19 @@ fn launch(
         &["--auth", "none"]
     };
     let mut cmd = Command::new(BIN);
-    cmd.args([
-        "--provider",
-        "process",
-        "--port",
-        "0",
-        "--bind-address",
-        "127.0.0.1",
-    ])
-    .arg("--queue-path")
-    .arg(dir.join("queue.redb"))
-    .arg("--state-dir")
-    .arg(dir.join("state"))
-    .args(open)
-    .arg("-f")
-    .arg(dir.join("stack.yml"))
-    .args(flags)
-    .env_clear()
-    .env("PATH", std::env::var("PATH").unwrap_or_default())
-    .env("RUST_LOG", "info")
-    .envs(env.iter().map(|(k, v)| (k, v)));
+    cmd.args(testkit::proc::LOCAL_GATEWAY)
+        .arg("--queue-path")
+        .arg(dir.join("queue.redb"))
+        .arg("--state-dir")
+        .arg(dir.join("state"))
+        .args(open)
+        .arg("-f")
+        .arg(dir.join("stack.yml"))
+        .args(flags)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("RUST_LOG", "info")
+        .envs(env.iter().map(|(k, v)| (k, v)));
     let (child, line) = start_until(cmd, "gateway: listening", Duration::from_secs(30), log);
     let addr: SocketAddr = field(&line, "addr=").parse().unwrap();
     (child, SocketAddr::from(([127, 0, 0, 1], addr.port())))
