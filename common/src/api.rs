@@ -73,6 +73,10 @@ pub struct FunctionStatus {
     /// serves it (ours).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub conflict: Option<String>,
+    /// Why the function cannot start, when it cannot (ours): its calls are
+    /// answered 503 with this at once instead of waiting for a replica.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub problem: Option<String>,
 }
 
 /// A function's autoscaling, as `GET /system/function/{name}` reports it.

@@ -278,17 +278,29 @@ impl Forwarder {
             // After a refusal, too, wait for a replica: during a rolling
             // update the refusing one may be the only one until its
             // successor is ready.
-            let replica = function
-                .pick_or_wait(&refused, self.replica_wait, self.cold_wait)
-                .await
-                .map_err(|waited| {
-                    ForwardError::no_replica(
-                        &function.name,
-                        waited,
-                        !refused.is_empty(),
-                        &last_error,
-                    )
-                })?;
+            let replica = match function.pick(&refused) {
+                Some(replica) => replica,
+                None => {
+                    // A function that cannot start is refused at once.
+                    if let Some(reason) = function.problem() {
+                        return Err(ForwardError::CannotStart {
+                            function: function.name.clone(),
+                            reason,
+                        });
+                    }
+                    function
+                        .pick_or_wait(&refused, self.replica_wait, self.cold_wait)
+                        .await
+                        .map_err(|waited| {
+                            ForwardError::no_replica(
+                                &function.name,
+                                waited,
+                                !refused.is_empty(),
+                                &last_error,
+                            )
+                        })?
+                }
+            };
             let addr = replica.replica().addr;
             let uri = target_uri(replica.replica().authority.clone(), path)?;
             // A retry needs the request again: keep a way back to it for
@@ -362,6 +374,8 @@ enum ForwardError {
     Cold { function: String, waited: Duration },
     #[error("function {function:?} has no ready replica (waited {}s)", waited.as_secs_f64())]
     NoReplica { function: String, waited: Duration },
+    #[error("function {function:?} cannot start: {reason}")]
+    CannotStart { function: String, reason: String },
     #[error("function {function:?} is unreachable: {cause}")]
     Unreachable { function: String, cause: String },
     #[error("function {function:?} failed: {cause}")]
@@ -405,9 +419,9 @@ impl ForwardError {
 
     fn status(&self) -> StatusCode {
         match self {
-            ForwardError::Cold { .. } | ForwardError::NoReplica { .. } => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
+            ForwardError::Cold { .. }
+            | ForwardError::NoReplica { .. }
+            | ForwardError::CannotStart { .. } => StatusCode::SERVICE_UNAVAILABLE,
             ForwardError::Unreachable { .. } | ForwardError::Failed { .. } => {
                 StatusCode::BAD_GATEWAY
             }
@@ -527,6 +541,19 @@ mod tests {
         assert_eq!(
             refused.to_string(),
             "function \"f\" is unreachable: connection refused"
+        );
+    }
+
+    #[test]
+    fn a_function_that_cannot_start_is_503_naming_why() {
+        let e = ForwardError::CannotStart {
+            function: "markdown".into(),
+            reason: "its program \"markdown\" is not in its folder or on PATH".into(),
+        };
+        assert_eq!(e.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(
+            e.to_string(),
+            "function \"markdown\" cannot start: its program \"markdown\" is not in its folder or on PATH"
         );
     }
 

@@ -296,3 +296,69 @@ async fn a_dead_replica_is_restarted() {
     let reply = post(gw.addr, "/function/echo", "back").await;
     assert_eq!(reply.text(), "back");
 }
+
+/// A function whose program does not exist (the quickstart's `markdown`
+/// before it is built) is reported once, shown in its status, and its calls
+/// are refused at once with a 503 naming the program instead of waiting
+/// for a replica; once the program is there, it starts.
+#[tokio::test]
+async fn a_function_whose_program_is_missing_is_refused_at_once_until_it_appears() {
+    let stack = "functions:\n  later:\n    fprocess: ./later.sh\n    labels:\n      faas.scale.min: \"2\"\n";
+    let launched = Instant::now();
+    let gw = Gateway::start(stack, &[], &["--replica-wait", "20s"]);
+    // It does not hold up the gateway's start either (that waits up to 15 s
+    // for the stack's functions to be ready).
+    assert!(
+        launched.elapsed() < Duration::from_secs(10),
+        "started after {:?}",
+        launched.elapsed()
+    );
+
+    let asked = Instant::now();
+    let reply = post(gw.addr, "/function/later", "hello").await;
+    assert_eq!(
+        reply.status,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "{}",
+        reply.text()
+    );
+    assert!(
+        asked.elapsed() < Duration::from_secs(5),
+        "waited {:?}",
+        asked.elapsed()
+    );
+    assert!(
+        reply.text().contains(
+            "function \"later\" cannot start: its program \"./later.sh\" is not in its folder"
+        ),
+        "{}",
+        reply.text()
+    );
+    let status = get(gw.addr, "/system/function/later").await;
+    assert_eq!(status.status, StatusCode::OK);
+    assert!(
+        status.text().contains("\"problem\":\"its program"),
+        "{}",
+        status.text()
+    );
+
+    let script = gw.dir.path().join("later.sh");
+    std::fs::write(&script, "#!/bin/sh\nexec cat\n").unwrap();
+    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let addr = gw.addr;
+    let started = eventually_async(Duration::from_secs(15), || async move {
+        let reply = post(addr, "/function/later", "hello").await;
+        reply.status == StatusCode::OK && reply.text() == "hello"
+    })
+    .await;
+    assert!(started, "{}", gw.log());
+    let status = get(gw.addr, "/system/function/later").await.text();
+    assert!(!status.contains("problem"), "{status}");
+    // Two replicas looked for it every 2 s: said once.
+    assert_eq!(
+        gw.log().matches("cannot start: its program").count(),
+        1,
+        "{}",
+        gw.log()
+    );
+}

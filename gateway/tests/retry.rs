@@ -61,6 +61,7 @@ fn table_with(replicas: &[SocketAddr]) -> Arc<gateway::functions::Function> {
             .collect(),
         labels: BTreeMap::new(),
         desired: None,
+        problem: None,
     });
     table.get("f").unwrap()
 }
@@ -175,6 +176,7 @@ async fn when_the_only_replica_refuses_the_call_waits_for_its_successor() {
         replicas: vec![replica("old", old)],
         labels: BTreeMap::new(),
         desired: None,
+        problem: None,
     });
     let function = table.get("f").unwrap();
     let forwarder = Forwarder::new(
@@ -190,6 +192,7 @@ async fn when_the_only_replica_refuses_the_call_waits_for_its_successor() {
             replicas: vec![replica("new", successor)],
             labels: BTreeMap::new(),
             desired: None,
+            problem: None,
         });
         table
     });

@@ -31,12 +31,17 @@ pub struct Discovered {
     pub labels: BTreeMap<String, String>,
     /// The replicas the engine has been asked for (`None`: not known).
     pub desired: Option<u64>,
+    /// Why no replica can start (a program that does not exist): calls
+    /// are refused with it rather than left waiting.
+    pub problem: Option<String>,
 }
 
 pub struct Function {
     pub name: String,
     replicas: RwLock<Arc<[Arc<Replica>]>>,
     labels: RwLock<BTreeMap<String, String>>,
+    /// See [`Discovered::problem`].
+    problem: RwLock<Option<String>>,
     /// Woken whenever the replica set changes.
     changed: Notify,
     next: AtomicUsize,
@@ -67,6 +72,7 @@ impl Function {
             name: name.to_owned(),
             replicas: RwLock::new(Arc::from(Vec::new())),
             labels: RwLock::new(BTreeMap::new()),
+            problem: RwLock::new(None),
             changed: Notify::new(),
             next: AtomicUsize::new(0),
             metrics: metrics.function(name),
@@ -106,6 +112,14 @@ impl Function {
 
     pub fn labels(&self) -> BTreeMap<String, String> {
         self.labels
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Why no replica can start, when the provider knows.
+    pub fn problem(&self) -> Option<String> {
+        self.problem
             .read()
             .unwrap_or_else(|e| e.into_inner())
             .clone()
@@ -152,6 +166,7 @@ impl Function {
             *replicas = Arc::from(fresh);
         }
         *self.labels.write().unwrap_or_else(|e| e.into_inner()) = discovered.labels;
+        *self.problem.write().unwrap_or_else(|e| e.into_inner()) = discovered.problem;
         let ready = self.ready_count();
         if ready > 0 {
             self.cold.store(false, Ordering::Relaxed);
@@ -290,6 +305,7 @@ mod tests {
             replicas,
             labels: BTreeMap::new(),
             desired: None,
+            problem: None,
         });
         let f = table.get("f").unwrap();
         (table, f)
@@ -349,6 +365,7 @@ mod tests {
             ],
             labels: BTreeMap::new(),
             desired: None,
+            problem: None,
         });
         // "a" still has one call in flight, so the next goes to "b".
         assert_eq!(f.pick(&[]).unwrap().replica().addr.port(), 2);
@@ -373,6 +390,7 @@ mod tests {
             replicas: vec![replica("a", 7, ReplicaState::Ready)],
             labels: BTreeMap::new(),
             desired: Some(1),
+            problem: None,
         });
         assert_eq!(waiter.await.unwrap(), Some(7));
     }

@@ -51,6 +51,26 @@ pub(super) fn find_on_path(program: &str) -> Option<PathBuf> {
         .find(|candidate| candidate.is_file())
 }
 
+/// Why `fprocess` cannot run from `workdir`, if it cannot: its program is
+/// not a file (a path), or not in the folder, on PATH or beside the
+/// gateway (a bare name). Checked before each start, so a program built
+/// later is picked up.
+pub(super) fn missing_program(fprocess: &str, workdir: &Path) -> Option<String> {
+    let resolved = resolve_fprocess(fprocess, workdir);
+    let program = resolved.split_whitespace().next()?;
+    let found = if program.contains('/') {
+        workdir.join(program).is_file()
+    } else {
+        workdir.join(program).is_file() || find_on_path(program).is_some()
+    };
+    (!found).then(|| {
+        format!(
+            "its program {program:?} is not in its folder ({}) or on PATH",
+            workdir.display()
+        )
+    })
+}
+
 /// A bare program name that is neither in the function's folder nor on
 /// PATH but sits beside the gateway (`markdown` under `cargo run`) is
 /// given by its full path.
@@ -78,6 +98,20 @@ pub(super) fn resolve_fprocess(fprocess: &str, workdir: &Path) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_program_that_is_nowhere_is_named() {
+        let dir = tempfile::tempdir().unwrap();
+        assert_eq!(missing_program("sh handler.sh", dir.path()), None);
+        std::fs::write(dir.path().join("run.sh"), "").unwrap();
+        assert_eq!(missing_program("./run.sh -x", dir.path()), None);
+        let missing = missing_program("no-such-program-xyz --port 8081", dir.path()).unwrap();
+        assert!(
+            missing.starts_with("its program \"no-such-program-xyz\" is not in its folder"),
+            "{missing}"
+        );
+        assert!(missing_program("./gone.sh", dir.path()).is_some());
+    }
 
     #[test]
     fn bare_programs_on_path_are_left_alone() {

@@ -55,6 +55,8 @@ struct Managed {
     ready: Arc<Mutex<BTreeMap<String, u16>>>,
     /// `replicas.len()`, for the replicas' own publishing.
     desired: Arc<AtomicU64>,
+    /// Why it cannot start, when its program is missing.
+    problem: Arc<Mutex<Option<String>>>,
 }
 
 pub struct ProcessProvider {
@@ -139,6 +141,7 @@ impl ProcessProvider {
             replicas: Vec::new(),
             ready: Arc::new(Mutex::new(BTreeMap::new())),
             desired: Arc::new(AtomicU64::new(replicas)),
+            problem: Arc::new(Mutex::new(None)),
         };
         for _ in 0..replicas {
             let handle = self.start_replica(&managed, spec.clone());
@@ -168,6 +171,7 @@ impl ProcessProvider {
             log_line_bytes: self.log_line_bytes,
             ready: managed.ready.clone(),
             desired: managed.desired.clone(),
+            problem: managed.problem.clone(),
             table: self.table().clone(),
             probe: self.probe.clone(),
         };
@@ -185,6 +189,7 @@ impl ProcessProvider {
             &managed.ready,
             &managed.spec.deployment.labels,
             managed.replicas.len() as u64,
+            &managed.problem,
         );
     }
 
@@ -234,11 +239,12 @@ impl ProcessProvider {
         }
         let deadline = Instant::now() + START_WAIT;
         for name in stack.functions.keys() {
-            // Every replica asked for (none for a function deployed at zero).
+            // Every replica asked for (none for a function deployed at
+            // zero), or a reason it cannot start (said already, in the log).
             let all_ready = || {
-                self.table()
-                    .get(name)
-                    .is_some_and(|f| f.ready_count() as u64 >= f.desired().unwrap_or(1))
+                self.table().get(name).is_some_and(|f| {
+                    f.ready_count() as u64 >= f.desired().unwrap_or(1) || f.problem().is_some()
+                })
             };
             while !all_ready() && Instant::now() < deadline {
                 tokio::time::sleep(PROBE_EVERY).await;
@@ -309,6 +315,7 @@ impl Provider for ProcessProvider {
                     created_at: Some(faas_common::time::rfc3339(m.created_at)),
                     scaling: None,
                     conflict: None,
+                    problem: m.problem.lock().unwrap_or_else(|e| e.into_inner()).clone(),
                 }
             })
             .collect())

@@ -19,7 +19,7 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use tokio::io::BufReader;
 
-use super::launcher::{Launcher, resolve_fprocess};
+use super::launcher::{Launcher, missing_program, resolve_fprocess};
 use super::logbook::{LogBook, next_line};
 use crate::functions::{Discovered, ReplicaInfo, ReplicaState, Table};
 
@@ -27,6 +27,8 @@ const FIRST_BACKOFF: Duration = Duration::from_millis(100);
 const MAX_BACKOFF: Duration = Duration::from_secs(10);
 const STABLE_AFTER: Duration = Duration::from_secs(30);
 pub(super) const PROBE_EVERY: Duration = Duration::from_millis(20);
+/// How often a function whose program is missing looks for it again.
+const PROGRAM_RECHECK: Duration = Duration::from_secs(2);
 /// How long a stopped replica may take to drain before SIGKILL.
 const STOP_GRACE: Duration = Duration::from_secs(10);
 
@@ -43,6 +45,7 @@ pub(super) fn publish(
     ready: &Mutex<BTreeMap<String, u16>>,
     labels: &BTreeMap<String, String>,
     desired: u64,
+    problem: &Mutex<Option<String>>,
 ) {
     let replicas = ready
         .lock()
@@ -59,6 +62,7 @@ pub(super) fn publish(
         replicas,
         labels: labels.clone(),
         desired: Some(desired),
+        problem: problem.lock().unwrap_or_else(|e| e.into_inner()).clone(),
     });
 }
 
@@ -73,6 +77,8 @@ pub(super) struct ReplicaCtx {
     pub(super) log_line_bytes: usize,
     pub(super) ready: Arc<Mutex<BTreeMap<String, u16>>>,
     pub(super) desired: Arc<AtomicU64>,
+    /// Why the function cannot start (shared by its replicas).
+    pub(super) problem: Arc<Mutex<Option<String>>>,
     pub(super) table: Arc<Table>,
     pub(super) probe: Client<HttpConnector, Empty<Bytes>>,
 }
@@ -94,8 +100,30 @@ impl ReplicaCtx {
                 &self.ready,
                 &self.spec.deployment.labels,
                 self.desired.load(Ordering::Relaxed),
+                &self.problem,
             );
         }
+    }
+
+    /// Records why the function cannot start (`None`: it can), saying so
+    /// once per change, not once per replica or per try.
+    fn set_problem(&self, problem: Option<String>) {
+        {
+            let mut current = self.problem.lock().unwrap_or_else(|e| e.into_inner());
+            if *current == problem {
+                return;
+            }
+            match &problem {
+                Some(why) => {
+                    tracing::error!(function = %self.spec.function, "cannot start: {why}; its calls are refused until it can")
+                }
+                None => {
+                    tracing::info!(function = %self.spec.function, "its program is there now: starting")
+                }
+            }
+            *current = problem;
+        }
+        self.set_ready(None);
     }
 
     pub(super) async fn supervise(self, mut stop: Shutdown) {
@@ -105,6 +133,17 @@ impl ReplicaCtx {
             if stop.is_shutdown() {
                 break;
             }
+            // A program that is not there is reported, not retried in a
+            // loop of failing starts; it is looked for again shortly.
+            let fprocess = self.spec.deployment.env_process.as_deref().unwrap_or("");
+            if let Some(missing) = missing_program(fprocess, &self.spec.workdir) {
+                self.set_problem(Some(missing));
+                tokio::select! {
+                    () = tokio::time::sleep(PROGRAM_RECHECK) => continue,
+                    () = stop.wait() => break,
+                }
+            }
+            self.set_problem(None);
             let started = Instant::now();
             match self.spawn() {
                 Err(e) => {

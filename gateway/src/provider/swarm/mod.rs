@@ -317,6 +317,7 @@ impl SwarmProvider {
                 replicas,
                 labels: labels_of(&service),
                 desired: replicated.then_some(status.replicas),
+                problem: None,
             },
             status,
             service_id,
@@ -901,6 +902,7 @@ fn status_of(name: &str, service: &Service, available: u64) -> FunctionStatus {
         created_at: service.created_at.as_ref().map(|t| t.to_string()),
         scaling: None,
         conflict: None,
+        problem: None,
     }
 }
 
