@@ -34,9 +34,16 @@ pub struct InvokeArgs {
     #[arg(long = "query", value_name = "KEY=VALUE", value_parser = key_value)]
     pub query: Vec<(String, String)>,
 
-    /// The request's Content-Type (a -H Content-Type=… wins)
-    #[arg(long, value_name = "TYPE", default_value = "text/plain")]
-    pub content_type: String,
+    /// A parameter (repeatable), sent as one JSON object instead of
+    /// stdin, as FaaSpot does: -p name=user1 -p n=3 sends
+    /// {"name":"user1","n":3} (a value that reads as JSON stays JSON)
+    #[arg(short = 'p', long = "param", value_name = "KEY=VALUE", value_parser = key_value)]
+    pub params: Vec<(String, String)>,
+
+    /// The request's Content-Type (a -H Content-Type=… wins) [default:
+    /// text/plain; application/json with -p]
+    #[arg(long, value_name = "TYPE")]
+    pub content_type: Option<String>,
 
     /// Queue the call and print its execution id instead of waiting for
     /// the answer
@@ -55,6 +62,20 @@ pub struct InvokeArgs {
 }
 
 impl InvokeArgs {
+    /// The Content-Type asked for, else the one that fits the body.
+    pub fn content_type(&self) -> &str {
+        match &self.content_type {
+            Some(given) => given,
+            None if self.params.is_empty() => "text/plain",
+            None => "application/json",
+        }
+    }
+
+    /// The `-p` parameters as a JSON object, or `None` without any.
+    pub fn params_body(&self) -> Result<Option<Vec<u8>>> {
+        params_json(&self.params)
+    }
+
     /// The query string, encoded (with its `?`), or nothing.
     pub fn query_string(&self) -> String {
         query_string(self.query.iter().map(|(k, v)| (k.as_str(), v.as_str())))
@@ -106,7 +127,7 @@ pub fn call_request(
         .iter()
         .any(|(k, _)| k.eq_ignore_ascii_case("content-type"));
     if !has_content_type {
-        builder = builder.header(header::CONTENT_TYPE, content_value(&args.content_type)?);
+        builder = builder.header(header::CONTENT_TYPE, content_value(args.content_type())?);
     }
     for (key, value) in &args.headers {
         let name = HeaderName::from_bytes(key.as_bytes())
@@ -149,6 +170,26 @@ pub fn copy_body(client: &Client, response: Response<Body>) -> Result<()> {
     out.flush().map_err(Error::stdout)
 }
 
+/// `-p` parameters as one JSON object: a value that parses as JSON (a
+/// number, `true`, `null`, `[1,2]`, `"quoted"`) is kept as such, any other
+/// is a string. A key given twice is an error, not a silent overwrite.
+fn params_json(params: &[(String, String)]) -> Result<Option<Vec<u8>>> {
+    if params.is_empty() {
+        return Ok(None);
+    }
+    let mut object = serde_json::Map::new();
+    for (key, value) in params {
+        let value = serde_json::from_str::<serde_json::Value>(value)
+            .unwrap_or_else(|_| serde_json::Value::String(value.clone()));
+        if object.insert(key.clone(), value).is_some() {
+            return Err(Error::new(format!("-p {key}=…: given twice")));
+        }
+    }
+    let body = serde_json::to_vec(&serde_json::Value::Object(object))
+        .map_err(|e| Error::new(format!("cannot encode the parameters: {e}")))?;
+    Ok(Some(body))
+}
+
 /// `KEY=VALUE` (also `KEY: VALUE`, as curl writes headers).
 pub fn key_value(arg: &str) -> std::result::Result<(String, String), String> {
     let at = arg
@@ -178,6 +219,34 @@ mod tests {
         assert_eq!(key_value("X: a=b"), Ok(("X".into(), "a=b".into())));
         assert!(key_value("novalue").is_err());
         assert!(key_value("=v").is_err());
+    }
+
+    #[test]
+    fn parameters_become_one_json_object_keeping_json_values() {
+        let params = |pairs: &[(&str, &str)]| {
+            pairs
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(params_json(&[]).unwrap(), None);
+        let body = params_json(&params(&[
+            ("name", "user1"),
+            ("n", "3"),
+            ("on", "true"),
+            ("list", "[1, 2]"),
+            ("quoted", "\"7\""),
+            ("text", "hello world"),
+        ]))
+        .unwrap()
+        .unwrap();
+        let value: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(
+            value,
+            serde_json::json!({"name": "user1", "n": 3, "on": true, "list": [1, 2], "quoted": "7", "text": "hello world"})
+        );
+        let twice = params_json(&params(&[("n", "1"), ("n", "2")])).unwrap_err();
+        assert!(twice.to_string().contains("-p n=…: given twice"), "{twice}");
     }
 
     #[test]

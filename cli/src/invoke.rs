@@ -25,7 +25,10 @@ pub fn invoke(ctx: &Context, args: InvokeArgs) -> Result<()> {
         )));
     }
     let client = ctx.client_with(None, INVOKE_TIMEOUT)?;
-    let body = crate::read_stdin_unless_tty()?;
+    let body = match args.params_body()? {
+        Some(json) => json,
+        None => crate::read_stdin_unless_tty()?,
+    };
     if args.async_call {
         return crate::async_calls::invoke_async(ctx, &client, &args, body);
     }

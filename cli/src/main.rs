@@ -106,6 +106,7 @@ enum Command {
   echo hello | faas invoke catservice
   faas invoke env -H X-Trace=1 --query lang=en --method GET < /dev/null
   faas invoke markdown --content-type text/markdown < README.md
+  faas invoke hello -p name=user1 -p n=3
   ID=$(echo 3 | faas invoke sleep --async)
   echo 3 | faas invoke sleep --async --callback http://10.0.0.9:9000/done
   echo hello | faas invoke catservice --async --wait")]

@@ -14,6 +14,30 @@ fn invoke_sends_stdin_and_prints_the_answer_raw() {
     assert_eq!(run.0.stdout, body);
 }
 
+/// FaaSpot-style parameters: one JSON object as the body, sent as JSON,
+/// stdin not read.
+#[test]
+fn parameters_are_sent_as_one_json_object() {
+    let gw = Gateway::start();
+    gw.deploy("  echo:\n    fprocess: cat\n  env:\n    fprocess: env\n");
+    let run = gw.faas_stdin(
+        &["invoke", "echo", "-p", "name=user1", "--param", "n=3"],
+        b"stdin is not the body",
+    );
+    run.assert_ok();
+    let sent: serde_json::Value = serde_json::from_str(&run.stdout()).unwrap();
+    assert_eq!(sent, serde_json::json!({"name": "user1", "n": 3}));
+    let run = gw.faas(&["invoke", "env", "-p", "a=1"]);
+    run.assert_ok();
+    assert!(
+        run.stdout().contains("Http_Content_Type=application/json"),
+        "{}",
+        run.stdout()
+    );
+    gw.faas(&["invoke", "echo", "-p", "a=1", "-p", "a=2"])
+        .assert_fails_with("-p a=…: given twice");
+}
+
 #[test]
 fn headers_and_query_reach_the_function() {
     let gw = Gateway::start();
