@@ -362,3 +362,42 @@ async fn a_function_whose_program_is_missing_is_refused_at_once_until_it_appears
         gw.log()
     );
 }
+
+/// An update to a program that is not there fails at once saying why; the
+/// previous version keeps serving and shows no problem.
+#[tokio::test]
+async fn an_update_to_a_missing_program_is_refused_saying_why_and_the_old_version_serves() {
+    let gw = Gateway::start("functions:\n  echo:\n    fprocess: cat\n", &[], &[]);
+    let update = r#"{"service": "echo", "envProcess": "./nowhere.sh"}"#;
+    let asked = Instant::now();
+    let request = Request::put("/system/functions")
+        .header("content-type", "application/json")
+        .body(Full::new(Bytes::from(update)))
+        .unwrap();
+    let reply = send(gw.addr, request).await.unwrap();
+    // Not the 15 s an update may take to become ready.
+    assert!(
+        asked.elapsed() < Duration::from_secs(10),
+        "took {:?}",
+        asked.elapsed()
+    );
+    assert!(
+        reply.status.is_server_error(),
+        "{} {}",
+        reply.status,
+        reply.text()
+    );
+    assert!(
+        reply
+            .text()
+            .contains("cannot start: its program \"./nowhere.sh\""),
+        "{}",
+        reply.text()
+    );
+    assert_eq!(
+        post(gw.addr, "/function/echo", "still here").await.text(),
+        "still here"
+    );
+    let status = get(gw.addr, "/system/function/echo").await.text();
+    assert!(!status.contains("problem"), "{status}");
+}

@@ -352,8 +352,10 @@ impl Provider for ProcessProvider {
         }
         let new_ids: Vec<String> = managed.replicas.iter().map(|r| r.id.clone()).collect();
         let ready = managed.ready.clone();
+        let problem = managed.problem.clone();
         drop(functions);
         let deadline = Instant::now() + START_WAIT;
+        let cannot_start = || problem.lock().unwrap_or_else(|e| e.into_inner()).clone();
         let all_up = || {
             ready
                 .lock()
@@ -363,29 +365,40 @@ impl Provider for ProcessProvider {
                 .count()
                 == count
         };
-        while !all_up() && Instant::now() < deadline {
+        while !all_up() && cannot_start().is_none() && Instant::now() < deadline {
             tokio::time::sleep(PROBE_EVERY).await;
         }
         if all_up() {
             ProcessProvider::stop_replicas(old).await;
             return Ok(());
         }
+        let why = cannot_start();
         // The new replicas never became ready: the old ones keep serving
         // (unless the function changed meanwhile), the new ones go.
         let mut functions = self.functions.lock().await;
         let failed = match functions.get_mut(&spec.function) {
             Some(managed) if Arc::ptr_eq(&managed.spec, &spec) => {
                 managed.spec = old_spec;
-                std::mem::replace(&mut managed.replicas, old)
+                // The problem was the new version's: the old one runs.
+                *managed.problem.lock().unwrap_or_else(|e| e.into_inner()) = None;
+                let failed = std::mem::replace(&mut managed.replicas, old);
+                self.publish(managed);
+                failed
             }
             _ => old,
         };
         drop(functions);
         ProcessProvider::stop_replicas(failed).await;
-        Err(ProviderError::Engine(format!(
-            "the updated {:?} did not become ready within {START_WAIT:?} (see its logs): the previous version keeps serving",
-            spec.function
-        )))
+        Err(ProviderError::Engine(match why {
+            Some(why) => format!(
+                "the updated {:?} cannot start: {why}: the previous version keeps serving",
+                spec.function
+            ),
+            None => format!(
+                "the updated {:?} did not become ready within {START_WAIT:?} (see its logs): the previous version keeps serving",
+                spec.function
+            ),
+        }))
     }
 
     async fn remove(&self, name: &str) -> Result<(), ProviderError> {
