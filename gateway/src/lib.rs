@@ -27,9 +27,9 @@ use std::sync::Arc;
 
 use tokio::net::TcpListener;
 
-pub use app::AppState;
 pub use config::Config;
 
+use crate::app::AppState;
 use crate::forward::Forwarder;
 use crate::functions::Table;
 use crate::metrics::Metrics;

@@ -334,6 +334,9 @@ async fn a_function_whose_program_is_missing_is_refused_at_once_until_it_appears
         "{}",
         reply.text()
     );
+    // Callers learn the program, not where the server keeps it.
+    let folder = gw.dir.path().to_str().unwrap();
+    assert!(!reply.text().contains(folder), "{}", reply.text());
     let status = get(gw.addr, "/system/function/later").await;
     assert_eq!(status.status, StatusCode::OK);
     assert!(

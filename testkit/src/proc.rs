@@ -134,8 +134,3 @@ pub fn memory_kib(pid: i32, field: &str) -> u64 {
         .and_then(|v| v.parse().ok())
         .unwrap_or_else(|| panic!("no {field} in /proc/{pid}/status"))
 }
-
-/// Whether the environment asks for a strict run (`CI=true`).
-pub fn in_ci() -> bool {
-    std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
-}

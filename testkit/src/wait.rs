@@ -8,16 +8,7 @@ const POLL: Duration = Duration::from_millis(10);
 /// Checks `cond` every 10 ms, letting other tasks run, until it holds
 /// (true) or `limit` passes (false).
 pub async fn eventually(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + limit;
-    loop {
-        if cond() {
-            return true;
-        }
-        if Instant::now() > deadline {
-            return false;
-        }
-        tokio::time::sleep(POLL).await;
-    }
+    eventually_async(limit, || std::future::ready(cond())).await
 }
 
 /// [`eventually`] for an asynchronous check.

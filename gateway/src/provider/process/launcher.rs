@@ -63,12 +63,8 @@ pub(super) fn missing_program(fprocess: &str, workdir: &Path) -> Option<String> 
     } else {
         workdir.join(program).is_file() || find_on_path(program).is_some()
     };
-    (!found).then(|| {
-        format!(
-            "its program {program:?} is not in its folder ({}) or on PATH",
-            workdir.display()
-        )
-    })
+    // No server path in it: anyone who may call the function reads it.
+    (!found).then(|| format!("its program {program:?} is not in its folder or on PATH"))
 }
 
 /// A bare program name that is neither in the function's folder nor on

@@ -115,7 +115,7 @@ impl ReplicaCtx {
             }
             match &problem {
                 Some(why) => {
-                    tracing::error!(function = %self.spec.function, "cannot start: {why}; its calls are refused until it can")
+                    tracing::error!(function = %self.spec.function, folder = %self.spec.workdir.display(), "cannot start: {why}; its calls are refused until it can")
                 }
                 None => {
                     tracing::info!(function = %self.spec.function, "its program is there now: starting")
