@@ -38,7 +38,8 @@ Usage: ./build.sh [COMMAND]
 
 Commands:
   all            deps, binaries and images (the default)
-  deps           install the Rust musl target and Debian's busybox-static if missing
+  deps           install the Rust musl target, Debian's busybox-static, python3 (with
+                 pip) and nodejs if missing
   binaries       build the static release binaries (fwatchdog, gateway, Rust functions)
   images         build faas/gateway:latest and an image faas/<name>:latest for
                  every $FUNCTIONS_DIR/*/Dockerfile
@@ -102,10 +103,25 @@ ensure_busybox() {
     is_static "$BUSYBOX" || die "$BUSYBOX is still not a static binary after installing busybox-static"
 }
 
+# The python and node templates' warm runners, run by the process provider
+# with the host's interpreters (and pip for requirements.txt).
+ensure_runtimes() {
+    local missing=()
+    python3 -c 'import pip' 2>/dev/null || missing+=(python3 python3-pip)
+    command -v node >/dev/null || missing+=(nodejs)
+    [[ ${#missing[@]} -eq 0 ]] && return 0
+    log "installing Debian's ${missing[*]} (the python and node templates' runtimes)"
+    local sudo=
+    [[ $(id -u) -eq 0 ]] || sudo=sudo
+    $sudo apt-get -o DPkg::Lock::Timeout=300 update -qq
+    $sudo env DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=300 install -y -qq "${missing[@]}" >/dev/null
+}
+
 cmd_deps() {
     command -v cargo >/dev/null || die "cargo not found: install Rust from https://rustup.rs"
     choose_target
     ensure_busybox
+    ensure_runtimes
 }
 
 # --- binaries --------------------------------------------------------------

@@ -38,16 +38,43 @@ pub struct DeployArgs {
     /// for their replicas
     #[arg(long)]
     no_wait: bool,
+
+    /// With --from: the function's name
+    #[arg(requires = "from")]
+    name: Option<String>,
+
+    /// Build and deploy one folder or file instead of a stack file
+    /// (tinyFaaS and FaaSpot style)
+    #[arg(long, value_name = "DIR|FILE", requires = "name", conflicts_with_all = ["filter", "update"])]
+    from: Option<PathBuf>,
+
+    /// With --from: the template [default: guessed from the files]
+    #[arg(long, requires = "from")]
+    lang: Option<String>,
+
+    /// With --from: a build argument (KEY=VALUE; repeatable)
+    #[arg(long = "build-arg", value_name = "KEY=VALUE", requires = "from")]
+    build_arg: Vec<String>,
 }
 
 /// What happened to one function.
 #[derive(Debug, Clone, Copy, PartialEq)]
-enum Outcome {
+pub enum Outcome {
     Deployed,
     Updated,
 }
 
 pub fn deploy(ctx: &Context, args: DeployArgs) -> Result<()> {
+    if let (Some(name), Some(from)) = (&args.name, &args.from) {
+        return crate::source::deploy_from(
+            ctx,
+            name,
+            from,
+            args.lang.as_deref(),
+            &args.build_arg,
+            args.no_wait,
+        );
+    }
     let stack = Stack::load(&args.file).map_err(|e| Error::new(e.to_string()))?;
     let file = args.file.display().to_string();
     let fallback = stack.provider.as_ref().and_then(|p| p.gateway.as_deref());
@@ -88,7 +115,7 @@ pub fn deploy(ctx: &Context, args: DeployArgs) -> Result<()> {
 }
 
 /// The stack's functions that `filter` selects, in name order.
-fn select<'a>(
+pub fn select<'a>(
     stack: &'a Stack,
     filter: Option<&str>,
     file: &str,
@@ -113,7 +140,7 @@ fn select<'a>(
 }
 
 /// POST, or with `update` PUT falling back to POST for a new function.
-fn deploy_one(client: &Client, deployment: &Deployment, update: bool) -> Result<Outcome> {
+pub fn deploy_one(client: &Client, deployment: &Deployment, update: bool) -> Result<Outcome> {
     let name = deployment.service.as_str();
     let body = to_json(deployment)?;
     if update {

@@ -15,8 +15,10 @@ mod info;
 mod invoke;
 mod login;
 mod logs;
+mod new;
 mod output;
 mod secrets;
+mod source;
 mod wait;
 
 use std::path::PathBuf;
@@ -35,8 +37,9 @@ use crate::error::{Error, Result};
     about = "Deploy, call and manage functions on a faas gateway",
     after_help = "Examples:
   faas login --username admin --password-stdin < .secrets/basic-auth-password
+  faas new hello --lang python && faas up
+  echo Ann | faas invoke hello
   faas deploy -f stack.yml
-  echo hello | faas invoke catservice
   faas list
 
 Environment: FAAS_GATEWAY, FAAS_USERNAME, FAAS_PASSWORD, FAAS_CONFIG, FAAS_TIMEOUT."
@@ -82,8 +85,36 @@ enum Command {
     #[command(after_help = "Examples:
   faas deploy -f stack.yml
   faas deploy -f stack.yml --filter catservice --update
-  faas deploy -f stack.yml --no-wait")]
+  faas deploy -f stack.yml --no-wait
+  faas deploy hello --from hello-world.py
+  faas deploy sieve --from ./sieve-of-eratosthenes --lang nodejs")]
     Deploy(deploy::DeployArgs),
+
+    /// Create a function from a template: its folder and its stack entry
+    #[command(after_help = "Examples:
+  faas new hello --lang python
+  faas new resize --lang node -f functions.yml
+  faas up")]
+    New(new::NewArgs),
+
+    /// List the templates faas new and the builds know
+    #[command(after_help = "Examples:
+  faas templates
+  faas templates --json")]
+    Templates(new::TemplatesArgs),
+
+    /// Build the stack's functions from source and deploy them, then wait
+    /// until they are ready
+    #[command(after_help = "Examples:
+  faas up
+  faas up -f stack.yml --filter hello
+  faas up --build-arg PIP_INDEX_URL=http://mirror/simple")]
+    Up(source::UpArgs),
+
+    /// Build the stack's functions from source without deploying them
+    #[command(after_help = "Example:
+  faas build --remote --filter hello")]
+    Build(source::BuildArgs),
 
     /// List the deployed functions
     #[command(
@@ -240,6 +271,10 @@ fn run(cli: Cli) -> Result<()> {
         Command::Login(args) => login::login(&ctx, args),
         Command::Logout => login::logout(&ctx),
         Command::Deploy(args) => deploy::deploy(&ctx, args),
+        Command::New(args) => new::new(args),
+        Command::Templates(args) => new::list(args),
+        Command::Up(args) => source::up_command(&ctx, args),
+        Command::Build(args) => source::build_command(&ctx, args),
         Command::List(args) => functions::list(&ctx, args),
         Command::Describe(args) => functions::describe(&ctx, args),
         Command::Invoke(args) => invoke::invoke(&ctx, args),

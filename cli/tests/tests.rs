@@ -9,6 +9,7 @@ mod deploy;
 mod functions;
 mod invoke;
 mod secrets;
+mod source;
 mod swarm;
 mod swarm_util;
 mod util;

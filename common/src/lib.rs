@@ -2,7 +2,7 @@
 //! names, one-line messages and, behind features, the stack file format
 //! (`stack`), the API shapes (`api`), proxy header rules (`http`), the stop
 //! signal (`shutdown`) and the accept loop and logging both servers use
-//! (`server`).
+//! (`server`), and the function templates (`templates`).
 
 #[cfg(feature = "api")]
 pub mod api;
@@ -18,6 +18,8 @@ pub mod serve;
 pub mod shutdown;
 #[cfg(feature = "stack")]
 pub mod stack;
+#[cfg(feature = "templates")]
+pub mod templates;
 pub mod time;
 #[cfg(feature = "server")]
 pub mod write_timeout;

@@ -63,9 +63,11 @@ pub struct FunctionSpec {
     pub secrets: Vec<String>,
     #[serde(default)]
     pub readonly_root_filesystem: bool,
+    /// Arguments for the build (a Dockerfile's ARGs; the host build
+    /// steps' environment).
+    #[serde(default, deserialize_with = "scalar_map")]
+    pub build_args: BTreeMap<String, String>,
     /// faas-cli's build options: accepted, unused.
-    #[serde(default)]
-    pub build_args: Option<serde::de::IgnoredAny>,
     #[serde(default)]
     pub build_options: Option<serde::de::IgnoredAny>,
     #[serde(default)]
@@ -105,9 +107,13 @@ impl Stack {
         })
     }
 
-    /// Parses and validates a stack file's text.
+    /// Parses and validates a stack file's text, after putting in the
+    /// environment's values for `${VAR}` and `${VAR:-default}` (like
+    /// faas-cli; an unset variable without a default is empty).
     pub fn parse(text: &str) -> Result<Stack, StackError> {
-        let stack: Stack = serde_saphyr::from_str(text)
+        let text = substitute(text, |name| std::env::var(name).ok())
+            .map_err(|e| StackError::Invalid("stack file".into(), e))?;
+        let stack: Stack = serde_saphyr::from_str(&text)
             .map_err(|e| StackError::Parse("stack file".into(), e.to_string()))?;
         for name in stack.functions.keys() {
             if !crate::is_valid_function_name(name) {
@@ -121,6 +127,58 @@ impl Stack {
         }
         Ok(stack)
     }
+}
+
+/// `${VAR}` and `${VAR:-default}` replaced by `lookup`'s value (`:-`: the
+/// default when unset or empty). `$$` is a literal `$`; any other `$` is
+/// left alone.
+pub fn substitute(text: &str, lookup: impl Fn(&str) -> Option<String>) -> Result<String, String> {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find('$') {
+        out.push_str(&rest[..at]);
+        let after = &rest[at + 1..];
+        if let Some(tail) = after.strip_prefix('$') {
+            out.push('$');
+            rest = tail;
+            continue;
+        }
+        let Some(inner) = after.strip_prefix('{') else {
+            out.push('$');
+            rest = after;
+            continue;
+        };
+        let Some(end) = inner.find('}') else {
+            return Err(format!(
+                "unclosed ${{ in {:?}",
+                inner.lines().next().unwrap_or_default()
+            ));
+        };
+        let expression = &inner[..end];
+        let (name, default) = match expression.split_once(":-") {
+            Some((name, default)) => (name, Some(default)),
+            None => (expression, None),
+        };
+        let valid = !name.is_empty()
+            && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+            && !name.as_bytes()[0].is_ascii_digit();
+        if !valid {
+            return Err(format!(
+                "${{{expression}}}: {name:?} is not a variable name"
+            ));
+        }
+        match (
+            lookup(name).filter(|v| !v.is_empty() || default.is_none()),
+            default,
+        ) {
+            (Some(value), _) => out.push_str(&value),
+            (None, Some(default)) => out.push_str(default),
+            (None, None) => {}
+        }
+        rest = &inner[end + 1..];
+    }
+    out.push_str(rest);
+    Ok(out)
 }
 
 /// A YAML scalar of any kind, kept as the text a person wrote.
@@ -144,7 +202,9 @@ impl Scalar {
     }
 }
 
-fn scalar_map<'de, D: Deserializer<'de>>(d: D) -> Result<BTreeMap<String, String>, D::Error> {
+pub(crate) fn scalar_map<'de, D: Deserializer<'de>>(
+    d: D,
+) -> Result<BTreeMap<String, String>, D::Error> {
     let map: Option<BTreeMap<String, Scalar>> = Option::deserialize(d)?;
     Ok(map
         .unwrap_or_default()
@@ -208,6 +268,42 @@ functions:
         assert_eq!(limits.cpu.as_deref(), Some("0.5"));
         assert_eq!(sleep.constraints, vec!["node.role == manager"]);
         assert_eq!(sleep.secrets, vec!["api-key"]);
+    }
+
+    #[test]
+    fn variables_are_substituted_like_faas_cli() {
+        let env = |name: &str| match name {
+            "TAG" => Some("v2".to_owned()),
+            "EMPTY" => Some(String::new()),
+            _ => None,
+        };
+        let cases = [
+            ("image: faas/x:${TAG}", "image: faas/x:v2"),
+            ("image: faas/x:${TAG:-latest}", "image: faas/x:v2"),
+            ("image: faas/x:${NOPE:-latest}", "image: faas/x:latest"),
+            ("image: faas/x:${EMPTY:-latest}", "image: faas/x:latest"),
+            ("a: ${NOPE}b", "a: b"),
+            ("price: $5 and $$HOME", "price: $5 and $HOME"),
+        ];
+        for (text, want) in cases {
+            assert_eq!(substitute(text, env).unwrap(), want, "{text}");
+        }
+        assert!(
+            substitute("a: ${TAG", env)
+                .unwrap_err()
+                .contains("unclosed")
+        );
+        assert!(
+            substitute("a: ${1x}", env)
+                .unwrap_err()
+                .contains("not a variable name")
+        );
+        let stack = Stack::parse(
+            "functions:\n  a:\n    image: faas/a:${FAAS_TEST_UNSET_VAR:-dev}\n    build_args:\n      PY: 3\n",
+        )
+        .unwrap();
+        assert_eq!(stack.functions["a"].image.as_deref(), Some("faas/a:dev"));
+        assert_eq!(stack.functions["a"].build_args["PY"], "3");
     }
 
     #[test]

@@ -26,6 +26,8 @@ pub struct AppState {
     pub scaler: Arc<Autoscaler>,
     /// The memory all buffered request bodies share (`max_buffered`).
     pub buffered: body::Budget,
+    /// The builds under way (`POST /system/builds`).
+    pub builds: crate::build::Builds,
 }
 
 impl AppState {

@@ -123,6 +123,21 @@ pub struct Config {
     #[arg(long, env = "max_api_body", default_value = "1m", value_parser = bytes)]
     pub max_api_body: u64,
 
+    /// Largest build context POST /system/builds takes, compressed (then
+    /// 413); unpacked, a context may be four times this.
+    #[arg(long, env = "max_build_context", default_value = "50m", value_parser = bytes)]
+    pub max_build_context: u64,
+
+    /// Longest a build may run (then it is stopped and answered 504).
+    #[arg(long, env = "build_timeout", default_value = "10m", value_parser = positive_duration)]
+    pub build_timeout: Duration,
+
+    /// Builds that run at once; more wait their turn (one function's
+    /// builds always run one at a time).
+    #[arg(long, env = "max_builds", default_value_t = 2,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_builds: u32,
+
     /// Log lines the process provider keeps per function for /system/logs.
     #[arg(long, env = "log_lines", default_value_t = 1000)]
     pub log_lines: usize,

@@ -7,6 +7,7 @@
 pub mod app;
 pub mod auth;
 pub mod body;
+pub mod build;
 pub mod config;
 pub mod forward;
 pub mod functions;
@@ -157,6 +158,7 @@ pub async fn run(
         credentials: credentials.map(Arc::new),
         queue,
         buffered: body::Budget::new(config.max_buffered, buffered_gauge),
+        builds: build::Builds::new(config.max_builds, &state_dir),
     });
     tracing::info!(
         addr = %listener.local_addr()?,

@@ -43,6 +43,7 @@ pub fn routes(state: Arc<AppState>) -> Router<Arc<AppState>> {
         .route("/system/info", get(info))
         .route("/system/alert", post(alert))
         .route("/system/logs", get(logs))
+        .route("/system/builds", post(crate::build::build))
         .route(
             "/system/secrets",
             get(secrets).post(create_secret).delete(remove_secret),

@@ -47,6 +47,13 @@ impl Gateway {
             .current_dir(dir.path())
             .env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
+            // Builds from source run the host's cargo (rustup finds its
+            // toolchains from HOME), pip and npm.
+            .envs(
+                ["HOME", "CARGO_HOME", "RUSTUP_HOME"]
+                    .into_iter()
+                    .filter_map(|k| Some((k, std::env::var_os(k)?))),
+            )
             .env("RUST_LOG", "info")
             .env("secret_mount_path", &secrets)
             // Each gateway its own async queue and state, gone with the test.

@@ -18,6 +18,7 @@ use async_trait::async_trait;
 use faas_common::api::{Deployment, FunctionStatus, LogEntry};
 use futures_util::stream::BoxStream;
 
+use crate::build::{BuildError, BuildJob, BuildLog, Built};
 use crate::functions::Table;
 
 /// What a provider failed at, mapped to one HTTP status by the API layer.
@@ -124,6 +125,14 @@ pub trait Provider: Send + Sync + 'static {
     async fn remove(&self, name: &str) -> Result<(), ProviderError>;
 
     async fn scale(&self, name: &str, replicas: u64) -> Result<(), ProviderError>;
+
+    /// Builds a function from source, writing its output to `log`; returns
+    /// what to deploy (an image tag, which the process provider maps to
+    /// its build folder).
+    async fn build(&self, job: &BuildJob, log: &BuildLog) -> Result<Built, BuildError> {
+        let _ = (job, log);
+        Err(BuildError::Unsupported(self.name()))
+    }
 
     /// A function's log lines, oldest first: the last `tail` lines (all
     /// the engine keeps when `None`) written at or after `since`, then, when

@@ -8,6 +8,7 @@
 //! restarts it with backoff if it dies. Children get SIGTERM when the
 //! gateway stops, and the kernel sends it too if the gateway dies first.
 
+mod build;
 mod launcher;
 mod logbook;
 mod replica;
@@ -31,6 +32,7 @@ use hyper_util::rt::TokioExecutor;
 use tokio::task::JoinHandle;
 
 use super::{LogQuery, Provider, ProviderError, min_replicas, validate_secret_name};
+use crate::build::{BuildError, BuildJob, BuildLog, Built};
 use crate::functions::Table;
 pub use launcher::Launcher;
 use logbook::LogBook;
@@ -73,6 +75,9 @@ pub struct ProcessProvider {
     /// Secrets: one file each; copied into a replica's own folder when its
     /// function names them.
     secrets_dir: PathBuf,
+    /// Functions built from source, one folder per build (kept across
+    /// restarts: the same source is not built twice).
+    builds_dir: PathBuf,
 }
 
 impl ProcessProvider {
@@ -100,8 +105,10 @@ impl ProcessProvider {
                 Some((loaded, dir))
             }
         };
+        let builds_dir = state_dir.join("builds");
         let state_dir = state_dir.join(format!("process-{}", std::process::id()));
         Ok(ProcessProvider {
+            builds_dir,
             launcher,
             stack,
             secrets_dir: state_dir.join("secrets"),
@@ -113,6 +120,12 @@ impl ProcessProvider {
             probe: Client::builder(TokioExecutor::new()).build_http(),
             next_id: std::sync::atomic::AtomicU64::new(1),
         })
+    }
+
+    /// The folder of a build this provider made, when the deployment's
+    /// image names one (`faas/<name>:<digest>`).
+    fn built_folder(&self, deployment: &Deployment) -> Option<PathBuf> {
+        build::built_folder(&self.builds_dir, &deployment.service, &deployment.image)
     }
 
     fn table(&self) -> &Arc<Table> {
@@ -322,12 +335,17 @@ impl Provider for ProcessProvider {
     }
 
     async fn deploy(&self, deployment: Deployment) -> Result<(), ProviderError> {
-        let workdir = self
-            .stack
-            .as_ref()
-            .map(|(_, dir)| dir.clone())
-            .unwrap_or_else(|| PathBuf::from("."));
+        let workdir = self.built_folder(&deployment).unwrap_or_else(|| {
+            self.stack
+                .as_ref()
+                .map(|(_, dir)| dir.clone())
+                .unwrap_or_else(|| PathBuf::from("."))
+        });
         self.add(deployment, workdir).await
+    }
+
+    async fn build(&self, job: &BuildJob, log: &BuildLog) -> Result<Built, BuildError> {
+        build::build(&self.builds_dir, job, log).await
     }
 
     async fn update(&self, deployment: Deployment) -> Result<(), ProviderError> {
@@ -340,7 +358,9 @@ impl Provider for ProcessProvider {
         // Rolling: new replicas first, the old ones stop once the new are ready.
         let spec = Arc::new(Spec {
             function: deployment.service.clone(),
-            workdir: managed.spec.workdir.clone(),
+            workdir: self
+                .built_folder(&deployment)
+                .unwrap_or_else(|| managed.spec.workdir.clone()),
             deployment,
         });
         let count = managed.replicas.len();

@@ -1,0 +1,415 @@
+//! Functions from source on the process provider: `faas new` + `faas up`
+//! for every template, code updates, the handler shapes of OpenFaaS,
+//! tinyFaaS, FaaSpot and FaaSET run unchanged, dependencies, and every
+//! way a build can be refused (`POST /system/builds`).
+
+use std::path::Path;
+
+use crate::util::Gateway;
+
+/// `faas invoke NAME` with `body`; its stdout, insisting it worked.
+fn call(gw: &Gateway, name: &str, body: &str) -> String {
+    let run = gw.faas_stdin(&["invoke", name], body.as_bytes());
+    run.assert_ok();
+    run.stdout()
+}
+
+fn write(dir: &Path, name: &str, text: &str) {
+    let path = dir.join(name);
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(path, text).unwrap();
+}
+
+/// The new-user path: `faas new` then `faas up`, for every template the
+/// process provider runs, then an edit and `faas up` again.
+#[test]
+fn new_then_up_serves_every_template_and_picks_up_code_changes() {
+    let gw = Gateway::start();
+    let templates = ["python", "node", "bash", "rust"];
+    for lang in templates {
+        let name = format!("hello-{lang}");
+        gw.faas(&["new", &name, "--lang", lang]).assert_ok();
+    }
+    let up = gw.faas(&["up"]);
+    up.assert_ok();
+    for lang in templates {
+        let name = format!("hello-{lang}");
+        assert!(
+            up.stdout().contains(&format!("Deployed {name}")),
+            "{}",
+            up.stdout()
+        );
+        assert_eq!(call(&gw, &name, "Bob"), "Hello, Bob!\n", "{lang}");
+    }
+
+    // Edit each sample's greeting; `faas up` builds and rolls them.
+    for lang in templates {
+        let dir = gw.dir.path().join(format!("hello-{lang}"));
+        let sample = match lang {
+            "python" => "handler.py",
+            "node" => "handler.js",
+            "bash" => "handler.sh",
+            _ => "src/main.rs",
+        };
+        let text = std::fs::read_to_string(dir.join(sample)).unwrap();
+        assert!(text.contains("Hello, "), "{lang}: {text}");
+        std::fs::write(dir.join(sample), text.replace("Hello, ", "Goodbye, ")).unwrap();
+    }
+    let up = gw.faas(&["up"]);
+    up.assert_ok();
+    for lang in templates {
+        let name = format!("hello-{lang}");
+        assert!(
+            up.stdout().contains(&format!("Updated {name}")),
+            "{}",
+            up.stdout()
+        );
+        assert_eq!(call(&gw, &name, "Bob"), "Goodbye, Bob!\n", "{lang}");
+    }
+
+    // Unchanged source: found, not built again.
+    let again = gw.faas(&["up", "--filter", "hello-python"]);
+    again.assert_ok();
+    assert!(
+        again.stdout().contains("unchanged source"),
+        "{}",
+        again.stdout()
+    );
+    assert!(!again.stderr().contains("Step 1/"), "{}", again.stderr());
+}
+
+/// Handlers written for other platforms deploy unchanged with `faas
+/// deploy NAME --from`, a folder or a single file.
+#[test]
+fn handlers_from_other_platforms_run_unchanged() {
+    let gw = Gateway::start();
+    let d = gw.dir.path();
+    // tinyFaaS python: fn(input, headers), echo and show-headers.
+    write(
+        d,
+        "echo/fn.py",
+        "import typing\n\ndef fn(input: typing.Optional[str], headers: typing.Optional[typing.Dict[str, str]]) -> typing.Optional[str]:\n    return input\n",
+    );
+    write(
+        d,
+        "headers/fn.py",
+        "def fn(input, headers):\n    return headers.get('X-Team', 'none') if headers else 'none'\n",
+    );
+    // tinyFaaS node: module.exports = (req, res) => res.send(...).
+    write(
+        d,
+        "sieve/index.js",
+        "module.exports = (req, res) => {\n  const max = 10000;\n  let sieve = [], i, j, primes = [];\n  for (i = 2; i <= max; ++i) {\n    if (!sieve[i]) {\n      primes.push(i);\n      for (j = i << 1; j <= max; j += i) sieve[j] = true;\n    }\n  }\n  res.send('Found ' + primes.length + ' primes under ' + max + '\\n');\n}\n",
+    );
+    // tinyFaaS binary: fn.sh.
+    write(
+        d,
+        "echo-sh/fn.sh",
+        "#!/bin/sh\nINPUT=$(cat)\necho -n \"$INPUT\"\n",
+    );
+    // FaaSpot: main(args, context), one file.
+    write(
+        d,
+        "hello-world.py",
+        "def main(args, context):\n    return {'message': 'hello ' + args.get('name', 'world')}\n",
+    );
+    // FaaSET: (request, context) returning a dict.
+    write(
+        d,
+        "faaset/handler.py",
+        "def hello_world(request, context):\n    return {'message': 'Hello from the cloud ' + str(request['name']) + '!'}\n",
+    );
+    // OpenFaaS node: async (event, context) with a JSON body.
+    write(
+        d,
+        "of-node/handler.js",
+        "'use strict'\nmodule.exports = async (event, context) => {\n  return context.status(201).succeed({ got: event.body.n * 2 })\n}\n",
+    );
+    // OpenFaaS classic python3: handle(req).
+    write(
+        d,
+        "classic/handler.py",
+        "def handle(req):\n    return req.upper()\n",
+    );
+
+    for (name, from, lang) in [
+        ("echo", "echo", None),
+        ("headers", "headers", None),
+        ("sieve", "sieve", Some("nodejs")),
+        ("echo-sh", "echo-sh", Some("binary")),
+        ("hello", "hello-world.py", None),
+        ("faaset", "faaset", None),
+        ("of-node", "of-node", None),
+        ("classic", "classic", Some("python3")),
+    ] {
+        let mut args = vec!["deploy", name, "--from", from];
+        if let Some(lang) = lang {
+            args.extend(["--lang", lang]);
+        }
+        gw.faas(&args).assert_ok();
+    }
+    assert_eq!(call(&gw, "echo", "ping"), "ping");
+    let run = gw.faas(&["invoke", "headers", "-H", "X-Team=blue"]);
+    run.assert_ok();
+    assert_eq!(run.stdout(), "blue");
+    assert_eq!(call(&gw, "sieve", ""), "Found 1229 primes under 10000\n");
+    assert_eq!(call(&gw, "echo-sh", "abc"), "abc");
+    let run = gw.faas(&["invoke", "hello", "-p", "name=user1"]);
+    run.assert_ok();
+    let answer: serde_json::Value = serde_json::from_str(&run.stdout()).unwrap();
+    assert_eq!(answer, serde_json::json!({"message": "hello user1"}));
+    let run = gw.faas(&["invoke", "faaset", "-p", "name=Steve"]);
+    run.assert_ok();
+    assert!(
+        run.stdout().contains("Hello from the cloud Steve!"),
+        "{}",
+        run.stdout()
+    );
+    let run = gw.faas(&["invoke", "of-node", "-p", "n=21"]);
+    run.assert_ok();
+    assert_eq!(run.stdout(), r#"{"got":42}"#);
+    assert_eq!(call(&gw, "classic", "shout"), "SHOUT");
+
+    // A JSON handler given something else says so, as the caller's mistake.
+    let run = gw.faas_stdin(&["invoke", "hello"], b"[1, 2]");
+    run.assert_fails_with("must be a JSON object");
+}
+
+/// A warm runner measures each call itself: the watchdog's resource
+/// headers, as forked processes have them.
+#[test]
+fn warm_runners_report_each_calls_resource_use() {
+    let gw = Gateway::start();
+    let d = gw.dir.path();
+    write(
+        d,
+        "busy/handler.py",
+        "def handle(event, context):\n    return str(sum(range(2_000_000)))\n",
+    );
+    write(
+        d,
+        "busy-node/handler.js",
+        "module.exports = async () => { let s = 0; for (let i = 0; i < 3e7; i++) s += i; return String(s) }\n",
+    );
+    for name in ["busy", "busy-node"] {
+        gw.faas(&["deploy", name, "--from", name]).assert_ok();
+        let url = format!("{}/function/{name}", gw.url);
+        let mut colds = Vec::new();
+        for _ in 0..2 {
+            let response = ureq::post(&url).send("").unwrap();
+            let header = |h: &str| {
+                response
+                    .headers()
+                    .get(h)
+                    .and_then(|v| v.to_str().ok())
+                    .map(str::to_owned)
+            };
+            let user: f64 = header("x-cpu-user-seconds").unwrap().parse().unwrap();
+            let system: f64 = header("x-cpu-system-seconds").unwrap().parse().unwrap();
+            let rss: u64 = header("x-max-rss-bytes").unwrap().parse().unwrap();
+            assert!(user > 0.005, "{name}: a busy call used CPU: {user}");
+            assert!(system >= 0.0);
+            assert!(rss > 1 << 20, "{name}: {rss}");
+            colds.push(header("x-cold-start"));
+        }
+        assert_eq!(colds, [Some("true".to_owned()), None], "{name}");
+    }
+}
+
+/// requirements.txt is installed into the function's own folder, from PyPI.
+#[test]
+fn python_requirements_are_installed_at_build_time() {
+    let gw = Gateway::start();
+    let d = gw.dir.path();
+    write(d, "dep/requirements.txt", "six==1.16.0\n");
+    write(
+        d,
+        "dep/handler.py",
+        "import six\n\ndef handle(event, context):\n    return six.__version__\n",
+    );
+    let run = gw.faas(&["deploy", "dep", "--from", "dep"]);
+    run.assert_ok();
+    assert_eq!(call(&gw, "dep", ""), "1.16.0");
+}
+
+#[test]
+fn bad_sources_are_refused_with_the_reason() {
+    let gw = Gateway::start();
+    let d = gw.dir.path();
+    gw.faas(&["new", "x", "--lang", "cobol"]).assert_fails_with(
+        "unknown template \"cobol\": use one of bash, dockerfile, node, python, rust",
+    );
+    std::fs::create_dir_all(d.join("empty")).unwrap();
+    gw.faas(&["deploy", "e", "--from", "empty", "--lang", "python"])
+        .assert_fails_with("no handler: the python template's code goes in function/");
+    write(d, "notes/README.txt", "no code here");
+    gw.faas(&["deploy", "n", "--from", "notes"])
+        .assert_fails_with("cannot tell the language of notes");
+
+    // The handler check is a build step: its failure is a 422 naming it.
+    let run = gw.faas(&["deploy", "n", "--from", "notes", "--lang", "python"]);
+    assert_eq!(run.code(), Some(1), "{}", run.stderr());
+    assert!(
+        run.stderr()
+            .contains("build step 2 failed (exit status 2): python3 runner.py --check"),
+        "{}",
+        run.stderr()
+    );
+    assert!(
+        run.stderr().contains("no handler found"),
+        "{}",
+        run.stderr()
+    );
+
+    // A requirement that cannot be installed fails its step, and the
+    // function stays as it was (here: absent).
+    write(
+        d,
+        "broken/requirements.txt",
+        "this-package-does-not-exist-faas-test==0.0.1\n",
+    );
+    write(
+        d,
+        "broken/handler.py",
+        "def handle(e, c):\n    return 'x'\n",
+    );
+    let run = gw.faas(&["deploy", "broken", "--from", "broken"]);
+    assert_eq!(run.code(), Some(1), "{}", run.stderr());
+    assert!(
+        run.stderr().contains("build step 1 failed"),
+        "{}",
+        run.stderr()
+    );
+    gw.faas(&["describe", "broken"])
+        .assert_fails_with("not found");
+}
+
+/// The raw API: a tar.gz of `deployment.json` + `context/`.
+fn context(files: &[(&str, &str)]) -> Vec<u8> {
+    let gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    let mut tar = tar::Builder::new(gz);
+    for (path, text) in files {
+        let mut header = tar::Header::new_gnu();
+        header.set_size(text.len() as u64);
+        header.set_mode(0o644);
+        header.set_entry_type(tar::EntryType::Regular);
+        tar.append_data(&mut header, path, text.as_bytes()).unwrap();
+    }
+    tar.into_inner().unwrap().finish().unwrap()
+}
+
+fn slow_template(seconds: u32) -> String {
+    format!(
+        "language: slow\ndescription: sleeps\nfprocess: cat\nhandler: function\nsample: x\nbuild:\n  - echo start\n  - sleep {seconds}\n  - echo end\n"
+    )
+}
+
+fn post_build(gw: &Gateway, body: Vec<u8>, accept: &str) -> (u16, String) {
+    let response = ureq::post(&format!("{}/system/builds", gw.url))
+        .config()
+        .http_status_as_error(false)
+        .build()
+        .header("Accept", accept)
+        .send(&body[..])
+        .unwrap();
+    let status = response.status().as_u16();
+    (status, response.into_body().read_to_string().unwrap())
+}
+
+#[test]
+fn build_limits_hold() {
+    let gw = Gateway::start_with(&[("max_build_context", "2k"), ("build_timeout", "1s")]);
+    let big: String = (0..20_000)
+        .map(|i| char::from(b'a' + (i * 7 % 26) as u8))
+        .collect();
+    let (status, body) = post_build(
+        &gw,
+        context(&[
+            ("deployment.json", r#"{"service":"big"}"#),
+            ("context/Dockerfile", &big),
+        ]),
+        "*/*",
+    );
+    assert_eq!(status, 413, "{body}");
+    assert!(body.contains("max_build_context"), "{body}");
+
+    let slow = slow_template(30);
+    let (status, body) = post_build(
+        &gw,
+        context(&[
+            ("deployment.json", r#"{"service":"slow"}"#),
+            ("context/template.yml", &slow),
+            ("context/function/x", "x"),
+        ]),
+        "*/*",
+    );
+    assert_eq!(status, 504, "{body}");
+    assert!(body.contains("build_timeout"), "{body}");
+    assert!(body.contains("start"), "the log's last lines: {body}");
+
+    let (status, body) = post_build(&gw, b"not a tarball".to_vec(), "*/*");
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("not a tar.gz"), "{body}");
+}
+
+/// Two builds of one function never interleave: the second waits.
+#[test]
+fn one_functions_builds_run_one_at_a_time() {
+    let gw = Gateway::start();
+    let slow = slow_template(1);
+    let bodies: Vec<Vec<u8>> = ["1", "2"]
+        .iter()
+        .map(|v| {
+            context(&[
+                ("deployment.json", r#"{"service":"twice"}"#),
+                ("context/template.yml", &slow),
+                ("context/function/x", v),
+            ])
+        })
+        .collect();
+    let logs: Vec<(u16, String)> = std::thread::scope(|s| {
+        let handles: Vec<_> = bodies
+            .into_iter()
+            .map(|body| s.spawn(|| post_build(&gw, body, "application/x-ndjson")))
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let waited = logs
+        .iter()
+        .filter(|(_, log)| log.contains("waiting: another build of twice is running"))
+        .count();
+    assert_eq!(waited, 1, "{logs:?}");
+    for (status, log) in &logs {
+        assert_eq!(*status, 200);
+        let last: serde_json::Value = serde_json::from_str(log.lines().last().unwrap()).unwrap();
+        assert!(
+            last["result"]["image"]
+                .as_str()
+                .unwrap()
+                .starts_with("faas/twice:"),
+            "{log}"
+        );
+    }
+    let run = gw.faas_stdin(&["invoke", "twice"], b"still cat");
+    run.assert_ok();
+    assert_eq!(run.stdout(), "still cat");
+}
+
+#[test]
+fn builds_need_credentials() {
+    let gw = Gateway::start_with(&[("basic_auth_user", "admin"), ("basic_auth_password", "pw")]);
+    let (status, _) = post_build(&gw, Vec::new(), "*/*");
+    assert_eq!(status, 401);
+    let response = ureq::post(&format!("{}/system/builds", gw.url))
+        .config()
+        .http_status_as_error(false)
+        .build()
+        .header("Authorization", "Basic YWRtaW46cHc=")
+        .send(&b"not a tarball"[..])
+        .unwrap();
+    assert_eq!(
+        response.status().as_u16(),
+        400,
+        "past the credentials check"
+    );
+}

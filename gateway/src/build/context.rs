@@ -1,0 +1,382 @@
+//! A build request's body: a tar.gz holding `deployment.json` (the
+//! function's deployment, OpenFaaS's shape) and `context/` (what to build:
+//! a template's files with the function's code in its handler folder, or a
+//! folder with its own Dockerfile). Unpacked with every bound checked:
+//! size, entry count, plain files and folders only, no path out of the
+//! folder. The digest names the context's content, so the same source
+//! gets the same tag.
+
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::path::{Component, Path, PathBuf};
+
+use faas_common::api::Deployment;
+use faas_common::templates::{TEMPLATE_FILE, Template};
+use sha2::{Digest, Sha256};
+
+/// Most entries a context may hold.
+pub const MAX_ENTRIES: usize = 20_000;
+/// The context folder inside the archive.
+pub const CONTEXT_DIR: &str = "context";
+pub const DEPLOYMENT_FILE: &str = "deployment.json";
+/// Optional: `{"NAME": "value"}`, the build's arguments.
+pub const BUILD_ARGS_FILE: &str = "build-args.json";
+
+/// What was wrong with a build request's archive.
+#[derive(Debug, thiserror::Error)]
+pub enum ContextError {
+    /// Bigger unpacked than allowed: a 413.
+    #[error("the build context unpacks to more than {0} bytes (max_build_context x 4)")]
+    TooLarge(u64),
+    /// The caller's mistake: a 400.
+    #[error("{0}")]
+    Invalid(String),
+    /// Ours (the disk): a 500.
+    #[error("cannot unpack the build context: {0}")]
+    Io(std::io::Error),
+}
+
+/// An unpacked, checked build request.
+#[derive(Debug)]
+pub struct Unpacked {
+    pub deployment: Deployment,
+    /// `<dir>/context`.
+    pub context: PathBuf,
+    /// The context's template, when it has a `template.yml`.
+    pub template: Option<Template>,
+    /// Hex SHA-256 over the context's paths, modes and contents.
+    pub digest: String,
+    /// The Dockerfile's ARGs, the host steps' environment.
+    pub build_args: BTreeMap<String, String>,
+}
+
+fn invalid(message: impl Into<String>) -> ContextError {
+    ContextError::Invalid(message.into())
+}
+
+/// Unpacks the tar.gz `archive` into `dir` (which must exist and be
+/// empty), at most `max_unpacked` bytes of files.
+pub fn unpack(archive: &Path, dir: &Path, max_unpacked: u64) -> Result<Unpacked, ContextError> {
+    let file = std::fs::File::open(archive).map_err(ContextError::Io)?;
+    let mut tar = tar::Archive::new(flate2::read::GzDecoder::new(std::io::BufReader::new(file)));
+    let mut total: u64 = 0;
+    let mut count = 0usize;
+    let entries = tar
+        .entries()
+        .map_err(|e| invalid(format!("the build context is not a tar.gz archive: {e}")))?;
+    for entry in entries {
+        let mut entry = entry
+            .map_err(|e| invalid(format!("the build context is not a tar.gz archive: {e}")))?;
+        count += 1;
+        if count > MAX_ENTRIES {
+            return Err(invalid(format!(
+                "the build context has more than {MAX_ENTRIES} entries"
+            )));
+        }
+        let raw = entry
+            .path()
+            .map_err(|e| invalid(format!("an entry's path is unreadable: {e}")))?
+            .into_owned();
+        let relative = safe_path(&raw)?;
+        if relative.as_os_str().is_empty() {
+            continue;
+        }
+        let target = dir.join(&relative);
+        let kind = entry.header().entry_type();
+        if kind.is_dir() {
+            std::fs::create_dir_all(&target).map_err(ContextError::Io)?;
+            continue;
+        }
+        if !kind.is_file() {
+            return Err(invalid(format!(
+                "{}: only files and folders may be in a build context (no links or devices)",
+                relative.display()
+            )));
+        }
+        total = total.saturating_add(entry.header().size().unwrap_or(u64::MAX));
+        if total > max_unpacked {
+            return Err(ContextError::TooLarge(max_unpacked));
+        }
+        if let Some(parent) = target.parent() {
+            std::fs::create_dir_all(parent).map_err(ContextError::Io)?;
+        }
+        let executable = entry.header().mode().unwrap_or(0o644) & 0o111 != 0;
+        let mut out = std::fs::File::create(&target).map_err(ContextError::Io)?;
+        // Never more than the header said, whatever the stream holds.
+        let size = entry.header().size().unwrap_or(0);
+        std::io::copy(&mut (&mut entry).take(size), &mut out).map_err(ContextError::Io)?;
+        set_mode(&target, if executable { 0o755 } else { 0o644 })?;
+    }
+    let deployment_path = dir.join(DEPLOYMENT_FILE);
+    let text = std::fs::read(&deployment_path)
+        .map_err(|_| invalid(format!("the build context has no {DEPLOYMENT_FILE}")))?;
+    let deployment: Deployment = serde_json::from_slice(&text)
+        .map_err(|e| invalid(format!("malformed JSON ({DEPLOYMENT_FILE}): {e}")))?;
+    let build_args = match std::fs::read(dir.join(BUILD_ARGS_FILE)) {
+        Err(_) => BTreeMap::new(),
+        Ok(text) => serde_json::from_slice(&text).map_err(|e| {
+            invalid(format!(
+                "{BUILD_ARGS_FILE} must be an object of strings: {e}"
+            ))
+        })?,
+    };
+    let context = dir.join(CONTEXT_DIR);
+    if !context.is_dir() {
+        return Err(invalid(format!(
+            "the build context has no {CONTEXT_DIR}/ folder (the source to build)"
+        )));
+    }
+    let template = match std::fs::read_to_string(context.join(TEMPLATE_FILE)) {
+        Ok(text) => {
+            Some(Template::parse(&text).map_err(|e| invalid(format!("{TEMPLATE_FILE}: {e}")))?)
+        }
+        Err(_) => None,
+    };
+    match &template {
+        Some(t) => {
+            let handler = context.join(&t.handler);
+            let empty = std::fs::read_dir(&handler).map_or(true, |mut d| d.next().is_none());
+            if empty {
+                return Err(invalid(format!(
+                    "no handler: the {} template's code goes in {}/, which is missing or empty",
+                    t.language, t.handler
+                )));
+            }
+        }
+        None if !context.join("Dockerfile").is_file() => {
+            return Err(invalid(format!(
+                "the build context has neither a {TEMPLATE_FILE} nor a Dockerfile: nothing says how to build it"
+            )));
+        }
+        None => {}
+    }
+    let mut digest = digest(&context).map_err(ContextError::Io)?;
+    if !build_args.is_empty() {
+        // Other arguments, another build.
+        let mut hash = Sha256::new();
+        hash.update(digest.as_bytes());
+        hash.update(serde_json::to_vec(&build_args).unwrap_or_default());
+        digest = format!("{:x}", hash.finalize());
+    }
+    Ok(Unpacked {
+        deployment,
+        context,
+        template,
+        digest,
+        build_args,
+    })
+}
+
+/// A path inside the folder: plain names only (`./` allowed), never
+/// absolute or climbing out.
+fn safe_path(raw: &Path) -> Result<PathBuf, ContextError> {
+    let mut out = PathBuf::new();
+    for component in raw.components() {
+        match component {
+            Component::Normal(name) => out.push(name),
+            Component::CurDir => {}
+            _ => {
+                return Err(invalid(format!(
+                    "{}: a build context's paths must stay inside it",
+                    raw.display()
+                )));
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn set_mode(path: &Path, mode: u32) -> Result<(), ContextError> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).map_err(ContextError::Io)
+}
+
+/// SHA-256 over every file under `root`, in path order: its path, whether
+/// it is executable, its length and its bytes. Timestamps, owners and the
+/// archive's own order do not count.
+pub fn digest(root: &Path) -> std::io::Result<String> {
+    use std::os::unix::fs::PermissionsExt;
+    let mut files = Vec::new();
+    let mut dirs = vec![root.to_path_buf()];
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(&dir)? {
+            let entry = entry?;
+            let kind = entry.file_type()?;
+            if kind.is_dir() {
+                dirs.push(entry.path());
+            } else if kind.is_file() {
+                files.push(entry.path());
+            }
+        }
+    }
+    files.sort();
+    let mut hash = Sha256::new();
+    for file in files {
+        let relative = file.strip_prefix(root).unwrap_or(&file);
+        let meta = std::fs::metadata(&file)?;
+        hash.update(relative.as_os_str().as_encoded_bytes());
+        hash.update([0, u8::from(meta.permissions().mode() & 0o111 != 0)]);
+        hash.update(meta.len().to_le_bytes());
+        let mut reader = std::fs::File::open(&file)?;
+        std::io::copy(&mut reader, &mut hash)?;
+    }
+    Ok(format!("{:x}", hash.finalize()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Path, contents, mode.
+    type Entry<'a> = (&'a str, &'a [u8], u32);
+
+    fn archive(entries: &[Entry]) -> tempfile::NamedTempFile {
+        let file = tempfile::NamedTempFile::new().unwrap();
+        let gz = flate2::write::GzEncoder::new(file.reopen().unwrap(), flate2::Compression::fast());
+        let mut tar = tar::Builder::new(gz);
+        for (path, data, mode) in entries {
+            let mut header = tar::Header::new_gnu();
+            header.set_size(data.len() as u64);
+            header.set_mode(*mode);
+            header.set_entry_type(tar::EntryType::Regular);
+            tar.append_data(&mut header, path, *data).unwrap();
+        }
+        tar.into_inner().unwrap().finish().unwrap();
+        file
+    }
+
+    const DEPLOYMENT: &[u8] = br#"{"service":"hello"}"#;
+    const TEMPLATE: &[u8] =
+        b"language: python\ndescription: d\nfprocess: python3 runner.py\nhandler: function\nsample: handler.py\n";
+
+    #[test]
+    fn a_template_context_unpacks_with_its_deployment_and_digest() {
+        let tgz = archive(&[
+            ("deployment.json", DEPLOYMENT, 0o644),
+            ("context/template.yml", TEMPLATE, 0o644),
+            (
+                "context/function/handler.py",
+                b"def handle(e, c): pass\n",
+                0o644,
+            ),
+            ("context/function/run.sh", b"#!/bin/sh\n", 0o755),
+        ]);
+        let dir = tempfile::tempdir().unwrap();
+        let unpacked = unpack(tgz.path(), dir.path(), 1 << 20).unwrap();
+        assert_eq!(unpacked.deployment.service, "hello");
+        assert_eq!(unpacked.template.unwrap().language, "python");
+        assert_eq!(unpacked.digest.len(), 64);
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(dir.path().join("context/function/run.sh"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o111, 0o111, "the executable bit survives");
+    }
+
+    #[test]
+    fn the_digest_follows_content_not_archive_order() {
+        let a = archive(&[
+            ("deployment.json", DEPLOYMENT, 0o644),
+            ("context/Dockerfile", b"FROM scratch\n", 0o644),
+            ("context/a.txt", b"a", 0o644),
+        ]);
+        let b = archive(&[
+            ("context/a.txt", b"a", 0o644),
+            ("context/Dockerfile", b"FROM scratch\n", 0o644),
+            ("deployment.json", br#"{"service":"other"}"#, 0o644),
+        ]);
+        let c = archive(&[
+            ("deployment.json", DEPLOYMENT, 0o644),
+            ("context/Dockerfile", b"FROM scratch\n", 0o644),
+            ("context/a.txt", b"b", 0o644),
+        ]);
+        let [da, db, dc] = [a, b, c].map(|t| {
+            let dir = tempfile::tempdir().unwrap();
+            unpack(t.path(), dir.path(), 1 << 20).unwrap().digest
+        });
+        assert_eq!(da, db);
+        assert_ne!(da, dc);
+    }
+
+    #[test]
+    fn paths_out_of_the_folder_are_refused() {
+        for bad in ["../evil", "context/../../evil"] {
+            // tar's own builder refuses `..`; write the name into the header.
+            let file = tempfile::NamedTempFile::new().unwrap();
+            let gz =
+                flate2::write::GzEncoder::new(file.reopen().unwrap(), flate2::Compression::fast());
+            let mut tar = tar::Builder::new(gz);
+            let mut header = tar::Header::new_old();
+            header.as_old_mut().name[..bad.len()].copy_from_slice(bad.as_bytes());
+            header.set_size(1);
+            header.set_mode(0o644);
+            header.set_entry_type(tar::EntryType::Regular);
+            header.set_cksum();
+            tar.append(&header, &b"x"[..]).unwrap();
+            tar.into_inner().unwrap().finish().unwrap();
+            let dir = tempfile::tempdir().unwrap();
+            let err = unpack(file.path(), dir.path(), 1 << 20)
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("must stay inside"), "{bad}: {err}");
+        }
+    }
+
+    #[test]
+    fn bad_contexts_are_named() {
+        let cases: [(&[Entry], &str); 4] = [
+            (
+                &[("context/Dockerfile", b"FROM scratch", 0o644)],
+                "no deployment.json",
+            ),
+            (
+                &[("deployment.json", DEPLOYMENT, 0o644)],
+                "no context/ folder",
+            ),
+            (
+                &[
+                    ("deployment.json", DEPLOYMENT, 0o644),
+                    ("context/x", b"x", 0o644),
+                ],
+                "neither a template.yml nor a Dockerfile",
+            ),
+            (
+                &[
+                    ("deployment.json", DEPLOYMENT, 0o644),
+                    ("context/template.yml", TEMPLATE, 0o644),
+                ],
+                "no handler",
+            ),
+        ];
+        for (entries, want) in cases {
+            let tgz = archive(entries);
+            let dir = tempfile::tempdir().unwrap();
+            let err = unpack(tgz.path(), dir.path(), 1 << 20)
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(want), "{want}: {err}");
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let not_gzip = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(not_gzip.path(), b"hello").unwrap();
+        let err = unpack(not_gzip.path(), dir.path(), 1 << 20)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("not a tar.gz"), "{err}");
+    }
+
+    #[test]
+    fn an_archive_bigger_unpacked_than_allowed_is_too_large() {
+        let big = vec![0u8; 10_000];
+        let tgz = archive(&[
+            ("deployment.json", DEPLOYMENT, 0o644),
+            ("context/big", &big, 0o644),
+        ]);
+        let dir = tempfile::tempdir().unwrap();
+        assert!(matches!(
+            unpack(tgz.path(), dir.path(), 5_000),
+            Err(ContextError::TooLarge(5_000))
+        ));
+    }
+}
