@@ -44,6 +44,8 @@ Commands:
   images         build faas/gateway:latest and an image faas/<name>:latest for
                  every $FUNCTIONS_DIR/*/Dockerfile
   image NAME     build only $FUNCTIONS_DIR/NAME (or the gateway: image gateway)
+  base-images    build the templates' runtime bases faas/python-base and faas/node-base
+                 from Debian's packages (mmdebstrap + docker import; cached)
   test           up (everything built, the stack deployed), then cargo test --workspace
   bench          run bench/run.sh (arguments are passed on)
   up             all, then deploy the Swarm stack $STACK_NAME ($STACK_FILE): swarm init
@@ -200,20 +202,80 @@ build_image() {
     fi
 }
 
-# Stages target/images/gateway (gateway/Dockerfile and the static gateway
-# binary) and builds faas/gateway:latest.
+# Stages target/images/gateway (gateway/Dockerfile, the static gateway
+# binary, and what it puts into the images it builds from source: the
+# static fwatchdog and busybox) and builds faas/gateway:latest.
 build_gateway_image() {
     local context=$TARGET_DIR/images/$GATEWAY_DIR release output
     release=$(release_dir)
     [[ -x $release/gateway ]] || die "$release/gateway is missing: run ./build.sh binaries first"
+    [[ -x $release/fwatchdog ]] || die "$release/fwatchdog is missing: run ./build.sh binaries first"
+    [[ -x $BUSYBOX ]] || die "$BUSYBOX is missing: run ./build.sh deps first"
     rm -rf "$context"
     mkdir -p "$context"
     cp "$GATEWAY_DIR/Dockerfile" "$context/Dockerfile"
     cp "$release/gateway" "$context/gateway"
+    cp "$release/fwatchdog" "$context/fwatchdog"
+    cp "$BUSYBOX" "$context/busybox"
     if ! output=$(docker build -q -t "$(image_tag gateway)" "$context" 2>&1); then
         printf '%s\n' "$output" >&2
         die "docker build failed for $GATEWAY_DIR/Dockerfile"
     fi
+}
+
+# The templates' runtime base images, made from Debian's own packages (no
+# registry): faas/python-base (python3, pip) and faas/node-base (nodejs).
+# mmdebstrap assembles a minimal root filesystem, `docker import` makes it
+# an image. The host's CA bundle replaces Debian's, so builds inside trust
+# what the host trusts (a TLS-inspecting proxy in front of PyPI, say).
+# Cached: rebuilt only when its recipe (suite, packages, CA bundle) changes.
+DEBIAN_SUITE=bookworm
+DEBIAN_MIRROR=http://deb.debian.org/debian
+BASE_IMAGES=("python:python3,python3-pip,ca-certificates" "node:nodejs,ca-certificates")
+
+ensure_mmdebstrap() {
+    command -v mmdebstrap >/dev/null && return 0
+    log "installing Debian's mmdebstrap (builds the runtime base images)"
+    local sudo=
+    [[ $(id -u) -eq 0 ]] || sudo=sudo
+    $sudo apt-get -o DPkg::Lock::Timeout=300 update -qq
+    $sudo env DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=300 install -y -qq mmdebstrap >/dev/null
+}
+
+cmd_base_images() {
+    require_docker
+    local entry lang packages tag recipe have tarball started ca=/etc/ssl/certs/ca-certificates.crt
+    local hooks=() ca_sum=none
+    if [[ -f $ca ]]; then
+        hooks=(--customize-hook="upload $ca $ca")
+        ca_sum=$(sha256sum "$ca" | cut -c1-12)
+    fi
+    for entry in "${BASE_IMAGES[@]}"; do
+        lang=${entry%%:*}
+        packages=${entry#*:}
+        tag=$IMAGE_PREFIX/$lang-base:latest
+        recipe="$DEBIAN_SUITE $packages ca=$ca_sum"
+        have=$(docker image inspect -f '{{index .Config.Labels "faas.base.recipe"}}' "$tag" 2>/dev/null || true)
+        if [[ $have == "$recipe" ]]; then
+            continue
+        fi
+        ensure_mmdebstrap
+        log "base image $tag from Debian $DEBIAN_SUITE: $packages"
+        started=$SECONDS
+        tarball=$TARGET_DIR/images/$lang-base.tar
+        mkdir -p "$TARGET_DIR/images"
+        # Documentation, manuals and translations are left out.
+        mmdebstrap --quiet --mode=root --variant=essential --include="$packages" \
+            --dpkgopt='path-exclude=/usr/share/doc/*' --dpkgopt='path-exclude=/usr/share/man/*' \
+            --dpkgopt='path-exclude=/usr/share/info/*' --dpkgopt='path-exclude=/usr/share/locale/*' \
+            "${hooks[@]}" --format=tar "$DEBIAN_SUITE" "$tarball" "$DEBIAN_MIRROR" ||
+            die "mmdebstrap could not build $tag (is $DEBIAN_MIRROR reachable?)"
+        docker import --change "LABEL faas.base.recipe=\"$recipe\"" \
+            --change 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
+            "$tarball" "$tag" >/dev/null
+        rm -f "$tarball"
+        log "$tag: $(mib "$(docker image inspect -f '{{.Size}}' "$tag")") MiB in $((SECONDS - started)) s"
+    done
 }
 
 print_sizes() {
@@ -251,6 +313,7 @@ cmd_images() {
     ((${#names[@]} > 0)) || die "no $FUNCTIONS_DIR/*/Dockerfile found"
     log "image $(image_tag gateway)"
     build_gateway_image
+    cmd_base_images
     for name in "${names[@]}"; do
         log "image $(image_tag "$name")"
         build_image "$name"
@@ -573,6 +636,7 @@ main() {
         binaries) cmd_binaries ;;
         images) cmd_images ;;
         image) cmd_image "$@" ;;
+        base-images) cmd_base_images ;;
         test) cmd_test ;;
         bench) cmd_bench "$@" ;;
         up) cmd_up ;;

@@ -271,7 +271,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Login(args) => login::login(&ctx, args),
         Command::Logout => login::logout(&ctx),
         Command::Deploy(args) => deploy::deploy(&ctx, args),
-        Command::New(args) => new::new(args),
+        Command::New(args) => new::new(&ctx, args),
         Command::Templates(args) => new::list(args),
         Command::Up(args) => source::up_command(&ctx, args),
         Command::Build(args) => source::build_command(&ctx, args),

@@ -40,11 +40,6 @@ pub struct NewArgs {
     /// The function's folder [default: ./NAME, beside the stack file]
     #[arg(long, value_name = "DIR")]
     handler: Option<PathBuf>,
-
-    /// The gateway written into a new stack file's provider section
-    #[arg(long, env = "FAAS_GATEWAY", value_name = "URL",
-          default_value = crate::client::DEFAULT_GATEWAY)]
-    gateway: String,
 }
 
 #[derive(Serialize)]
@@ -83,8 +78,11 @@ pub fn template(lang: &str) -> Result<Embedded> {
     })
 }
 
-pub fn new(args: NewArgs) -> Result<()> {
+/// `faas new`; a new stack file's `provider.gateway` is `--gateway` (or
+/// `FAAS_GATEWAY`, or the default).
+pub fn new(ctx: &crate::Context, args: NewArgs) -> Result<()> {
     crate::client::check_function_name(&args.name)?;
+    let gateway = ctx.gateway(None)?;
     let embedded = template(&args.lang)?;
     let language = embedded.template.language.clone();
     let base = args
@@ -128,7 +126,7 @@ pub fn new(args: NewArgs) -> Result<()> {
         &args.name,
         &language,
         &handler,
-        &args.gateway,
+        &gateway,
     )
     .map_err(|why| {
         Error::new(format!(

@@ -17,16 +17,11 @@ use crate::error::{Error, Result, io_reason};
 use crate::wait::{self, Target};
 use crate::{Context, output};
 
-/// Folders never sent: version control, caches, dependencies installed
-/// locally (the build installs its own), build output.
-const SKIPPED: &[&str] = &[
-    ".git",
-    "__pycache__",
-    "node_modules",
-    "target",
-    ".venv",
-    "venv",
-];
+/// Folders never sent: version control, caches, virtualenvs (the build
+/// installs requirements itself), build output. `node_modules` is sent:
+/// vendored modules are how a node function gets its dependencies where
+/// npm's registry cannot be reached.
+const SKIPPED: &[&str] = &[".git", "__pycache__", "target", ".venv", "venv"];
 /// The most a packed context may weigh before the CLI refuses to send it
 /// (the gateway has its own `max_build_context`).
 const MAX_PACKED: usize = 512 * 1024 * 1024;

@@ -11,5 +11,6 @@ mod invoke;
 mod secrets;
 mod source;
 mod swarm;
+mod swarm_source;
 mod swarm_util;
 mod util;

@@ -12,7 +12,7 @@
 
 pub mod context;
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -321,7 +321,22 @@ async fn run(
         return Ok(json!({ "result": result }));
     }
     deployment.image = built.image.clone();
-    let exists = state.table.get(&job.function).is_some();
+    let existing = state.table.get(&job.function);
+    let exists = existing.is_some();
+    // The replicas of the version being replaced: the rollout is done once
+    // the function's desired count is ready without any of them.
+    let old: HashSet<String> = existing
+        .map(|f| f.replicas().iter().map(|r| r.id.clone()).collect())
+        .unwrap_or_default();
+    // The same image again (unchanged source): nothing to roll out.
+    let image_before = match exists {
+        false => None,
+        true => state.provider.list().await.ok().and_then(|all| {
+            all.into_iter()
+                .find(|f| f.name == job.function)
+                .map(|f| f.image)
+        }),
+    };
     log.line(&format!(
         "{} {} with {}",
         if exists { "updating" } else { "deploying" },
@@ -337,8 +352,69 @@ async fn run(
     if let Err(e) = done {
         return Err((e.status(), e.to_string(), log.tail()));
     }
+    if exists && image_before.as_deref() != Some(built.image.as_str()) {
+        rolled_out(&state, &job, &old, &log).await?;
+    }
     result["deployed"] = json!(if exists { "updated" } else { "created" });
     Ok(json!({ "result": result }))
+}
+
+/// Waits until the updated function serves only its new version: its
+/// desired count of ready replicas, and none from before the update still
+/// taking calls (Swarm rolls start-first: the old ones serve until the new
+/// are healthy, then drain). At most `build_timeout`.
+async fn rolled_out(
+    state: &AppState,
+    job: &BuildJob,
+    old: &HashSet<String>,
+    log: &BuildLog,
+) -> Result<(), (StatusCode, String, Vec<String>)> {
+    let deadline = tokio::time::Instant::now() + job.timeout;
+    let mut said = None;
+    loop {
+        let Some(function) = state.table.get(&job.function) else {
+            return Err((
+                StatusCode::CONFLICT,
+                format!("{} was removed while it was being updated", job.function),
+                log.tail(),
+            ));
+        };
+        let desired = function.desired().unwrap_or(1) as usize;
+        let replicas = function.replicas();
+        let ready =
+            |r: &&Arc<crate::functions::Replica>| r.state == crate::functions::ReplicaState::Ready;
+        let fresh = replicas
+            .iter()
+            .filter(ready)
+            .filter(|r| !old.contains(&r.id))
+            .count();
+        let stale = replicas
+            .iter()
+            .filter(ready)
+            .filter(|r| old.contains(&r.id))
+            .count();
+        if fresh >= desired && stale == 0 {
+            return Ok(());
+        }
+        if said != Some(fresh) {
+            log.line(&format!(
+                "rolling out: {fresh}/{desired} replicas of the new version ready"
+            ))
+            .await;
+            said = Some(fresh);
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return Err((
+                StatusCode::GATEWAY_TIMEOUT,
+                format!(
+                    "the new version of {} was not ready within build_timeout ({:?}); the previous one serves until it is",
+                    job.function, job.timeout
+                ),
+                log.tail(),
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 fn failure_event(status: StatusCode, message: &str) -> serde_json::Value {

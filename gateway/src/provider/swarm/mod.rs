@@ -29,6 +29,7 @@
 //! digest when a service is created or updated; only the `docker` CLI
 //! does). Docker's refusals reach the caller in Docker's words.
 
+mod build;
 mod logs;
 mod secrets;
 mod spec;
@@ -56,6 +57,7 @@ use self::spec::Plan;
 use super::{
     DEPLOYED_BY_GATEWAY, DEPLOYED_BY_LABEL, LogQuery, Provider, ProviderError, validate_secret_name,
 };
+use crate::build::{BuildError, BuildJob, BuildLog, Built};
 use crate::config::Config;
 use crate::functions::{Discovered, ReplicaInfo, ReplicaState, Table};
 use faas_common::message::{error_chain, one_line};
@@ -131,6 +133,9 @@ pub struct SwarmProvider {
     me: OnceLock<Weak<SwarmProvider>>,
     /// Contested names as last reported, so each is logged once.
     conflicts: Mutex<BTreeMap<String, String>>,
+    /// The static watchdog put into images built from source (`--fwatchdog`;
+    /// else beside the gateway, else on PATH).
+    fwatchdog: Option<std::path::PathBuf>,
 }
 
 impl SwarmProvider {
@@ -159,6 +164,7 @@ impl SwarmProvider {
             starting: starting::Starting::new(),
             me: OnceLock::new(),
             conflicts: Mutex::new(BTreeMap::new()),
+            fwatchdog: config.fwatchdog.clone(),
         })
     }
 
@@ -1056,6 +1062,10 @@ impl Provider for SwarmProvider {
         tracing::debug!(function = %name, service = ?created.id, image = %plan.image(), "function deployed");
         self.changed().await;
         Ok(())
+    }
+
+    async fn build(&self, job: &BuildJob, log: &BuildLog) -> Result<Built, BuildError> {
+        build::build(self.docker(), self.fwatchdog.as_deref(), job, log).await
     }
 
     async fn update(&self, deployment: Deployment) -> Result<(), ProviderError> {
