@@ -13,6 +13,9 @@
 #                  (bench/async.sh, also runnable alone)
 #   6. scaling     time to the needed replicas under load, cold starts
 #                  from zero, process provider and Swarm (bench/scaling.sh)
+#   7. source      functions from source: `faas up` to the first call, the
+#                  python warm runner vs Flask + waitress, a python
+#                  function from zero on Swarm (bench/source.sh)
 #
 # Everything runs on 127.0.0.1 (and, for the Swarm part, Docker's own
 # addresses), bounded in time (about 8 minutes). Raw outputs go to
@@ -1054,5 +1057,7 @@ EOF
 BENCH_RESULTS=$RESULTS BENCH_OUT=$OUT BENCH_DURATION=$DURATION "$BENCH/async.sh"
 # 6. autoscaling: scale-up time and cold starts (Swarm rows when the stack is up).
 BENCH_RESULTS=$RESULTS BENCH_OUT=$OUT "$BENCH/scaling.sh"
+# 7. functions from source: source to first call, the python runner, from zero.
+BENCH_RESULTS=$RESULTS BENCH_OUT=$OUT BENCH_DURATION=$DURATION "$BENCH/source.sh"
 
 log "done in ${ELAPSED}s: $RESULTS"
