@@ -14,6 +14,10 @@ use serde::Deserialize;
 
 static TEMPLATES: Dir<'static> = include_dir!("$CARGO_MANIFEST_DIR/../templates");
 
+/// Folders that running or building a template in place leaves behind
+/// (bytecode, dependencies, build output): never part of a template.
+const LEFTOVERS: &[&str] = &["__pycache__", "node_modules", "target", "python"];
+
 /// The file naming a template and saying how to run and build it.
 pub const TEMPLATE_FILE: &str = "template.yml";
 
@@ -104,6 +108,15 @@ impl Embedded {
         let mut out = Vec::new();
         let mut stack = vec![self.dir];
         while let Some(dir) = stack.pop() {
+            // What running a template in place leaves behind is not part of it.
+            if !std::ptr::eq(dir, self.dir)
+                && dir
+                    .path()
+                    .file_name()
+                    .is_some_and(|n| LEFTOVERS.iter().any(|l| n == *l))
+            {
+                continue;
+            }
             for file in dir.files() {
                 out.push(File {
                     path: file
@@ -200,6 +213,22 @@ mod tests {
                 "{}: the template's own files exclude the handler",
                 t.template.language
             );
+        }
+    }
+
+    #[test]
+    fn no_bytecode_or_build_output_is_embedded() {
+        for t in all() {
+            for f in t.files().into_iter().chain(t.sample()) {
+                assert!(
+                    !f.path
+                        .components()
+                        .any(|c| LEFTOVERS.iter().any(|l| c.as_os_str() == *l)),
+                    "{}: {}",
+                    t.template.language,
+                    f.path.display()
+                );
+            }
         }
     }
 
