@@ -604,9 +604,24 @@ cmd_all() {
     cmd_images
 }
 
+# Debian's docker-registry: the registry the Swarm tests push to.
+ensure_registry() {
+    [[ -x /usr/bin/docker-registry ]] && return 0
+    log "installing Debian's docker-registry (the registry the Swarm tests start)"
+    local sudo=
+    [[ $(id -u) -eq 0 ]] || sudo=sudo
+    $sudo apt-get -o DPkg::Lock::Timeout=300 update -qq
+    $sudo env DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=300 install -y -qq docker-registry >/dev/null
+    # Only the binary is wanted: the package's own service stays off.
+    if command -v systemctl >/dev/null; then
+        $sudo systemctl disable --now docker-registry >/dev/null 2>&1 || true
+    fi
+}
+
 cmd_test() {
     # `up` builds everything and deploys the stack the Swarm tests drive.
     cmd_up
+    ensure_registry
     # The Docker test builds catservice around this binary.
     export FAAS_STATIC_FWATCHDOG
     FAAS_STATIC_FWATCHDOG=$(release_dir)/fwatchdog

@@ -79,6 +79,12 @@ pub struct Config {
     #[arg(long, env = "DOCKER_HOST")]
     pub docker_host: Option<String>,
 
+    /// A registry (HOST[:PORT]) the swarm provider pushes the images it
+    /// builds from source to, deploying them by digest so every node can
+    /// pull them; without it images stay on the building node.
+    #[arg(long, env = "registry", value_parser = registry)]
+    pub registry: Option<String>,
+
     /// The fwatchdog binary for the process provider (default: beside the
     /// gateway, else on PATH, else the gateway itself).
     #[arg(long, env = "fwatchdog")]
@@ -284,6 +290,27 @@ fn callback_allow(v: &str) -> Result<crate::queue::callback::Allowed, String> {
     v.parse()
 }
 
+/// `HOST[:PORT]`, as Docker names a registry in an image reference.
+fn registry(v: &str) -> Result<String, String> {
+    let v = v.trim().trim_end_matches('/');
+    let (host, port) = match v.rsplit_once(':') {
+        Some((host, port)) => (host, Some(port)),
+        None => (v, None),
+    };
+    let host_ok = !host.is_empty()
+        && host
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-'));
+    let port_ok = port.is_none_or(|p| p.parse::<u16>().is_ok_and(|p| p > 0));
+    if host_ok && port_ok {
+        Ok(v.to_owned())
+    } else {
+        Err(format!(
+            "{v:?} is not HOST[:PORT] (a registry's address, as in an image name: 10.0.0.5:5000)"
+        ))
+    }
+}
+
 fn bytes(v: &str) -> Result<u64, String> {
     faas_common::parse::parse_bytes(v)
 }
@@ -295,6 +322,16 @@ fn boolean(v: &str) -> Result<bool, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn registries_are_host_and_port() {
+        for good in ["10.0.0.5:5000", "registry.local", "127.0.0.1:5000/"] {
+            assert!(registry(good).is_ok(), "{good}");
+        }
+        for bad in ["http://r:5000", "r:0", "r:port", "", "r/path:5000"] {
+            assert!(registry(bad).unwrap_err().contains("HOST[:PORT]"), "{bad}");
+        }
+    }
 
     #[test]
     fn defaults_follow_the_brief() {

@@ -44,6 +44,12 @@ fn main() -> ExitCode {
         gateway::state_dir::prepare(&state_dir).map_err(|e| format!("state directory: {e}"))?;
         config.state_dir = Some(state_dir);
         let provider = choose_provider(&config).await?;
+        if config.registry.is_some() && provider.name() != "swarm" {
+            tracing::warn!(
+                "--registry is for the swarm provider's images: the {} provider ignores it",
+                provider.name()
+            );
+        }
         let addr = SocketAddr::new(config.bind_address, config.port);
         let listener = TcpListener::bind(addr)
             .await

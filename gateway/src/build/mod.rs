@@ -97,6 +97,9 @@ pub enum BuildError {
     Unsupported(&'static str),
     #[error("{0}")]
     Engine(String),
+    /// The registry refused or could not be reached: a 502.
+    #[error("{0}")]
+    Registry(String),
 }
 
 impl BuildError {
@@ -107,6 +110,7 @@ impl BuildError {
             BuildError::Invalid(_) => StatusCode::BAD_REQUEST,
             BuildError::Unsupported(_) => StatusCode::NOT_IMPLEMENTED,
             BuildError::Engine(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            BuildError::Registry(_) => StatusCode::BAD_GATEWAY,
         }
     }
 }

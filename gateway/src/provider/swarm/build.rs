@@ -9,7 +9,9 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use bollard::Docker;
-use bollard::query_parameters::BuildImageOptionsBuilder;
+use bollard::query_parameters::{
+    BuildImageOptionsBuilder, PushImageOptionsBuilder, TagImageOptionsBuilder,
+};
 use futures_util::StreamExt;
 
 use crate::build::{BuildError, BuildJob, BuildLog, Built};
@@ -122,6 +124,60 @@ pub(super) async fn build(
             cached: false,
         }),
     }
+}
+
+/// Pushes the built `image` (`faas/<name>:<tag>`) to `registry` and
+/// returns the reference to deploy, by digest
+/// (`<registry>/faas/<name>@sha256:…`): every node pulls exactly what was
+/// built. Pushing an image the registry has already is quick.
+pub(super) async fn push(
+    docker: &Docker,
+    registry: &str,
+    image: &str,
+    job: &BuildJob,
+    log: &BuildLog,
+) -> Result<String, BuildError> {
+    let (repository, tag) = image
+        .rsplit_once(':')
+        .ok_or_else(|| BuildError::Engine(format!("{image} has no tag to push")))?;
+    let remote = format!("{registry}/{repository}");
+    let options = TagImageOptionsBuilder::default()
+        .repo(&remote)
+        .tag(tag)
+        .build();
+    docker
+        .tag_image(image, Some(options))
+        .await
+        .map_err(|e| BuildError::Engine(format!("cannot tag {image} as {remote}:{tag}: {e}")))?;
+    log.line(&format!("pushing {remote}:{tag}")).await;
+    let docker = docker.clone().with_timeout(job.timeout);
+    let options = PushImageOptionsBuilder::default().tag(tag).build();
+    let refused = |why: &str| {
+        BuildError::Registry(format!(
+            "cannot push {remote}:{tag} to the registry {registry}: {}",
+            faas_common::message::one_line(why)
+        ))
+    };
+    let mut stream = docker.push_image(&remote, Some(options), None);
+    while let Some(item) = stream.next().await {
+        let info = item.map_err(|e| refused(&e.to_string()))?;
+        if let Some(detail) = info.error_detail {
+            return Err(refused(&detail.message.unwrap_or_default()));
+        }
+        if let Some(status) = info.status.filter(|s| s.contains("digest:")) {
+            log.line(&status).await;
+        }
+    }
+    let pushed = docker
+        .inspect_image(&format!("{remote}:{tag}"))
+        .await
+        .map_err(|e| BuildError::Engine(format!("cannot inspect {remote}:{tag}: {e}")))?;
+    pushed
+        .repo_digests
+        .unwrap_or_default()
+        .into_iter()
+        .find(|d| d.starts_with(&format!("{remote}@")))
+        .ok_or_else(|| refused("the engine reports no digest for what it pushed"))
 }
 
 /// `Step 3/9 : RUN pip install …` → (3, "RUN pip install …").

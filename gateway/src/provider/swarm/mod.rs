@@ -136,6 +136,8 @@ pub struct SwarmProvider {
     /// The static watchdog put into images built from source (`--fwatchdog`;
     /// else beside the gateway, else on PATH).
     fwatchdog: Option<std::path::PathBuf>,
+    /// Where built images are pushed (`--registry`), if anywhere.
+    registry: Option<String>,
 }
 
 impl SwarmProvider {
@@ -165,6 +167,7 @@ impl SwarmProvider {
             me: OnceLock::new(),
             conflicts: Mutex::new(BTreeMap::new()),
             fwatchdog: config.fwatchdog.clone(),
+            registry: config.registry.clone(),
         })
     }
 
@@ -1065,7 +1068,11 @@ impl Provider for SwarmProvider {
     }
 
     async fn build(&self, job: &BuildJob, log: &BuildLog) -> Result<Built, BuildError> {
-        build::build(self.docker(), self.fwatchdog.as_deref(), job, log).await
+        let mut built = build::build(self.docker(), self.fwatchdog.as_deref(), job, log).await?;
+        if let Some(registry) = &self.registry {
+            built.image = build::push(self.docker(), registry, &built.image, job, log).await?;
+        }
+        Ok(built)
     }
 
     async fn update(&self, deployment: Deployment) -> Result<(), ProviderError> {
