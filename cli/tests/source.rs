@@ -413,3 +413,94 @@ fn builds_need_credentials() {
         "past the credentials check"
     );
 }
+
+/// A zip of `files`, base64, as tinyFaaS's `upload.sh` sends it (made with
+/// Python's zipfile, as `zip -r` would).
+fn zip_base64(files: &[(&str, &str)]) -> String {
+    let script = "import base64, io, json, sys, zipfile\n\
+        buf = io.BytesIO()\n\
+        with zipfile.ZipFile(buf, 'w', zipfile.ZIP_DEFLATED) as z:\n\
+        \x20   for name, text in json.load(sys.stdin):\n\
+        \x20       z.writestr(name, text)\n\
+        print(base64.b64encode(buf.getvalue()).decode())\n";
+    let mut child = std::process::Command::new("python3")
+        .args(["-c", script])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let input = serde_json::to_vec(files).unwrap();
+    std::io::Write::write_all(child.stdin.as_mut().unwrap(), &input).unwrap();
+    drop(child.stdin.take());
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    String::from_utf8(out.stdout).unwrap().trim().to_owned()
+}
+
+fn post_json(gw: &Gateway, path: &str, body: &serde_json::Value) -> (u16, String) {
+    let response = ureq::post(&format!("{}{path}", gw.url))
+        .config()
+        .http_status_as_error(false)
+        .build()
+        .header("Content-Type", "application/json")
+        .send(body.to_string().as_bytes())
+        .unwrap();
+    let status = response.status().as_u16();
+    (status, response.into_body().read_to_string().unwrap())
+}
+
+/// tinyFaaS's upload body (name, env, threads, base64 zip) builds and
+/// deploys like a build context: `threads` handlers are replicas.
+#[test]
+fn tinyfaas_upload_bodies_build_and_deploy() {
+    let gw = Gateway::start();
+    let zip = zip_base64(&[(
+        "fn.py",
+        "def fn(input, headers):\n    return 'tiny ' + (input or '')\n",
+    )]);
+    let (status, body) = post_json(
+        &gw,
+        "/system/builds",
+        &serde_json::json!({"name": "tiny", "env": "python3", "threads": 2, "zip": zip}),
+    );
+    assert_eq!(status, 200, "{body}");
+    let result: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(result["deployed"], "created", "{body}");
+    assert_eq!(call(&gw, "tiny", "hi"), "tiny hi");
+    let run = gw.faas(&["describe", "tiny", "--json"]);
+    run.assert_ok();
+    let status: serde_json::Value = serde_json::from_str(&run.stdout()).unwrap();
+    assert_eq!(status["replicas"], 2, "threads are replicas");
+
+    let sh = zip_base64(&[("fn.sh", "#!/bin/sh\necho \"binary $(cat)\"\n")]);
+    let (status, body) = post_json(
+        &gw,
+        "/system/builds",
+        &serde_json::json!({"name": "tiny-sh", "env": "binary", "threads": 1, "zip": sh}),
+    );
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(call(&gw, "tiny-sh", "x"), "binary x\n");
+
+    for (bad, want) in [
+        (
+            serde_json::json!({"name": "t", "env": "cobol", "zip": zip}),
+            "unknown env \"cobol\"",
+        ),
+        (
+            serde_json::json!({"name": "t", "env": "python3", "zip": "%%%"}),
+            "zip is not base64",
+        ),
+        (
+            serde_json::json!({"name": "t", "env": "python3", "zip": "aGVsbG8="}),
+            "not a zip archive",
+        ),
+        (
+            serde_json::json!({"env": "python3", "zip": zip}),
+            "missing field `name`",
+        ),
+    ] {
+        let (status, body) = post_json(&gw, "/system/builds", &bad);
+        assert_eq!(status, 400, "{bad}: {body}");
+        assert!(body.contains(want), "{want}: {body}");
+    }
+}

@@ -101,12 +101,17 @@ pub fn unpack(archive: &Path, dir: &Path, max_unpacked: u64) -> Result<Unpacked,
             std::fs::create_dir_all(parent).map_err(ContextError::Io)?;
         }
         let executable = entry.header().mode().unwrap_or(0o644) & 0o111 != 0;
-        let mut out = std::fs::File::create(&target).map_err(ContextError::Io)?;
         // Never more than the header said, whatever the stream holds.
         let size = entry.header().size().unwrap_or(0);
-        std::io::copy(&mut (&mut entry).take(size), &mut out).map_err(ContextError::Io)?;
-        set_mode(&target, if executable { 0o755 } else { 0o644 })?;
+        write_file(&target, &mut (&mut entry).take(size), executable)?;
     }
+    finish(dir)
+}
+
+/// What every build request shares once its files are in `dir`: the
+/// deployment, the build arguments, the context with a template (and a
+/// handler in its folder) or a Dockerfile, and the digest.
+fn finish(dir: &Path) -> Result<Unpacked, ContextError> {
     let deployment_path = dir.join(DEPLOYMENT_FILE);
     let text = std::fs::read(&deployment_path)
         .map_err(|_| invalid(format!("the build context has no {DEPLOYMENT_FILE}")))?;
@@ -165,6 +170,121 @@ pub fn unpack(archive: &Path, dir: &Path, max_unpacked: u64) -> Result<Unpacked,
         digest,
         build_args,
     })
+}
+
+fn write_file(target: &Path, from: &mut impl Read, executable: bool) -> Result<(), ContextError> {
+    if let Some(parent) = target.parent() {
+        std::fs::create_dir_all(parent).map_err(ContextError::Io)?;
+    }
+    let mut out = std::fs::File::create(target).map_err(ContextError::Io)?;
+    std::io::copy(from, &mut out).map_err(ContextError::Io)?;
+    set_mode(target, if executable { 0o755 } else { 0o644 })
+}
+
+/// tinyFaaS's upload body (`/upload` there): the function's folder as a
+/// base64 zip, its environment (`python3`, `nodejs`, `binary`, or one of
+/// our languages) and its number of handlers (`threads`, our replicas).
+#[derive(Debug, serde::Deserialize)]
+struct TinyFaasUpload {
+    name: String,
+    env: String,
+    #[serde(default = "one")]
+    threads: u64,
+    zip: String,
+    /// Newer tinyFaaS: `["KEY=value", …]`, the function's environment.
+    #[serde(default)]
+    envs: Vec<String>,
+}
+
+fn one() -> u64 {
+    1
+}
+
+/// A tinyFaaS upload body (JSON, in `body`) turned into a build context in
+/// `dir`: the embedded template for its environment, the zip's files in
+/// the template's handler folder, a deployment with `threads` replicas.
+pub fn from_tinyfaas(body: &Path, dir: &Path, max_unpacked: u64) -> Result<Unpacked, ContextError> {
+    use base64::Engine;
+    let text = std::fs::read(body).map_err(ContextError::Io)?;
+    let upload: TinyFaasUpload = serde_json::from_slice(&text).map_err(|e| {
+        invalid(format!(
+            "malformed JSON (a tinyFaaS upload: name, env, threads, zip): {e}"
+        ))
+    })?;
+    let embedded = faas_common::templates::find(&upload.env).ok_or_else(|| {
+        invalid(format!(
+            "unknown env {:?}: use python3, nodejs or binary (or one of {})",
+            upload.env,
+            faas_common::templates::languages().join(", ")
+        ))
+    })?;
+    let zip = base64::engine::general_purpose::STANDARD
+        .decode(upload.zip.trim())
+        .map_err(|e| invalid(format!("zip is not base64: {e}")))?;
+    let mut archive = zip::ZipArchive::new(std::io::Cursor::new(zip))
+        .map_err(|e| invalid(format!("zip is not a zip archive: {e}")))?;
+    if archive.len() > MAX_ENTRIES {
+        return Err(invalid(format!(
+            "the zip has more than {MAX_ENTRIES} entries"
+        )));
+    }
+    let context = dir.join(CONTEXT_DIR);
+    let handler = context.join(&embedded.template.handler);
+    std::fs::create_dir_all(&handler).map_err(ContextError::Io)?;
+    let mut total: u64 = 0;
+    for i in 0..archive.len() {
+        let mut entry = archive
+            .by_index(i)
+            .map_err(|e| invalid(format!("zip entry {i} is unreadable: {e}")))?;
+        let name = entry.name().to_owned();
+        let relative = entry
+            .enclosed_name()
+            .ok_or_else(|| invalid(format!("{name}: a zip's paths must stay inside it")))?;
+        let mode = entry.unix_mode().unwrap_or(0o644);
+        if entry.is_dir() {
+            std::fs::create_dir_all(handler.join(relative)).map_err(ContextError::Io)?;
+            continue;
+        }
+        if mode & 0o170000 != 0 && mode & 0o170000 != 0o100000 {
+            return Err(invalid(format!(
+                "{name}: only files and folders may be in the zip (no links or devices)"
+            )));
+        }
+        total = total.saturating_add(entry.size());
+        if total > max_unpacked {
+            return Err(ContextError::TooLarge(max_unpacked));
+        }
+        let size = entry.size();
+        write_file(
+            &handler.join(relative),
+            &mut (&mut entry).take(size),
+            mode & 0o111 != 0,
+        )?;
+    }
+    for file in embedded.files() {
+        let executable = file.path.extension().is_some_and(|e| e == "sh");
+        write_file(
+            &context.join(&file.path),
+            &mut &file.contents[..],
+            executable,
+        )?;
+    }
+    let mut env_vars = std::collections::BTreeMap::new();
+    for pair in &upload.envs {
+        let (key, value) = pair
+            .split_once('=')
+            .ok_or_else(|| invalid(format!("envs: {pair:?} is not KEY=value")))?;
+        env_vars.insert(key.to_owned(), value.to_owned());
+    }
+    let deployment = Deployment {
+        service: upload.name,
+        env_vars,
+        labels: [("faas.scale.min".to_owned(), upload.threads.to_string())].into(),
+        ..Default::default()
+    };
+    let json = serde_json::to_vec(&deployment).map_err(|e| invalid(e.to_string()))?;
+    std::fs::write(dir.join(DEPLOYMENT_FILE), json).map_err(ContextError::Io)?;
+    finish(dir)
 }
 
 /// A path inside the folder: plain names only (`./` allowed), never
@@ -364,6 +484,65 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("not a tar.gz"), "{err}");
+    }
+
+    fn upload(entries: &[(&str, &str)], symlink: Option<&str>) -> tempfile::NamedTempFile {
+        use base64::Engine;
+        use std::io::Write;
+        let mut zip = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+        let options = zip::write::SimpleFileOptions::default()
+            .compression_method(zip::CompressionMethod::Stored);
+        for (name, text) in entries {
+            zip.start_file(*name, options).unwrap();
+            zip.write_all(text.as_bytes()).unwrap();
+        }
+        if let Some(name) = symlink {
+            zip.add_symlink(name, "/etc/passwd", options).unwrap();
+        }
+        let bytes = zip.finish().unwrap().into_inner();
+        let body = serde_json::json!({
+            "name": "tiny",
+            "env": "python3",
+            "threads": 3,
+            "zip": base64::engine::general_purpose::STANDARD.encode(bytes),
+        });
+        let file = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(file.path(), body.to_string()).unwrap();
+        file
+    }
+
+    #[test]
+    fn a_tinyfaas_upload_becomes_a_template_context() {
+        let body = upload(
+            &[("fn.py", "def fn(i, h): return i\n"), ("lib/x.py", "")],
+            None,
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let unpacked = from_tinyfaas(body.path(), dir.path(), 1 << 20).unwrap();
+        assert_eq!(unpacked.deployment.service, "tiny");
+        assert_eq!(unpacked.deployment.labels["faas.scale.min"], "3");
+        assert_eq!(unpacked.template.unwrap().language, "python");
+        assert!(dir.path().join("context/function/fn.py").is_file());
+        assert!(dir.path().join("context/function/lib/x.py").is_file());
+        assert!(dir.path().join("context/runner.py").is_file());
+    }
+
+    #[test]
+    fn a_tinyfaas_zip_may_not_escape_or_link() {
+        let dir = tempfile::tempdir().unwrap();
+        let body = upload(&[("../evil.py", "x")], None);
+        let err = from_tinyfaas(body.path(), dir.path(), 1 << 20).unwrap_err();
+        assert!(err.to_string().contains("must stay inside"), "{err}");
+        let dir = tempfile::tempdir().unwrap();
+        let body = upload(&[("fn.py", "x")], Some("passwd"));
+        let err = from_tinyfaas(body.path(), dir.path(), 1 << 20).unwrap_err();
+        assert!(err.to_string().contains("no links"), "{err}");
+        let dir = tempfile::tempdir().unwrap();
+        let body = upload(&[("fn.py", &"x".repeat(5000))], None);
+        assert!(matches!(
+            from_tinyfaas(body.path(), dir.path(), 1000),
+            Err(ContextError::TooLarge(1000))
+        ));
     }
 
     #[test]

@@ -208,6 +208,12 @@ pub async fn build(
         .get(ACCEPT)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.contains(NDJSON));
+    // tinyFaaS's upload body is JSON; ours is a tar.gz.
+    let tinyfaas = request
+        .headers()
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.trim_start().starts_with("application/json"));
     let work = match Staged::receive(&state, request).await {
         Ok(work) => work,
         Err(answer) => return answer,
@@ -215,22 +221,24 @@ pub async fn build(
     let max_unpacked = state.config.max_build_context.saturating_mul(4);
     let archive = work.archive.clone();
     let dir = work.dir.clone();
-    let unpacked =
-        match tokio::task::spawn_blocking(move || context::unpack(&archive, &dir, max_unpacked))
-            .await
-        {
-            Ok(Ok(unpacked)) => unpacked,
-            Ok(Err(e @ ContextError::TooLarge(_))) => {
-                return text(StatusCode::PAYLOAD_TOO_LARGE, e.to_string());
-            }
-            Ok(Err(e @ ContextError::Invalid(_))) => {
-                return text(StatusCode::BAD_REQUEST, one_line(&e.to_string()));
-            }
-            Ok(Err(e)) => {
-                return text(StatusCode::INTERNAL_SERVER_ERROR, one_line(&e.to_string()));
-            }
-            Err(e) => return text(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
-        };
+    let unpacked = match tokio::task::spawn_blocking(move || match tinyfaas {
+        true => context::from_tinyfaas(&archive, &dir, max_unpacked),
+        false => context::unpack(&archive, &dir, max_unpacked),
+    })
+    .await
+    {
+        Ok(Ok(unpacked)) => unpacked,
+        Ok(Err(e @ ContextError::TooLarge(_))) => {
+            return text(StatusCode::PAYLOAD_TOO_LARGE, e.to_string());
+        }
+        Ok(Err(e @ ContextError::Invalid(_))) => {
+            return text(StatusCode::BAD_REQUEST, one_line(&e.to_string()));
+        }
+        Ok(Err(e)) => {
+            return text(StatusCode::INTERNAL_SERVER_ERROR, one_line(&e.to_string()));
+        }
+        Err(e) => return text(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    };
     if let Err(answer) =
         crate::system::check_deployment(&unpacked.deployment, state.config.max_replicas)
     {
