@@ -329,8 +329,9 @@ pub fn stack_sources(
     Ok((sources, images))
 }
 
+/// Which stack functions to build, and with what.
 #[derive(Debug, clap::Args)]
-pub struct UpArgs {
+pub struct StackSources {
     /// The stack file (faas-cli format)
     #[arg(
         short = 'f',
@@ -348,6 +349,23 @@ pub struct UpArgs {
     /// over the stack file's build_args
     #[arg(long = "build-arg", value_name = "KEY=VALUE")]
     build_arg: Vec<String>,
+}
+
+impl StackSources {
+    /// The stack, and its functions to build and to deploy as they are.
+    fn load(&self) -> Result<(Stack, Vec<Source>, Vec<Deployment>)> {
+        let stack = Stack::load(&self.file).map_err(|e| Error::new(e.to_string()))?;
+        let build_args = parse_build_args(&self.build_arg)?;
+        let (sources, images) =
+            stack_sources(&stack, &self.file, self.filter.as_deref(), &build_args)?;
+        Ok((stack, sources, images))
+    }
+}
+
+#[derive(Debug, clap::Args)]
+pub struct UpArgs {
+    #[command(flatten)]
+    stack: StackSources,
 
     /// Return once deployed, without waiting for the replicas
     #[arg(long)]
@@ -356,22 +374,8 @@ pub struct UpArgs {
 
 #[derive(Debug, clap::Args)]
 pub struct BuildArgs {
-    /// The stack file (faas-cli format)
-    #[arg(
-        short = 'f',
-        long = "file",
-        visible_alias = "yaml",
-        default_value = "stack.yml"
-    )]
-    file: PathBuf,
-
-    /// Only the functions whose name matches (`*` matches any run of characters)
-    #[arg(long, value_name = "NAME")]
-    filter: Option<String>,
-
-    /// A build argument for every function (KEY=VALUE; repeatable)
-    #[arg(long = "build-arg", value_name = "KEY=VALUE")]
-    build_arg: Vec<String>,
+    #[command(flatten)]
+    stack: StackSources,
 
     /// Build on the gateway (its Docker engine, or its host for the
     /// process provider) instead of here
@@ -382,11 +386,9 @@ pub struct BuildArgs {
 /// `faas up`: every function of the stack built from source through the
 /// gateway and deployed (image-only functions are deployed as they are).
 pub fn up_command(ctx: &Context, args: UpArgs) -> Result<()> {
-    let stack = Stack::load(&args.file).map_err(|e| Error::new(e.to_string()))?;
+    let (stack, sources, images) = args.stack.load()?;
     let fallback = stack.provider.as_ref().and_then(|p| p.gateway.as_deref());
     let client = ctx.client_with(fallback, DEFAULT_TIMEOUT)?;
-    let build_args = parse_build_args(&args.build_arg)?;
-    let (sources, images) = stack_sources(&stack, &args.file, args.filter.as_deref(), &build_args)?;
     let mut ready = Vec::new();
     for deployment in &images {
         crate::deploy::deploy_one(&client, deployment, true)?;
@@ -407,13 +409,11 @@ pub fn up_command(ctx: &Context, args: UpArgs) -> Result<()> {
 
 /// `faas build`: the stack's functions built (not deployed).
 pub fn build_command(ctx: &Context, args: BuildArgs) -> Result<()> {
-    let stack = Stack::load(&args.file).map_err(|e| Error::new(e.to_string()))?;
-    let build_args = parse_build_args(&args.build_arg)?;
-    let (sources, _) = stack_sources(&stack, &args.file, args.filter.as_deref(), &build_args)?;
+    let (stack, sources, _) = args.stack.load()?;
     if sources.is_empty() {
         return Err(Error::new(format!(
             "no function in {} has a lang: to build from",
-            args.file.display()
+            args.stack.file.display()
         )));
     }
     if !args.remote {
