@@ -111,8 +111,10 @@ enum Command {
   faas up --build-arg PIP_INDEX_URL=http://mirror/simple")]
     Up(source::UpArgs),
 
-    /// Build the stack's functions from source without deploying them
-    #[command(after_help = "Example:
+    /// Build the stack's functions from source without deploying them:
+    /// with the Docker engine here, or on the gateway (--remote)
+    #[command(after_help = "Examples:
+  faas build --filter hello
   faas build --remote --filter hello")]
     Build(source::BuildArgs),
 

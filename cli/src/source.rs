@@ -378,7 +378,7 @@ pub struct BuildArgs {
     stack: StackSources,
 
     /// Build on the gateway (its Docker engine, or its host for the
-    /// process provider) instead of here
+    /// process provider) instead of with the Docker engine here
     #[arg(long)]
     remote: bool,
 }
@@ -417,9 +417,21 @@ pub fn build_command(ctx: &Context, args: BuildArgs) -> Result<()> {
         )));
     }
     if !args.remote {
-        return Err(Error::new(
-            "building images here is not available yet: add --remote to build on the gateway",
-        ));
+        docker_answers()?;
+        for source in &sources {
+            let result = build_local(source)?;
+            output::print(&format!(
+                "Built {}: {}{}\n",
+                result.function,
+                result.image,
+                if result.cached {
+                    " (unchanged source)"
+                } else {
+                    ""
+                }
+            ))?;
+        }
+        return Ok(());
     }
     let fallback = stack.provider.as_ref().and_then(|p| p.gateway.as_deref());
     let client = ctx.client_with(fallback, DEFAULT_TIMEOUT)?;
@@ -437,6 +449,130 @@ pub fn build_command(ctx: &Context, args: BuildArgs) -> Result<()> {
         ))?;
     }
     Ok(())
+}
+
+/// Whether a Docker engine answers here.
+fn docker_answers() -> Result<()> {
+    let answered = std::process::Command::new("docker")
+        .args(["info", "--format", "{{.ServerVersion}}"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if answered {
+        Ok(())
+    } else {
+        Err(Error::new(
+            "no Docker engine answers here: add --remote to build on the gateway",
+        ))
+    }
+}
+
+/// A scratch folder, removed when dropped.
+struct Scratch(PathBuf);
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A static binary an image needs: `FAAS_FWATCHDOG` / `FAAS_BUSYBOX`,
+/// else beside `faas` (where `./build.sh` puts them), else on PATH, else
+/// `fallback`.
+fn find_binary(name: &str, fallback: Option<&str>) -> Option<PathBuf> {
+    let named = std::env::var_os(format!("FAAS_{}", name.to_ascii_uppercase())).map(PathBuf::from);
+    let beside = std::env::current_exe()
+        .ok()
+        .and_then(|exe| Some(exe.parent()?.join(name)));
+    named
+        .into_iter()
+        .chain(beside)
+        .chain(
+            std::env::var_os("PATH")
+                .iter()
+                .flat_map(std::env::split_paths)
+                .map(|dir| dir.join(name)),
+        )
+        .chain(fallback.map(PathBuf::from))
+        .find(|p| p.is_file())
+}
+
+/// Builds `source` with the Docker engine here (`docker build`), into the
+/// image the gateway would make of it: the same context, digest and tag,
+/// so a later `faas up` finds it instead of building again.
+fn build_local(source: &Source) -> Result<BuildResult> {
+    let name = source.deployment.service.as_str();
+    let packed = pack(source)?;
+    let dir =
+        Scratch(std::env::temp_dir().join(format!("faas-build-{}-{name}", std::process::id())));
+    let _ = std::fs::remove_dir_all(&dir.0);
+    tar::Archive::new(flate2::read::GzDecoder::new(&packed[..]))
+        .unpack(&dir.0)
+        .map_err(|e| Error::new(format!("cannot stage the build of {name:?}: {e}")))?;
+    let context = dir.0.join("context");
+    let dockerfile = std::fs::read_to_string(context.join("Dockerfile"))
+        .map_err(|_| Error::new(format!("{name:?} has no Dockerfile to build an image from")))?;
+    let digest = faas_common::templates::source_digest(&context, &source.build_args)
+        .map_err(|e| Error::new(format!("cannot read the build of {name:?}: {e}")))?;
+    let image = faas_common::templates::image_tag(name, &digest);
+    let exists = std::process::Command::new("docker")
+        .args(["image", "inspect", "--format", "{{.Id}}", &image])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if exists {
+        return Ok(BuildResult {
+            function: name.to_owned(),
+            image,
+            cached: true,
+            deployed: None,
+        });
+    }
+    let mut extras = vec![("fwatchdog", None)];
+    if dockerfile.contains("COPY busybox") {
+        extras.push(("busybox", Some("/bin/busybox")));
+    }
+    for (binary, fallback) in extras {
+        let found = find_binary(binary, fallback).ok_or_else(|| {
+            Error::new(format!(
+                "no static {binary} beside faas or on PATH to put into the image (./build.sh makes them), or add --remote"
+            ))
+        })?;
+        std::fs::copy(&found, context.join(binary)).map_err(|e| {
+            Error::new(format!(
+                "cannot copy {}: {}",
+                found.display(),
+                io_reason(&e)
+            ))
+        })?;
+    }
+    let mut docker = std::process::Command::new("docker");
+    docker
+        .args(["build", "-t", &image, "--label"])
+        .arg(format!("faas.source-digest={digest}"));
+    for (key, value) in &source.build_args {
+        docker.arg("--build-arg").arg(format!("{key}={value}"));
+    }
+    // Docker's own output is the build log.
+    let status = docker
+        .arg(&context)
+        .stdout(std::process::Stdio::inherit())
+        .stderr(std::process::Stdio::inherit())
+        .status()
+        .map_err(|e| Error::new(format!("cannot run docker: {}", io_reason(&e))))?;
+    if !status.success() {
+        return Err(Error::new(format!(
+            "docker build of {name:?} failed (its output is above)"
+        )));
+    }
+    Ok(BuildResult {
+        function: name.to_owned(),
+        image,
+        cached: false,
+        deployed: None,
+    })
 }
 
 /// `faas deploy NAME --from PATH`: one folder or file, tinyFaaS and

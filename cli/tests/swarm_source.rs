@@ -143,6 +143,62 @@ fn new_then_up_builds_images_and_rolls_out_an_edit_under_load() {
     }
 }
 
+/// `faas build` with the Docker engine here makes the image the gateway
+/// would: the same digest tag, so `faas up` then finds it and builds
+/// nothing.
+#[test]
+#[ignore = "needs Docker Swarm: ./build.sh up"]
+fn a_local_build_is_the_image_the_gateway_deploys() {
+    let swarm = Swarm::connect();
+    swarm.login();
+    let watchdog = std::env::var("FAAS_STATIC_FWATCHDOG").expect(
+        "FAAS_STATIC_FWATCHDOG names the static fwatchdog to put into images (./build.sh test sets it)",
+    );
+    let mut cleanup = swarm.cleanup();
+    let name = format!("{}-local", unique_prefix());
+    let stack = swarm.write("local.yml", "");
+    std::fs::remove_file(&stack).unwrap();
+    let stack = stack.to_str().unwrap().to_owned();
+    swarm
+        .faas(&["new", &name, "--lang", "python", "-f", &stack])
+        .assert_ok();
+    cleanup.function(&name);
+    let build = swarm
+        .cli
+        .command()
+        .env("FAAS_FWATCHDOG", &watchdog)
+        .args(&["build", "-f", &stack])
+        .run();
+    build.assert_ok();
+    assert!(
+        build
+            .stdout()
+            .contains(&format!("Built {name}: faas/{name}:")),
+        "{}",
+        build.stdout()
+    );
+    let up = swarm.faas(&["up", "-f", &stack, "--timeout", WAIT]);
+    up.assert_ok();
+    assert!(
+        up.stdout().contains("unchanged source"),
+        "the gateway found the local build: {}",
+        up.stdout()
+    );
+    let answer = swarm.http.call(&name, &[], "local").unwrap();
+    assert_eq!(
+        (answer.status, answer.body.as_str()),
+        (200, "Hello, local!\n")
+    );
+    drop(cleanup);
+    let gone = eventually(Duration::from_secs(60), || {
+        let ids = swarm_util::try_docker(&["image", "ls", "-q", &format!("faas/{name}")])
+            .unwrap_or_default();
+        ids.split_whitespace()
+            .all(|id| swarm_util::try_docker(&["rmi", "-f", id]).is_ok())
+    });
+    assert!(gone, "the images of {name} could not be removed");
+}
+
 /// A process killed (and reaped) when dropped.
 struct Running(std::process::Child);
 

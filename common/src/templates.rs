@@ -134,6 +134,61 @@ impl Embedded {
     }
 }
 
+/// Names a build's source: SHA-256 over every file under `root` in path
+/// order (its path, whether it is executable, its length, its bytes; not
+/// times, owners or an archive's order), then the build arguments. The
+/// CLI and the gateway compute it alike, so an image built by either is
+/// found by both.
+pub fn source_digest(
+    root: &Path,
+    build_args: &BTreeMap<String, String>,
+) -> std::io::Result<String> {
+    use sha2::{Digest, Sha256};
+    use std::os::unix::fs::PermissionsExt;
+    let mut files = Vec::new();
+    let mut dirs = vec![root.to_path_buf()];
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(&dir)? {
+            let entry = entry?;
+            let kind = entry.file_type()?;
+            if kind.is_dir() {
+                dirs.push(entry.path());
+            } else if kind.is_file() {
+                files.push(entry.path());
+            }
+        }
+    }
+    files.sort();
+    let mut hash = Sha256::new();
+    for file in files {
+        let relative = file.strip_prefix(root).unwrap_or(&file);
+        let meta = std::fs::metadata(&file)?;
+        hash.update(relative.as_os_str().as_encoded_bytes());
+        hash.update([0, u8::from(meta.permissions().mode() & 0o111 != 0)]);
+        hash.update(meta.len().to_le_bytes());
+        let mut reader = std::fs::File::open(&file)?;
+        std::io::copy(&mut reader, &mut hash)?;
+    }
+    // Other arguments, another build.
+    for (key, value) in build_args {
+        hash.update([1]);
+        hash.update(key.as_bytes());
+        hash.update([0]);
+        hash.update(value.as_bytes());
+    }
+    Ok(format!("{:x}", hash.finalize()))
+}
+
+/// The image a build of `function` from `digest` is tagged with:
+/// `faas/<name>:<first 12 hex digits>` (Docker wants lower case).
+pub fn image_tag(function: &str, digest: &str) -> String {
+    format!(
+        "faas/{}:{}",
+        function.to_ascii_lowercase(),
+        &digest[..digest.len().min(12)]
+    )
+}
+
 /// Other names people know a language by: faas-cli's (`python3-http`,
 /// `node20`), tinyFaaS's upload environments (`python3`, `nodejs`,
 /// `binary`).
@@ -230,6 +285,38 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn the_digest_names_content_and_arguments() {
+        let a = tempfile_dir(&[("x", "1"), ("d/y", "2")]);
+        let b = tempfile_dir(&[("d/y", "2"), ("x", "1")]);
+        let c = tempfile_dir(&[("x", "1"), ("d/y", "3")]);
+        let none = BTreeMap::new();
+        let args = BTreeMap::from([("A".to_owned(), "1".to_owned())]);
+        let digest = |dir: &Path, args| source_digest(dir, args).unwrap();
+        assert_eq!(digest(&a, &none), digest(&b, &none));
+        assert_ne!(digest(&a, &none), digest(&c, &none));
+        assert_ne!(digest(&a, &none), digest(&a, &args));
+        assert_eq!(image_tag("Hello", &digest(&a, &none))[..11], *"faas/hello:");
+        for dir in [a, b, c] {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    }
+
+    fn tempfile_dir(files: &[(&str, &str)]) -> PathBuf {
+        static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let dir = std::env::temp_dir().join(format!(
+            "faas-digest-{}-{}",
+            std::process::id(),
+            NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        ));
+        for (path, text) in files {
+            let path = dir.join(path);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(path, text).unwrap();
+        }
+        dir
     }
 
     #[test]

@@ -12,7 +12,6 @@ use std::path::{Component, Path, PathBuf};
 
 use faas_common::api::Deployment;
 use faas_common::templates::{TEMPLATE_FILE, Template};
-use sha2::{Digest, Sha256};
 
 /// Most entries a context may hold.
 pub const MAX_ENTRIES: usize = 20_000;
@@ -155,14 +154,8 @@ fn finish(dir: &Path) -> Result<Unpacked, ContextError> {
         }
         None => {}
     }
-    let mut digest = digest(&context).map_err(ContextError::Io)?;
-    if !build_args.is_empty() {
-        // Other arguments, another build.
-        let mut hash = Sha256::new();
-        hash.update(digest.as_bytes());
-        hash.update(serde_json::to_vec(&build_args).unwrap_or_default());
-        digest = format!("{:x}", hash.finalize());
-    }
+    let digest =
+        faas_common::templates::source_digest(&context, &build_args).map_err(ContextError::Io)?;
     Ok(Unpacked {
         deployment,
         context,
@@ -309,38 +302,6 @@ fn safe_path(raw: &Path) -> Result<PathBuf, ContextError> {
 fn set_mode(path: &Path, mode: u32) -> Result<(), ContextError> {
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).map_err(ContextError::Io)
-}
-
-/// SHA-256 over every file under `root`, in path order: its path, whether
-/// it is executable, its length and its bytes. Timestamps, owners and the
-/// archive's own order do not count.
-pub fn digest(root: &Path) -> std::io::Result<String> {
-    use std::os::unix::fs::PermissionsExt;
-    let mut files = Vec::new();
-    let mut dirs = vec![root.to_path_buf()];
-    while let Some(dir) = dirs.pop() {
-        for entry in std::fs::read_dir(&dir)? {
-            let entry = entry?;
-            let kind = entry.file_type()?;
-            if kind.is_dir() {
-                dirs.push(entry.path());
-            } else if kind.is_file() {
-                files.push(entry.path());
-            }
-        }
-    }
-    files.sort();
-    let mut hash = Sha256::new();
-    for file in files {
-        let relative = file.strip_prefix(root).unwrap_or(&file);
-        let meta = std::fs::metadata(&file)?;
-        hash.update(relative.as_os_str().as_encoded_bytes());
-        hash.update([0, u8::from(meta.permissions().mode() & 0o111 != 0)]);
-        hash.update(meta.len().to_le_bytes());
-        let mut reader = std::fs::File::open(&file)?;
-        std::io::copy(&mut reader, &mut hash)?;
-    }
-    Ok(format!("{:x}", hash.finalize()))
 }
 
 #[cfg(test)]

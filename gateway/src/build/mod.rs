@@ -63,14 +63,7 @@ impl BuildJob {
     }
 }
 
-/// `faas/<name>:<first 12 hex digits>`: Docker wants lower case.
-pub fn image_tag(function: &str, digest: &str) -> String {
-    format!(
-        "faas/{}:{}",
-        function.to_ascii_lowercase(),
-        &digest[..digest.len().min(12)]
-    )
-}
+pub use faas_common::templates::image_tag;
 
 /// A finished build.
 #[derive(Debug)]
