@@ -39,6 +39,11 @@ pub struct Source {
 }
 
 impl Source {
+    /// Whether this source's template is `language` (or an alias of it).
+    fn lang_is(&self, language: &str) -> bool {
+        faas_common::templates::find(&self.lang).is_some_and(|t| t.template.language == language)
+    }
+
     /// A stack function with `lang:` and `handler:`.
     pub fn from_stack(name: &str, spec: &FunctionSpec, stack_dir: &Path) -> Result<Source> {
         let lang = spec.lang.clone().ok_or_else(|| {
@@ -106,6 +111,14 @@ pub fn pack(source: &Source) -> Result<Vec<u8>> {
         }
         format!("context/{}", embedded.template.handler)
     };
+    if source.lang_is("rust") && source.path.is_dir() {
+        // An image FROM scratch cannot compile: the binary is built here.
+        files.push((
+            "context/handler".to_owned(),
+            prebuild_rust(&source.path)?,
+            true,
+        ));
+    }
     if source.path.is_file() {
         let name = source
             .path
@@ -158,6 +171,62 @@ pub fn pack(source: &Source) -> Result<Vec<u8>> {
     tar.into_inner()
         .and_then(|gz| gz.finish())
         .map_err(|e| Error::new(format!("cannot pack the build context: {e}")))
+}
+
+/// The rust template's binary, built here from the function's Cargo
+/// package: static (the musl target when rustup has it, else glibc with a
+/// static C runtime, as ./build.sh does), so it runs FROM scratch.
+fn prebuild_rust(dir: &Path) -> Result<Vec<u8>> {
+    const MUSL: &str = "x86_64-unknown-linux-musl";
+    const GNU: &str = "x86_64-unknown-linux-gnu";
+    let has_musl = std::process::Command::new("rustup")
+        .args(["target", "list", "--installed"])
+        .output()
+        .is_ok_and(|o| {
+            String::from_utf8_lossy(&o.stdout)
+                .lines()
+                .any(|l| l.trim() == MUSL)
+        });
+    let triple = if has_musl { MUSL } else { GNU };
+    let target_dir = dir.join("target");
+    let mut cargo = std::process::Command::new("cargo");
+    cargo
+        .args([
+            "build",
+            "--release",
+            "--quiet",
+            "--target",
+            triple,
+            "--manifest-path",
+        ])
+        .arg(dir.join("Cargo.toml"))
+        .arg("--target-dir")
+        .arg(&target_dir)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::inherit());
+    if !has_musl {
+        cargo.env("RUSTFLAGS", "-C target-feature=+crt-static");
+    }
+    let status = cargo.status().map_err(|e| {
+        Error::new(format!(
+            "the rust template is compiled where faas runs, and cargo cannot run: {}",
+            io_reason(&e)
+        ))
+    })?;
+    if !status.success() {
+        return Err(Error::new(format!(
+            "cargo build of {} failed (its output is above)",
+            dir.display()
+        )));
+    }
+    let binary = target_dir.join(triple).join("release").join("handler");
+    std::fs::read(&binary).map_err(|e| {
+        Error::new(format!(
+            "cannot read {} (is the package named handler?): {}",
+            binary.display(),
+            io_reason(&e)
+        ))
+    })
 }
 
 fn read(path: &Path) -> Result<(Vec<u8>, bool)> {

@@ -395,6 +395,41 @@ fn one_functions_builds_run_one_at_a_time() {
     assert_eq!(run.stdout(), "still cat");
 }
 
+/// Builds of different functions run at once, up to `max_builds`.
+#[test]
+fn at_most_max_builds_run_at_once() {
+    let gw = Gateway::start_with(&[("max_builds", "1")]);
+    let slow = slow_template(1);
+    let bodies: Vec<Vec<u8>> = ["one", "two"]
+        .iter()
+        .map(|name| {
+            let deployment = format!(r#"{{"service":"{name}"}}"#);
+            context(&[
+                ("deployment.json", &deployment),
+                ("context/template.yml", &slow),
+                ("context/function/x", name),
+            ])
+        })
+        .collect();
+    let logs: Vec<(u16, String)> = std::thread::scope(|s| {
+        let handles: Vec<_> = bodies
+            .into_iter()
+            .map(|body| s.spawn(|| post_build(&gw, body, "application/x-ndjson")))
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let waited = logs
+        .iter()
+        .filter(|(_, log)| log.contains("waiting: max_builds builds are running"))
+        .count();
+    assert_eq!(waited, 1, "{logs:?}");
+    assert!(
+        logs.iter()
+            .all(|(status, log)| *status == 200 && log.contains("\"result\"")),
+        "{logs:?}"
+    );
+}
+
 #[test]
 fn builds_need_credentials() {
     let gw = Gateway::start_with(&[("basic_auth_user", "admin"), ("basic_auth_password", "pw")]);

@@ -1,5 +1,5 @@
 //! Functions from source on the real Swarm stack of `./build.sh up`: `faas
-//! new` + `faas up` of the python, node and bash templates from a clean
+//! new` + `faas up` of every template (python, node, bash, rust, dockerfile) from a clean
 //! folder (the gateway builds each image with its Docker engine, on the
 //! base images `./build.sh` made from Debian's packages), and an edit
 //! rolled out under continuous load with no failed call.
@@ -26,7 +26,7 @@ fn new_then_up_builds_images_and_rolls_out_an_edit_under_load() {
     let stack = swarm.write("stack.yml", "");
     std::fs::remove_file(&stack).unwrap();
     let stack = stack.to_str().unwrap().to_owned();
-    let names: Vec<(String, &str)> = ["python", "node", "bash"]
+    let names: Vec<(String, &str)> = ["python", "node", "bash", "rust", "dockerfile"]
         .into_iter()
         .map(|lang| (format!("{prefix}-{lang}"), lang))
         .collect();
@@ -41,7 +41,7 @@ fn new_then_up_builds_images_and_rolls_out_an_edit_under_load() {
     let up = swarm.faas(&["up", "-f", &stack, "--timeout", WAIT]);
     up.assert_ok();
     eprintln!(
-        "faas up of three templates, built and deployed: {:.1}s",
+        "faas up of five templates, built and deployed: {:.1}s",
         started.elapsed().as_secs_f64()
     );
     for (name, lang) in &names {

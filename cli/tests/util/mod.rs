@@ -140,7 +140,7 @@ pub struct Faas {
 
 impl Faas {
     /// `faas` with a clean environment: HOME in `dir`, no stored login, no
-    /// proxies.
+    /// proxies (cargo's and rustup's homes kept, for the rust template).
     pub fn new(dir: &Path) -> Faas {
         let mut command = Command::new(FAAS);
         command
@@ -148,6 +148,14 @@ impl Faas {
             .env("PATH", std::env::var("PATH").unwrap_or_default())
             .env("HOME", dir.join("home"))
             .current_dir(dir);
+        // The rust template compiles where faas runs: cargo and rustup keep
+        // their toolchains under the real home, not this test's.
+        if let Some(home) = std::env::var_os("HOME").map(PathBuf::from) {
+            for (var, default) in [("CARGO_HOME", ".cargo"), ("RUSTUP_HOME", ".rustup")] {
+                let value = std::env::var_os(var).map_or_else(|| home.join(default), PathBuf::from);
+                command.env(var, value);
+            }
+        }
         Faas {
             command,
             stdin: None,
