@@ -169,6 +169,18 @@ impl Builds {
         }
     }
 
+    /// Drops a function's lock once no build holds or waits for it, so
+    /// the map does not grow with every name ever built.
+    fn forget_idle(&self, function: &str) {
+        let mut locks = self.per_function.lock().unwrap_or_else(|e| e.into_inner());
+        if locks
+            .get(function)
+            .is_some_and(|l| Arc::strong_count(l) == 1)
+        {
+            locks.remove(function);
+        }
+    }
+
     fn lock_for(&self, function: &str) -> Arc<tokio::sync::Mutex<()>> {
         self.per_function
             .lock()
@@ -274,39 +286,55 @@ pub async fn build(
 /// of a failure with the log's last lines.
 type Outcome = Result<serde_json::Value, (StatusCode, String, Vec<String>)>;
 
+/// Takes the function's turn and a build slot, builds and deploys, then
+/// lets go of the function's lock entry if nobody else waits on it.
 async fn run(
     state: Arc<AppState>,
     job: BuildJob,
-    mut deployment: Deployment,
+    deployment: Deployment,
     deploy: bool,
     log: BuildLog,
     work: Staged,
 ) -> Outcome {
-    let lock = state.builds.lock_for(&job.function);
-    let _one = match lock.try_lock() {
-        Ok(guard) => guard,
-        Err(_) => {
-            log.line(&format!(
-                "waiting: another build of {} is running",
-                job.function
-            ))
-            .await;
-            lock.lock().await
-        }
+    let function = job.function.clone();
+    let lock = state.builds.lock_for(&function);
+    let outcome = {
+        let _one = match lock.try_lock() {
+            Ok(guard) => guard,
+            Err(_) => {
+                log.line(&format!("waiting: another build of {function} is running"))
+                    .await;
+                lock.lock().await
+            }
+        };
+        let _slot = match state.builds.slots.try_acquire() {
+            Ok(slot) => slot,
+            Err(_) => {
+                log.line("waiting: max_builds builds are running").await;
+                state
+                    .builds
+                    .slots
+                    .acquire()
+                    .await
+                    .expect("the semaphore is never closed")
+            }
+        };
+        build_and_deploy(&state, job, deployment, deploy, &log, work).await
     };
-    let _slot = match state.builds.slots.try_acquire() {
-        Ok(slot) => slot,
-        Err(_) => {
-            log.line("waiting: max_builds builds are running").await;
-            state
-                .builds
-                .slots
-                .acquire()
-                .await
-                .expect("the semaphore is never closed")
-        }
-    };
-    let built = state.provider.build(&job, &log).await;
+    drop(lock);
+    state.builds.forget_idle(&function);
+    outcome
+}
+
+async fn build_and_deploy(
+    state: &Arc<AppState>,
+    job: BuildJob,
+    mut deployment: Deployment,
+    deploy: bool,
+    log: &BuildLog,
+    work: Staged,
+) -> Outcome {
+    let built = state.provider.build(&job, log).await;
     drop(work);
     let built = match built {
         Ok(built) => built,
@@ -358,7 +386,7 @@ async fn run(
         return Err((e.status(), e.to_string(), log.tail()));
     }
     if exists && image_before.as_deref() != Some(built.image.as_str()) {
-        rolled_out(&state, &job, &old, &log).await?;
+        rolled_out(state, &job, &old, log).await?;
     }
     result["deployed"] = json!(if exists { "updated" } else { "created" });
     Ok(json!({ "result": result }))
@@ -566,5 +594,44 @@ impl Staged {
         }
         file.flush().await.map_err(internal)?;
         Ok(staged)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_functions_lock_is_forgotten_only_when_nobody_holds_it() {
+        let builds = Builds::new(1, Path::new("/nonexistent"));
+        let held = builds.lock_for("a");
+        drop(builds.lock_for("b"));
+        builds.forget_idle("a");
+        builds.forget_idle("b");
+        let names: Vec<String> = builds
+            .per_function
+            .lock()
+            .unwrap()
+            .keys()
+            .cloned()
+            .collect();
+        assert_eq!(names, ["a"]);
+        assert!(
+            Arc::ptr_eq(&held, &builds.lock_for("a")),
+            "one lock per function"
+        );
+    }
+
+    #[test]
+    fn long_log_lines_are_cut_on_a_character_boundary() {
+        let line = "é".repeat(MAX_LINE);
+        let cut = cut(&line);
+        assert!(
+            cut.ends_with(&format!("(line cut at {MAX_LINE} bytes)")),
+            "{}",
+            &cut[cut.len() - 40..]
+        );
+        assert!(cut.len() < line.len());
+        assert_eq!(super::cut("short"), "short");
     }
 }
