@@ -47,6 +47,8 @@ struct TemplateRow {
     language: String,
     description: String,
     handler: String,
+    /// The dependency file in the handler folder, if the language has one.
+    dependencies: Option<String>,
 }
 
 pub fn list(args: TemplatesArgs) -> Result<()> {
@@ -54,6 +56,7 @@ pub fn list(args: TemplatesArgs) -> Result<()> {
         .into_iter()
         .map(|t| TemplateRow {
             handler: format!("{}/{}", t.template.handler, t.template.sample),
+            dependencies: t.template.dependencies,
             language: t.template.language,
             description: t.template.description,
         })

@@ -485,27 +485,18 @@ pub fn build_command(ctx: &Context, args: BuildArgs) -> Result<()> {
             args.stack.file.display()
         )));
     }
-    if !args.remote {
+    let client = if args.remote {
+        let fallback = stack.provider.as_ref().and_then(|p| p.gateway.as_deref());
+        Some(ctx.client_with(fallback, DEFAULT_TIMEOUT)?)
+    } else {
         docker_answers()?;
-        for source in &sources {
-            let result = build_local(source)?;
-            output::print(&format!(
-                "Built {}: {}{}\n",
-                result.function,
-                result.image,
-                if result.cached {
-                    " (unchanged source)"
-                } else {
-                    ""
-                }
-            ))?;
-        }
-        return Ok(());
-    }
-    let fallback = stack.provider.as_ref().and_then(|p| p.gateway.as_deref());
-    let client = ctx.client_with(fallback, DEFAULT_TIMEOUT)?;
+        None
+    };
     for source in &sources {
-        let result = build_remote(&client, source, false)?;
+        let result = match &client {
+            Some(client) => build_remote(client, source, false)?,
+            None => build_local(source)?,
+        };
         output::print(&format!(
             "Built {}: {}{}\n",
             result.function,

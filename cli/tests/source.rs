@@ -352,6 +352,17 @@ fn build_limits_hold() {
     assert!(body.contains("not a tar.gz"), "{body}");
 }
 
+/// Sends every body at once, streamed; each answer's status and log.
+fn build_at_once(gw: &Gateway, bodies: Vec<Vec<u8>>) -> Vec<(u16, String)> {
+    std::thread::scope(|s| {
+        let handles: Vec<_> = bodies
+            .into_iter()
+            .map(|body| s.spawn(|| post_build(gw, body, "application/x-ndjson")))
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    })
+}
+
 /// Two builds of one function never interleave: the second waits.
 #[test]
 fn one_functions_builds_run_one_at_a_time() {
@@ -367,13 +378,7 @@ fn one_functions_builds_run_one_at_a_time() {
             ])
         })
         .collect();
-    let logs: Vec<(u16, String)> = std::thread::scope(|s| {
-        let handles: Vec<_> = bodies
-            .into_iter()
-            .map(|body| s.spawn(|| post_build(&gw, body, "application/x-ndjson")))
-            .collect();
-        handles.into_iter().map(|h| h.join().unwrap()).collect()
-    });
+    let logs = build_at_once(&gw, bodies);
     let waited = logs
         .iter()
         .filter(|(_, log)| log.contains("waiting: another build of twice is running"))
@@ -411,13 +416,7 @@ fn at_most_max_builds_run_at_once() {
             ])
         })
         .collect();
-    let logs: Vec<(u16, String)> = std::thread::scope(|s| {
-        let handles: Vec<_> = bodies
-            .into_iter()
-            .map(|body| s.spawn(|| post_build(&gw, body, "application/x-ndjson")))
-            .collect();
-        handles.into_iter().map(|h| h.join().unwrap()).collect()
-    });
+    let logs = build_at_once(&gw, bodies);
     let waited = logs
         .iter()
         .filter(|(_, log)| log.contains("waiting: max_builds builds are running"))

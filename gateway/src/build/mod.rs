@@ -86,8 +86,6 @@ pub enum BuildError {
     TimedOut(Duration),
     #[error("{0}")]
     Invalid(String),
-    #[error("building from source is not supported by the {0} provider yet")]
-    Unsupported(&'static str),
     #[error("{0}")]
     Engine(String),
     /// The registry refused or could not be reached: a 502.
@@ -101,7 +99,6 @@ impl BuildError {
             BuildError::StepFailed { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             BuildError::TimedOut(_) => StatusCode::GATEWAY_TIMEOUT,
             BuildError::Invalid(_) => StatusCode::BAD_REQUEST,
-            BuildError::Unsupported(_) => StatusCode::NOT_IMPLEMENTED,
             BuildError::Engine(_) => StatusCode::INTERNAL_SERVER_ERROR,
             BuildError::Registry(_) => StatusCode::BAD_GATEWAY,
         }

@@ -129,10 +129,7 @@ pub trait Provider: Send + Sync + 'static {
     /// Builds a function from source, writing its output to `log`; returns
     /// what to deploy (an image tag, which the process provider maps to
     /// its build folder).
-    async fn build(&self, job: &BuildJob, log: &BuildLog) -> Result<Built, BuildError> {
-        let _ = (job, log);
-        Err(BuildError::Unsupported(self.name()))
-    }
+    async fn build(&self, job: &BuildJob, log: &BuildLog) -> Result<Built, BuildError>;
 
     /// A function's log lines, oldest first: the last `tail` lines (all
     /// the engine keeps when `None`) written at or after `since`, then, when
