@@ -86,6 +86,11 @@ impl Client {
         self.authorization.is_some()
     }
 
+    /// The `Authorization` value management calls carry, if any.
+    pub fn authorization(&self) -> Option<&HeaderValue> {
+        self.authorization.as_ref()
+    }
+
     pub fn timeout(&self) -> Duration {
         self.timeout
     }

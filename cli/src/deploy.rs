@@ -4,8 +4,8 @@
 use std::path::PathBuf;
 
 use clap::Args;
-use faas_common::api::{Deployment, Resources};
-use faas_common::stack::{self, FunctionSpec, Stack};
+use faas_common::api::Deployment;
+use faas_common::stack::{FunctionSpec, Stack};
 use ureq::http::{Method, StatusCode};
 
 use crate::client::{Client, DEFAULT_TIMEOUT, Subject, check, to_json};
@@ -84,7 +84,7 @@ pub fn deploy(ctx: &Context, args: DeployArgs) -> Result<()> {
     let mut deployed = Vec::new();
     let mut failures = Vec::new();
     for (name, spec) in selected {
-        match deploy_one(&client, &deployment(name, spec), args.update).map_err(|e| naming(e, name))
+        match deploy_one(&client, &spec.deployment(name), args.update).map_err(|e| naming(e, name))
         {
             Ok(outcome) => {
                 output::print(&format!(
@@ -170,30 +170,6 @@ fn naming(e: Error, name: &str) -> Error {
     }
 }
 
-/// A stack function as the gateway's deployment JSON.
-pub fn deployment(name: &str, spec: &FunctionSpec) -> Deployment {
-    Deployment {
-        service: name.to_string(),
-        image: spec.image.clone().unwrap_or_default(),
-        env_process: spec.fprocess.clone(),
-        env_vars: spec.environment.clone(),
-        labels: spec.labels.clone(),
-        annotations: spec.annotations.clone(),
-        constraints: spec.constraints.clone(),
-        secrets: spec.secrets.clone(),
-        limits: spec.limits.as_ref().map(resources),
-        requests: spec.requests.as_ref().map(resources),
-        read_only_root_filesystem: spec.readonly_root_filesystem,
-    }
-}
-
-fn resources(r: &stack::Resources) -> Resources {
-    Resources {
-        memory: r.memory.clone(),
-        cpu: r.cpu.clone(),
-    }
-}
-
 /// Shell-style matching with `*` only: `cat*`, `*-api`, `a*b`.
 pub fn glob_match(pattern: &str, name: &str) -> bool {
     let mut parts = pattern.split('*');
@@ -247,7 +223,7 @@ functions:
     #[test]
     fn stack_functions_become_openfaas_deployments() {
         let stack = Stack::parse(STACK).unwrap();
-        let d = deployment("catservice", &stack.functions["catservice"]);
+        let d = stack.functions["catservice"].deployment("catservice");
         let json = serde_json::to_value(&d).unwrap();
         assert_eq!(
             json,
@@ -265,7 +241,7 @@ functions:
                 "readOnlyRootFilesystem": true
             })
         );
-        let bare = deployment("wordcount", &stack.functions["wordcount"]);
+        let bare = stack.functions["wordcount"].deployment("wordcount");
         assert_eq!(bare.env_process, None);
         assert!(!bare.read_only_root_filesystem);
     }

@@ -44,6 +44,13 @@ fn info_text(gateway: &str, info: &SystemInfo) -> String {
         ("Gateway", gateway.to_string()),
         ("Provider", info.provider.provider.clone()),
         ("Orchestration", info.provider.orchestration.clone()),
+        (
+            "Limits",
+            info.provider
+                .resource_limits
+                .clone()
+                .unwrap_or_else(|| "-".into()),
+        ),
         ("Gateway version", release),
         ("Architecture", info.arch.clone()),
         ("CLI version", CLI_VERSION.to_string()),
@@ -87,12 +94,14 @@ mod tests {
                 provider: "faas".into(),
                 orchestration: "process".into(),
                 version: version.clone(),
+                resource_limits: Some("cgroup v2 (/sys/fs/cgroup/x)".into()),
             },
             version,
             arch: "x86_64".into(),
         };
         let text = info_text("http://gw", &info);
         assert!(text.contains("Orchestration:    process"), "{text}");
+        assert!(text.contains("Limits:           cgroup v2"), "{text}");
         assert!(text.contains("Gateway version:  0.1.0 (abc123)"), "{text}");
         assert!(
             text.contains(&format!("CLI version:      {CLI_VERSION}")),

@@ -10,6 +10,7 @@ mod config;
 mod deploy;
 mod error;
 mod executions;
+mod experiment;
 mod functions;
 mod info;
 mod invoke;
@@ -167,6 +168,15 @@ status to stderr and exits 1 unless every call succeeded.")]
         command: executions::ExecutionsCommand,
     },
 
+    /// Measure functions: sweeps of calls with every call's figures in
+    /// CSV, statistics, plots and comparisons
+    #[command(after_help = "Examples:
+  faas experiment run hello.yml --out results/hello")]
+    Experiment {
+        #[command(subcommand)]
+        command: experiment::ExperimentCommand,
+    },
+
     /// Remove a function
     #[command(
         visible_alias = "rm",
@@ -282,6 +292,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Invoke(args) => invoke::invoke(&ctx, args),
         Command::InvokeBulk(args) => async_calls::invoke_bulk(&ctx, args),
         Command::Executions { command } => executions::run(&ctx, command),
+        Command::Experiment { command } => experiment::command(&ctx, command),
         Command::Remove(args) => functions::remove(&ctx, args),
         Command::Scale(args) => functions::scale(&ctx, args),
         Command::Logs(args) => logs::logs(&ctx, args),

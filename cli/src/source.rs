@@ -51,7 +51,7 @@ impl Source {
         })?;
         let handler = spec.handler.as_deref().unwrap_or(".");
         Ok(Source {
-            deployment: crate::deploy::deployment(name, spec),
+            deployment: spec.deployment(name),
             lang,
             path: stack_dir.join(handler),
             build_args: spec.build_args.clone(),
@@ -392,7 +392,7 @@ pub fn stack_sources(
             source.build_args.extend(build_args.clone());
             sources.push(source);
         } else {
-            images.push(crate::deploy::deployment(name, spec));
+            images.push(spec.deployment(name));
         }
     }
     Ok((sources, images))

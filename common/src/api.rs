@@ -51,10 +51,23 @@ pub struct FunctionStatus {
     pub image: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub env_process: Option<String>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub env_vars: BTreeMap<String, String>,
     #[serde(default)]
     pub labels: BTreeMap<String, String>,
     #[serde(default)]
     pub annotations: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub constraints: Vec<String>,
+    /// The names of the secrets it reads (never their values).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub secrets: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limits: Option<Resources>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub requests: Option<Resources>,
+    #[serde(default)]
+    pub read_only_root_filesystem: bool,
     /// Desired replicas.
     #[serde(default)]
     pub replicas: u64,
@@ -77,6 +90,26 @@ pub struct FunctionStatus {
     /// answered 503 with this at once instead of waiting for a replica.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub problem: Option<String>,
+}
+
+impl FunctionStatus {
+    /// The deployment that runs this function as it is: the body of a
+    /// `PUT /system/functions` that changes one setting and keeps the rest.
+    pub fn deployment(&self) -> Deployment {
+        Deployment {
+            service: self.name.clone(),
+            image: self.image.clone(),
+            env_process: self.env_process.clone(),
+            env_vars: self.env_vars.clone(),
+            labels: self.labels.clone(),
+            annotations: self.annotations.clone(),
+            constraints: self.constraints.clone(),
+            secrets: self.secrets.clone(),
+            limits: self.limits.clone(),
+            requests: self.requests.clone(),
+            read_only_root_filesystem: self.read_only_root_filesystem,
+        }
+    }
 }
 
 /// A function's autoscaling, as `GET /system/function/{name}` reports it.
@@ -177,6 +210,13 @@ pub struct ProviderInfo {
     /// `swarm` or `process`.
     pub orchestration: String,
     pub version: VersionInfo,
+    /// How functions' `limits` are enforced (ours).
+    #[serde(
+        default,
+        rename = "resourceLimits",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub resource_limits: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -257,6 +297,66 @@ pub struct Execution {
     pub error: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub callback: Option<CallbackRecord>,
+    /// What the replica that served the final attempt reported about it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub figures: Option<CallFigures>,
+}
+
+/// What a function's watchdog reports about one call, in its response
+/// headers (and, for a streamed output, its trailers).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CallFigures {
+    /// `X-Duration-Seconds`: the call inside the replica.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub function_seconds: Option<f64>,
+    /// `X-Cpu-User-Seconds`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu_user_seconds: Option<f64>,
+    /// `X-Cpu-System-Seconds`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu_system_seconds: Option<f64>,
+    /// `X-Max-Rss-Bytes`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_rss_bytes: Option<u64>,
+    /// `X-Cold-Start: true`: the replica's first call.
+    #[serde(default)]
+    pub cold_start: bool,
+    /// `X-Served-By`: the replica.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub served_by: Option<String>,
+    /// `X-Memory-Limit-Bytes`: the limit the replica ran under.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory_limit_bytes: Option<u64>,
+}
+
+impl CallFigures {
+    /// The figures among the headers `get` finds by (lower-case) name;
+    /// `None` when there are none at all.
+    pub fn from_headers<'a>(get: impl Fn(&str) -> Option<&'a str>) -> Option<CallFigures> {
+        let number = |name: &str| get(name).and_then(|v| v.trim().parse::<f64>().ok());
+        let figures = CallFigures {
+            function_seconds: number("x-duration-seconds"),
+            cpu_user_seconds: number("x-cpu-user-seconds"),
+            cpu_system_seconds: number("x-cpu-system-seconds"),
+            max_rss_bytes: get("x-max-rss-bytes").and_then(|v| v.trim().parse().ok()),
+            cold_start: get("x-cold-start").is_some_and(|v| v.trim().eq_ignore_ascii_case("true")),
+            served_by: get("x-served-by").map(str::to_owned),
+            memory_limit_bytes: get("x-memory-limit-bytes").and_then(|v| v.trim().parse().ok()),
+        };
+        (figures != CallFigures::default()).then_some(figures)
+    }
+
+    /// Fills what `self` lacks from `later` (trailers after headers).
+    pub fn merge(&mut self, later: CallFigures) {
+        self.function_seconds = self.function_seconds.or(later.function_seconds);
+        self.cpu_user_seconds = self.cpu_user_seconds.or(later.cpu_user_seconds);
+        self.cpu_system_seconds = self.cpu_system_seconds.or(later.cpu_system_seconds);
+        self.max_rss_bytes = self.max_rss_bytes.or(later.max_rss_bytes);
+        self.cold_start |= later.cold_start;
+        self.served_by = self.served_by.take().or(later.served_by);
+        self.memory_limit_bytes = self.memory_limit_bytes.or(later.memory_limit_bytes);
+    }
 }
 
 /// Where an async call's result goes (`X-Callback-Url`) and how that went.
@@ -272,4 +372,37 @@ pub struct CallbackRecord {
     pub status_code: Option<u16>,
     #[serde(default)]
     pub error: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_watchdogs_headers_become_figures_and_trailers_fill_the_rest() {
+        let headers = [
+            ("x-duration-seconds", "0.012500"),
+            ("x-served-by", "fn-1"),
+            ("x-cold-start", "true"),
+            ("x-memory-limit-bytes", "134217728"),
+            ("x-cpu-user-seconds", "junk"),
+        ];
+        let get = |name: &str| headers.iter().find(|(n, _)| *n == name).map(|(_, v)| *v);
+        let mut figures = CallFigures::from_headers(get).expect("figures");
+        assert_eq!(figures.function_seconds, Some(0.0125));
+        assert_eq!(figures.served_by.as_deref(), Some("fn-1"));
+        assert!(figures.cold_start);
+        assert_eq!(figures.memory_limit_bytes, Some(128 << 20));
+        assert_eq!(
+            figures.cpu_user_seconds, None,
+            "an unreadable figure is absent"
+        );
+        let trailers = [("x-cpu-user-seconds", "0.003"), ("x-max-rss-bytes", "4096")];
+        let get = |name: &str| trailers.iter().find(|(n, _)| *n == name).map(|(_, v)| *v);
+        figures.merge(CallFigures::from_headers(get).expect("trailer figures"));
+        assert_eq!(figures.cpu_user_seconds, Some(0.003));
+        assert_eq!(figures.max_rss_bytes, Some(4096));
+        assert_eq!(figures.function_seconds, Some(0.0125));
+        assert_eq!(CallFigures::from_headers(|_| None), None);
+    }
 }

@@ -76,6 +76,29 @@ pub struct FunctionSpec {
     pub namespace: Option<String>,
 }
 
+impl FunctionSpec {
+    /// This stack function, named `name`, as the gateway's deployment JSON.
+    pub fn deployment(&self, name: &str) -> crate::api::Deployment {
+        let resources = |r: &Resources| crate::api::Resources {
+            memory: r.memory.clone(),
+            cpu: r.cpu.clone(),
+        };
+        crate::api::Deployment {
+            service: name.to_string(),
+            image: self.image.clone().unwrap_or_default(),
+            env_process: self.fprocess.clone(),
+            env_vars: self.environment.clone(),
+            labels: self.labels.clone(),
+            annotations: self.annotations.clone(),
+            constraints: self.constraints.clone(),
+            secrets: self.secrets.clone(),
+            limits: self.limits.as_ref().map(resources),
+            requests: self.requests.as_ref().map(resources),
+            read_only_root_filesystem: self.readonly_root_filesystem,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct Resources {

@@ -1,7 +1,8 @@
 //! Moving a call's bytes to a replica and back: the only module that talks
 //! to functions. Bodies stream both ways; hop-by-hop headers are stripped;
 //! `X-Call-Id`, `X-Start-Time`, `X-Forwarded-For` and `X-Forwarded-Host` are
-//! set; a replica that refuses the connection is skipped and the call
+//! set, `X-Gateway-Duration-Seconds` answered; trailers pass through to
+//! callers that take them; a replica that refuses the connection is skipped and the call
 //! retried once on another, which is safe because nothing was sent.
 
 use std::net::SocketAddr;
@@ -30,6 +31,12 @@ pub const X_CALL_ID: HeaderName = HeaderName::from_static("x-call-id");
 pub const X_START_TIME: HeaderName = HeaderName::from_static("x-start-time");
 pub const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 pub const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+/// How long the gateway took from a call's arrival to its function's
+/// response head (waiting for a replica, a cold start, the hop, the
+/// function): the gateway's own figure beside the watchdog's
+/// `X-Duration-Seconds`.
+pub const X_GATEWAY_DURATION_SECONDS: HeaderName =
+    HeaderName::from_static("x-gateway-duration-seconds");
 
 /// The request body as the upstream client sees it.
 pub enum ForwardBody {
@@ -237,19 +244,31 @@ impl Forwarder {
             mut headers,
             ..
         } = parts;
+        // TE is hop-by-hop, but a caller that takes trailers gets the
+        // function's (a stream-mode watchdog's resource figures) passed on.
+        let trailers = accepts_trailers(&headers);
         let call_id = prepare_headers(&mut headers, peer);
+        if trailers {
+            headers.insert(header::TE, HeaderValue::from_static("trailers"));
+        }
         let call = Call {
             method,
             headers,
             body,
             path,
+            trailers,
         };
         let mut response = match self.attempt(function, call, inflight).await {
             Ok(response) => response,
             Err(e) => text(e.status(), e),
         };
-        metrics.observe(response.status(), started.elapsed());
-        response.headers_mut().insert(X_CALL_ID, call_id);
+        let elapsed = started.elapsed();
+        metrics.observe(response.status(), elapsed);
+        let headers = response.headers_mut();
+        headers.insert(X_CALL_ID, call_id);
+        if let Ok(seconds) = HeaderValue::from_str(&format!("{:.6}", elapsed.as_secs_f64())) {
+            headers.insert(X_GATEWAY_DURATION_SECONDS, seconds);
+        }
         response
     }
 
@@ -266,6 +285,7 @@ impl Forwarder {
             headers,
             body,
             path,
+            trailers,
         } = call;
         let mut headers = Some(headers);
         let mut pending = match body {
@@ -319,7 +339,21 @@ impl Forwarder {
             let e = match sent {
                 Ok(Ok(upstream)) => {
                     let (mut parts, incoming) = upstream.into_parts();
+                    let declared: Vec<HeaderValue> = if trailers {
+                        parts
+                            .headers
+                            .get_all(header::TRAILER)
+                            .iter()
+                            .cloned()
+                            .collect()
+                    } else {
+                        Vec::new()
+                    };
                     strip_hop_by_hop(&mut parts.headers);
+                    // hyper sends only the trailers the head declares.
+                    for value in declared {
+                        parts.headers.append(header::TRAILER, value);
+                    }
                     // Only the gateway itself may ask a client for credentials.
                     parts.headers.remove(crate::auth::AUTH_REQUIRED);
                     let body = Body::new(Tracked {
@@ -362,6 +396,24 @@ struct Call<'a> {
     body: CallBody,
     /// The path-and-query the function sees.
     path: &'a str,
+    /// Whether the caller takes trailers (`TE: trailers`).
+    trailers: bool,
+}
+
+/// Whether a request's `TE` names `trailers`.
+fn accepts_trailers(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(header::TE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|t| {
+            t.split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .eq_ignore_ascii_case("trailers")
+        })
 }
 
 /// Why a call got no answer from its function; each knows its status.

@@ -316,6 +316,7 @@ async fn info(State(state): State<Arc<AppState>>) -> Response {
             provider: "faas".to_owned(),
             orchestration: state.provider.name().to_owned(),
             version: version.clone(),
+            resource_limits: Some(state.provider.limits()),
         },
         version,
         arch: std::env::consts::ARCH.to_owned(),

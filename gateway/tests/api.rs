@@ -213,6 +213,7 @@ async fn functions_are_listed_in_openfaas_shape_with_their_call_counts() {
             "availableReplicas",
             "invocationCount",
             "createdAt",
+            "readOnlyRootFilesystem",
             // Ours: the autoscaler's settings and decisions.
             "scaling",
         ])
@@ -644,6 +645,68 @@ async fn info_names_the_process_provider_and_the_release() {
     );
     assert_eq!(info["version"]["release"], env!("CARGO_PKG_VERSION"));
     assert_eq!(info["arch"], std::env::consts::ARCH);
+    let limits = info["provider"]["resourceLimits"].as_str().unwrap();
+    assert!(
+        limits.starts_with("cgroup v") || limits.starts_with("address-space limit"),
+        "{limits}"
+    );
+}
+
+/// Allocates as many MiB as the body says.
+const HOG: &str =
+    "import sys\nn = int(sys.stdin.read() or 1)\nblock = bytearray(n << 20)\nprint(len(block))\n";
+
+#[tokio::test]
+async fn a_status_holds_the_whole_deployment_and_limits_hold_on_the_process_provider() {
+    let gw = Gateway::start(STACK, &[("hog.py", HOG)], &[]);
+    let deployment = json!({
+        "service": "hog",
+        "image": "faas/hog:1",
+        "envProcess": "python3 hog.py",
+        "envVars": {"PYTHONDONTWRITEBYTECODE": "1"},
+        "labels": {"team": "lab"},
+        "constraints": ["node.role == manager"],
+        "limits": {"memory": "64m"},
+        "requests": {"memory": "32m", "cpu": "0.1"},
+    });
+    let reply = api(&gw, "POST", "/system/functions", deployment.to_string()).await;
+    assert_answer(&reply, StatusCode::ACCEPTED, "hog");
+    until_replicas(&gw, "hog", 1).await;
+    let status = status_of(&gw, "hog").await;
+    for field in ["envVars", "constraints", "limits", "requests"] {
+        assert_eq!(status[field], deployment[field], "{field}");
+    }
+    assert_eq!(status["readOnlyRootFilesystem"], false);
+
+    // The replica runs under its limit, and says so.
+    let small = post(gw.addr, "/function/hog", "8").await;
+    assert_eq!(small.status, StatusCode::OK, "{}", small.text());
+    assert_eq!(small.header("x-memory-limit-bytes"), Some("67108864"));
+    let big = post(gw.addr, "/function/hog", "200").await;
+    assert_eq!(
+        big.status,
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "{}",
+        big.text()
+    );
+
+    // The status, with one setting changed, is an update that keeps the rest.
+    let mut update = status.clone();
+    update["service"] = status["name"].clone();
+    update["limits"]["memory"] = json!("256m");
+    let reply = api(&gw, "PUT", "/system/functions", update.to_string()).await;
+    assert_answer(&reply, StatusCode::ACCEPTED, "hog");
+    let roomy = post(gw.addr, "/function/hog", "200").await;
+    assert_eq!(roomy.status, StatusCode::OK, "{}", roomy.text());
+    assert_eq!(roomy.header("x-memory-limit-bytes"), Some("268435456"));
+    let after = status_of(&gw, "hog").await;
+    assert_eq!(after["limits"]["memory"], "256m");
+    assert_eq!(after["envVars"], deployment["envVars"]);
+    assert_eq!(after["labels"]["team"], "lab");
+
+    let bad = json!({"service": "hog2", "envProcess": "cat", "limits": {"memory": "lots"}});
+    let reply = api(&gw, "POST", "/system/functions", bad.to_string()).await;
+    assert_answer(&reply, StatusCode::BAD_REQUEST, "limits.memory \"lots\"");
 }
 
 // ------------------------------------------------------------------- logs

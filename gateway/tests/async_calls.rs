@@ -239,6 +239,15 @@ async fn async_call_is_queued_run_once_and_its_output_kept() {
         assert!(raw.get(key).is_some(), "no {key} in {raw}");
     }
     assert_eq!(raw["status"], "succeeded");
+    // What the replica reported about the call is kept with it.
+    let figures = &raw["figures"];
+    assert!(figures["functionSeconds"].as_f64().unwrap() > 0.0, "{raw}");
+    assert!(figures["cpuUserSeconds"].as_f64().is_some(), "{raw}");
+    assert!(figures["maxRssBytes"].as_u64().unwrap() > 0, "{raw}");
+    assert!(
+        figures["servedBy"].as_str().unwrap().starts_with("env-"),
+        "{raw}"
+    );
 
     // A used X-Call-Id is refused, never silently replaced: the record
     // under it stays the first caller's.

@@ -137,6 +137,75 @@ async fn a_function_slower_than_upstream_timeout_is_504() {
 }
 
 #[tokio::test]
+async fn every_answer_says_how_long_the_gateway_took_and_which_replica_served() {
+    let stack =
+        "functions:\n  slow:\n    fprocess: sh slow.sh\n    labels:\n      faas.scale.min: 2\n";
+    let gw = Gateway::start(stack, &[("slow.sh", "sleep 0.2\necho done\n")], &[]);
+    let mut replicas = std::collections::BTreeSet::new();
+    for _ in 0..20 {
+        let reply = post(gw.addr, "/function/slow", "").await;
+        assert_eq!(reply.status, StatusCode::OK);
+        let seconds = |name: &str| -> f64 { reply.header(name).expect(name).parse().unwrap() };
+        let function = seconds("x-duration-seconds");
+        let gateway = seconds("x-gateway-duration-seconds");
+        assert!(function >= 0.2, "{function}");
+        assert!(
+            gateway >= function && gateway < function + 1.0,
+            "{gateway} vs {function}"
+        );
+        replicas.insert(reply.header("x-served-by").expect("X-Served-By").to_owned());
+    }
+    // The process provider names each replica: they share one host name.
+    assert_eq!(replicas.len(), 2, "{replicas:?}");
+    assert!(
+        replicas.iter().all(|r| r.starts_with("slow-")),
+        "{replicas:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_streamed_functions_resource_figures_reach_callers_that_take_trailers() {
+    let stack = "functions:\n  stream:\n    fprocess: cat\n    environment:\n      mode: stream\n";
+    let gw = Gateway::start(stack, &[], &[]);
+    let request = |te: Option<&str>| {
+        let mut builder = Request::post("/function/stream");
+        if let Some(te) = te {
+            builder = builder.header("TE", te);
+        }
+        builder
+            .body(Full::new(Bytes::from_static(b"streamed")))
+            .unwrap()
+    };
+    let reply = send(gw.addr, request(Some("trailers"))).await.unwrap();
+    assert_eq!(reply.text(), "streamed");
+    let trailers = reply
+        .trailers
+        .expect("trailers for a caller that takes them");
+    for name in [
+        "x-cpu-user-seconds",
+        "x-cpu-system-seconds",
+        "x-max-rss-bytes",
+    ] {
+        let value: f64 = trailers[name].to_str().unwrap().parse().unwrap();
+        assert!(value >= 0.0, "{name}: {value}");
+    }
+    assert!(
+        trailers["x-max-rss-bytes"]
+            .to_str()
+            .unwrap()
+            .parse::<u64>()
+            .unwrap()
+            > 0
+    );
+    let plain = send(gw.addr, request(None)).await.unwrap();
+    assert_eq!(plain.text(), "streamed");
+    assert!(
+        plain.trailers.is_none(),
+        "no trailers for a caller that did not ask"
+    );
+}
+
+#[tokio::test]
 async fn calls_are_balanced_across_three_replicas() {
     let stack =
         "functions:\n  who:\n    fprocess: sh who.sh\n    labels:\n      faas.scale.min: 3\n";

@@ -33,6 +33,9 @@ pub const WRITE_DEBUG: &str = "write_debug";
 pub const SUPPRESS_LOCK: &str = "suppress_lock";
 pub const HEALTHCHECK_INTERVAL: &str = "healthcheck_interval";
 pub const REAPER: &str = "reaper";
+/// What `X-Served-By` says: Docker sets it to the container's name, the
+/// process provider to the replica's id.
+pub const HOSTNAME: &str = "HOSTNAME";
 
 pub const DEFAULT_UPSTREAM_URL: &str = "http://127.0.0.1:8082";
 pub const DEFAULT_BIND_ADDRESS: &str = "0.0.0.0";
@@ -101,6 +104,8 @@ pub struct Config {
     /// How process exits are learnt of; `auto` is right everywhere but on
     /// kernels (or seccomp profiles) without pidfds, where it falls back.
     pub reaper: crate::process::Strategy,
+    /// `HOSTNAME`, when set (else the host name is asked for).
+    pub hostname: Option<String>,
 }
 
 /// A configuration problem, naming the variable at fault.
@@ -251,6 +256,7 @@ impl Config {
             healthcheck_interval,
             lock_path: std::env::temp_dir().join(LOCK_FILE_NAME),
             reaper,
+            hostname: get(HOSTNAME).map(|h| h.trim().to_owned()),
         })
     }
 }

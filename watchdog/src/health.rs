@@ -8,7 +8,7 @@
 
 use std::io;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -22,6 +22,8 @@ pub struct Health {
     suppress_lock: bool,
     draining: AtomicBool,
     upstream_ready: AtomicBool,
+    /// The `http`-mode runner's pid while it runs (0: none).
+    upstream_pid: AtomicI32,
 }
 
 /// Why an instance is not healthy, as told to the caller.
@@ -50,6 +52,7 @@ impl Health {
             suppress_lock: config.suppress_lock,
             draining: AtomicBool::new(false),
             upstream_ready: AtomicBool::new(upstream_ready),
+            upstream_pid: AtomicI32::new(0),
         }
     }
 
@@ -77,6 +80,15 @@ impl Health {
 
     pub fn set_upstream_ready(&self, ready: bool) {
         self.upstream_ready.store(ready, Ordering::SeqCst);
+    }
+
+    /// Records the running upstream process (`None` once it has exited).
+    pub fn set_upstream_pid(&self, pid: Option<i32>) {
+        self.upstream_pid.store(pid.unwrap_or(0), Ordering::SeqCst);
+    }
+
+    pub fn upstream_pid(&self) -> Option<i32> {
+        Some(self.upstream_pid.load(Ordering::SeqCst)).filter(|&pid| pid > 0)
     }
 
     pub fn upstream_ready(&self) -> bool {

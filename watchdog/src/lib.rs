@@ -11,6 +11,7 @@ pub mod config;
 pub mod exec;
 pub mod fork;
 pub mod health;
+pub mod limits;
 pub mod metrics;
 pub mod process;
 pub mod proxy;
@@ -60,6 +61,9 @@ pub async fn run(
         metrics_addr = %metrics.as_ref().map(|m| m.local_addr()).transpose()?.map(|a| a.to_string()).unwrap_or_else(|| "off".into()),
         mode = config.mode.as_str(),
         fprocess = %config.fprocess.join(" "),
+        memory_limit = %crate::limits::memory_limit()
+            .map(|(bytes, kind)| format!("{bytes} bytes ({})", kind.as_str()))
+            .unwrap_or_else(|| "none".into()),
         "listening"
     );
 

@@ -12,14 +12,18 @@ use faas_common::shutdown::Shutdown;
 use http::header;
 use http::request::Parts;
 use http::uri::Scheme;
-use http::{Request, Response, StatusCode, Uri};
+use http::{HeaderValue, Request, Response, StatusCode, Uri};
 
 use crate::body::{BodyError, RequestBody, find_body_error};
 use crate::cgi;
 use crate::config::Config;
 use crate::health::Health;
+use crate::limits::ProcSample;
 use crate::process::{Reaper, Stdio3};
-use crate::response::{ResponseBody, body_failure, text};
+use crate::response::{
+    ResponseBody, X_CPU_SYSTEM_SECONDS, X_CPU_USER_SECONDS, X_MAX_RSS_BYTES, body_failure, seconds,
+    text,
+};
 use crate::state::State;
 
 const FIRST_BACKOFF: Duration = Duration::from_millis(100);
@@ -58,6 +62,8 @@ pub async fn invoke(state: &Arc<State>, parts: Parts, body: RequestBody) -> Resp
     };
     strip_hop_by_hop(&mut parts.headers);
     let request = Request::from_parts(parts, body);
+    let pid = state.health.upstream_pid();
+    let before = pid.and_then(ProcSample::read);
 
     let sent = client.inner.request(request);
     let answered = match state.config.exec_timeout {
@@ -79,6 +85,7 @@ pub async fn invoke(state: &Arc<State>, parts: Parts, body: RequestBody) -> Resp
         Ok(response) => {
             let (mut parts, body) = response.into_parts();
             strip_hop_by_hop(&mut parts.headers);
+            measured_around(&mut parts.headers, pid, before);
             if let Some(content_type) = &state.config.content_type {
                 parts
                     .headers
@@ -111,6 +118,30 @@ pub async fn invoke(state: &Arc<State>, parts: Parts, body: RequestBody) -> Resp
             }
         }
     }
+}
+
+/// A runner that reports its own per-call figures (the templates' runners
+/// measure around the handler, per thread) keeps them; for any other
+/// upstream the watchdog fills them from `/proc` samples of the runner
+/// taken around the call until its response head: CPU in clock ticks (so
+/// 10 ms steps), and including any calls that overlapped this one.
+fn measured_around(headers: &mut http::HeaderMap, pid: Option<i32>, before: Option<ProcSample>) {
+    if headers.contains_key(X_CPU_USER_SECONDS) {
+        return;
+    }
+    let (Some(before), Some(after)) = (before, pid.and_then(ProcSample::read)) else {
+        return;
+    };
+    let delta = |a: f64, b: f64| Duration::from_secs_f64((a - b).max(0.0));
+    headers.insert(
+        X_CPU_USER_SECONDS,
+        seconds(delta(after.user_seconds, before.user_seconds)),
+    );
+    headers.insert(
+        X_CPU_SYSTEM_SECONDS,
+        seconds(delta(after.system_seconds, before.system_seconds)),
+    );
+    headers.insert(X_MAX_RSS_BYTES, HeaderValue::from(after.peak_rss_bytes));
 }
 
 /// Runs the upstream process until `stop` turns true: starts it, waits
@@ -165,14 +196,17 @@ pub async fn supervise(
                         after = ?started.elapsed(),
                         "upstream accepts connections; instance ready"
                     );
+                    health.set_upstream_pid(Some(child.pid()));
                     health.set_upstream_ready(true);
                     tokio::select! {
                         exit = child.wait() => {
                             health.set_upstream_ready(false);
+                            health.set_upstream_pid(None);
                             tracing::error!(status = %exit.status, "upstream process exited");
                         }
                         () = stop.wait() => {
                             health.set_upstream_ready(false);
+                            health.set_upstream_pid(None);
                             terminate(&mut child, config.write_timeout).await;
                             return;
                         }

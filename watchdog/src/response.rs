@@ -25,6 +25,7 @@ pub const X_COLD_START: HeaderName = HeaderName::from_static("x-cold-start");
 pub const X_CPU_USER_SECONDS: HeaderName = HeaderName::from_static("x-cpu-user-seconds");
 pub const X_CPU_SYSTEM_SECONDS: HeaderName = HeaderName::from_static("x-cpu-system-seconds");
 pub const X_MAX_RSS_BYTES: HeaderName = HeaderName::from_static("x-max-rss-bytes");
+pub const X_MEMORY_LIMIT_BYTES: HeaderName = HeaderName::from_static("x-memory-limit-bytes");
 
 /// A streamed body produced here (a `stream`-mode child's output).
 type Streamed = Pin<Box<dyn Body<Data = Bytes, Error = std::io::Error> + Send>>;

@@ -1,6 +1,7 @@
 //! The HTTP side: answering `/_/health` and `/_/ready`, admitting requests
 //! under `max_inflight`, dispatching to the mode, and decorating every
-//! response with `X-Duration-Seconds`, `X-Served-By` and `X-Cold-Start`.
+//! response with `X-Duration-Seconds`, `X-Served-By`, `X-Cold-Start` and
+//! `X-Memory-Limit-Bytes`.
 //! Connections are accepted by `faas_common::serve`.
 
 use std::convert::Infallible;
@@ -13,7 +14,10 @@ use hyper::body::Incoming;
 
 use crate::body::RequestBody;
 use crate::config::Mode;
-use crate::response::{ResponseBody, X_COLD_START, X_DURATION_SECONDS, X_SERVED_BY, seconds, text};
+use crate::response::{
+    ResponseBody, X_COLD_START, X_DURATION_SECONDS, X_MEMORY_LIMIT_BYTES, X_SERVED_BY, seconds,
+    text,
+};
 use crate::state::{InflightGuard, State};
 use crate::{fork, proxy, stream};
 
@@ -46,6 +50,9 @@ pub async fn handle(
     let headers = response.headers_mut();
     headers.insert(X_DURATION_SECONDS, seconds(elapsed));
     headers.insert(X_SERVED_BY, state.hostname.clone());
+    if let Some(limit) = &state.memory_limit {
+        headers.insert(X_MEMORY_LIMIT_BYTES, limit.clone());
+    }
     state.metrics.observe(&method, response.status(), elapsed);
     Ok(response)
 }

@@ -21,20 +21,26 @@ pub struct State {
     pub metrics: Metrics,
     pub upstream: Option<upstream::Client>,
     pub hostname: HeaderValue,
+    /// `X-Memory-Limit-Bytes`: the limit this instance runs under, if any.
+    pub memory_limit: Option<HeaderValue>,
     cold: AtomicBool,
     inflight: AtomicUsize,
 }
 
 impl State {
     pub fn new(config: Config, health: Arc<Health>, upstream: Option<upstream::Client>) -> State {
+        // `HOSTNAME` when set: the process provider's replicas share the
+        // machine's name, so it names each by its id.
+        let served_by = config.hostname.clone().unwrap_or_else(hostname);
         State {
             reaper: Reaper::start(config.reaper),
             config,
             health,
             metrics: Metrics::new(),
             upstream,
-            hostname: HeaderValue::from_str(&hostname())
+            hostname: HeaderValue::from_str(&served_by)
                 .unwrap_or(HeaderValue::from_static("unknown")),
+            memory_limit: crate::limits::memory_limit().map(|(bytes, _)| HeaderValue::from(bytes)),
             cold: AtomicBool::new(true),
             inflight: AtomicUsize::new(0),
         }
@@ -81,12 +87,13 @@ impl Drop for InflightGuard {
     }
 }
 
+/// The machine's name.
 fn hostname() -> String {
     let mut buf = [0u8; 256];
     // SAFETY: gethostname writes at most buf.len() bytes into buf.
     let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
     if rc != 0 {
-        return std::env::var("HOSTNAME").unwrap_or_else(|_| "unknown".into());
+        return "unknown".into();
     }
     let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
     String::from_utf8_lossy(&buf[..end]).into_owned()

@@ -109,6 +109,9 @@ pub trait Provider: Send + Sync + 'static {
     /// `swarm` or `process`.
     fn name(&self) -> &'static str;
 
+    /// How functions' `limits` are enforced, in one line (`/system/info`).
+    fn limits(&self) -> String;
+
     /// Starts discovery: from now on `table` follows the engine's functions
     /// and their ready replicas. Returns once the first view is loaded.
     async fn start(self: Arc<Self>, table: Arc<Table>) -> Result<(), ProviderError>;

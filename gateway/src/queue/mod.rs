@@ -22,7 +22,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
-use faas_common::api::{CallbackRecord, Execution, ExecutionStatus};
+use faas_common::api::{CallFigures, CallbackRecord, Execution, ExecutionStatus};
 use faas_common::shutdown::Shutdown;
 use http::header::{CONTENT_TYPE, HeaderName, HeaderValue};
 use http::{Method, Request, StatusCode};
@@ -388,8 +388,13 @@ async fn attempt(dispatcher: &Dispatcher, id: &str, function: &str) -> Option<Ex
         }
     };
     let started = Instant::now();
-    let (status, output, error) = match dispatcher.table.get(function) {
-        None => (None, None, Some(format!("function {function:?} not found"))),
+    let Forwarded {
+        status,
+        output,
+        error,
+        figures,
+    } = match dispatcher.table.get(function) {
+        None => Forwarded::failed(format!("function {function:?} not found")),
         Some(target) => forward_stored(dispatcher, &target, &request).await,
     };
     let elapsed = started.elapsed();
@@ -419,6 +424,7 @@ async fn attempt(dispatcher: &Dispatcher, id: &str, function: &str) -> Option<Ex
                 .then_some(error)
                 .flatten(),
             output,
+            figures,
         },
     };
     match queue.store.finish(id, outcome).await {
@@ -435,16 +441,40 @@ async fn attempt(dispatcher: &Dispatcher, id: &str, function: &str) -> Option<Ex
     }
 }
 
-/// Sends a stored call to its function: the answer's status, its output
-/// (kept up to `async_max_output`), and what went wrong if anything did.
+/// What an attempt got back.
+struct Forwarded {
+    /// The answer's status (`None`: no answer).
+    status: Option<StatusCode>,
+    /// The output, kept up to `async_max_output`.
+    output: Option<Output>,
+    /// What went wrong, if anything did.
+    error: Option<String>,
+    /// What the replica reported about the call.
+    figures: Option<CallFigures>,
+}
+
+impl Forwarded {
+    fn failed(error: String) -> Forwarded {
+        Forwarded {
+            status: None,
+            output: None,
+            error: Some(error),
+            figures: None,
+        }
+    }
+}
+
+/// Sends a stored call to its function.
 async fn forward_stored(
     dispatcher: &Dispatcher,
     target: &Arc<Function>,
     request: &StoredRequest,
-) -> (Option<StatusCode>, Option<Output>, Option<String>) {
+) -> Forwarded {
     let mut builder = Request::builder()
         .method(Method::from_bytes(request.method.as_bytes()).unwrap_or(Method::POST))
-        .uri(request.path.as_str());
+        .uri(request.path.as_str())
+        // A streamed output's resource figures come as trailers.
+        .header(http::header::TE, "trailers");
     for (name, value) in &request.headers {
         if let (Ok(n), Ok(v)) = (
             HeaderName::from_bytes(name.as_bytes()),
@@ -454,11 +484,7 @@ async fn forward_stored(
         }
     }
     match builder.body(()) {
-        Err(e) => (
-            None,
-            None,
-            Some(format!("the stored request is unusable: {e}")),
-        ),
+        Err(e) => Forwarded::failed(format!("the stored request is unusable: {e}")),
         Ok(req) => {
             let (parts, ()) = req.into_parts();
             let peer = SocketAddr::from(([127, 0, 0, 1], 0));
@@ -479,8 +505,19 @@ async fn forward_stored(
                 .and_then(|v| v.to_str().ok())
                 .unwrap_or("application/octet-stream")
                 .to_owned();
-            let (body, truncated, read_error) =
+            let mut figures = CallFigures::from_headers(|name| {
+                response.headers().get(name).and_then(|v| v.to_str().ok())
+            });
+            let (body, truncated, read_error, trailers) =
                 read_limited(response.into_body(), dispatcher.settings.max_output).await;
+            if let Some(later) = trailers.as_ref().and_then(|t| {
+                CallFigures::from_headers(|name| t.get(name).and_then(|v| v.to_str().ok()))
+            }) {
+                match &mut figures {
+                    Some(figures) => figures.merge(later),
+                    None => figures = Some(later),
+                }
+            }
             let error = read_error.or_else(|| {
                 (!status.is_success()).then(|| {
                     let text = String::from_utf8_lossy(&body);
@@ -488,44 +525,53 @@ async fn forward_stored(
                     format!("{status}: {line}")
                 })
             });
-            (
-                Some(status),
-                Some(Output {
+            Forwarded {
+                status: Some(status),
+                output: Some(Output {
                     content_type,
                     body,
                     truncated,
                 }),
                 error,
-            )
+                figures,
+            }
         }
     }
 }
 
-/// A response body, kept up to `limit` bytes (the rest is read and dropped).
-async fn read_limited(mut body: axum::body::Body, limit: u64) -> (Bytes, bool, Option<String>) {
+/// A response body, kept up to `limit` bytes (the rest is read and
+/// dropped): the bytes, whether some were dropped, what broke it off, and
+/// its trailers.
+async fn read_limited(
+    mut body: axum::body::Body,
+    limit: u64,
+) -> (Bytes, bool, Option<String>, Option<http::HeaderMap>) {
     let mut kept = Vec::new();
     let mut truncated = false;
+    let mut trailers = None;
     while let Some(frame) = body.frame().await {
         match frame {
-            Ok(frame) => {
-                if let Ok(data) = frame.into_data() {
+            Ok(frame) => match frame.into_data() {
+                Ok(data) => {
                     let room = (limit as usize).saturating_sub(kept.len());
                     if data.len() > room {
                         truncated = true;
                     }
                     kept.extend_from_slice(&data[..data.len().min(room)]);
                 }
-            }
+                Err(frame) => trailers = frame.into_trailers().ok(),
+            },
             Err(e) => {
                 return (
                     Bytes::from(kept),
                     truncated,
                     Some(format!("the response body broke off: {e}")),
+                    trailers,
                 );
             }
         }
     }
-    (Bytes::from(kept), truncated, None)
+    (Bytes::from(kept), truncated, None, trailers)
 }
 
 /// POSTs the result to the callback URL, retrying like calls, and records

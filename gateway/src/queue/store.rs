@@ -22,7 +22,7 @@ use std::sync::{Arc, Mutex, mpsc};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
-use faas_common::api::{CallbackRecord, Execution, ExecutionStatus};
+use faas_common::api::{CallFigures, CallbackRecord, Execution, ExecutionStatus};
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction};
 use serde::{Deserialize, Serialize};
 use tokio::sync::oneshot;
@@ -157,6 +157,7 @@ pub enum Outcome {
         duration: Duration,
         error: Option<String>,
         output: Option<Output>,
+        figures: Option<CallFigures>,
     },
     /// Back to the queue until `due`.
     Retry {
@@ -400,6 +401,7 @@ impl Store {
                             status_code: None,
                             duration_seconds: None,
                             error: None,
+                            figures: None,
                             callback: call.callback_url.map(|url| CallbackRecord {
                                 url,
                                 status: "pending".into(),
@@ -558,11 +560,13 @@ impl Store {
                     duration,
                     error,
                     output,
+                    figures,
                 } => {
                     let e = &mut record.execution;
                     e.status = status;
                     e.status_code = status_code;
                     e.duration_seconds = Some(duration.as_secs_f64());
+                    e.figures = figures;
                     e.error = error;
                     e.finished_at = Some(timestamp(now));
                     record.finished_ms = Some(ms(now));
@@ -819,6 +823,11 @@ mod tests {
                 body: Bytes::from(output.to_owned()),
                 truncated: false,
             }),
+            figures: Some(CallFigures {
+                function_seconds: Some(0.004),
+                cold_start: true,
+                ..Default::default()
+            }),
         }
     }
 
@@ -984,6 +993,10 @@ mod tests {
             store.close();
         }
         let store = reopen(&path);
+        let done = store.get("done").unwrap().unwrap();
+        let figures = done.figures.expect("the replica's figures are kept");
+        assert_eq!(figures.function_seconds, Some(0.004));
+        assert!(figures.cold_start);
         let mut queued = take_all(&store);
         queued.sort();
         assert_eq!(queued, ["running", "waiting"]);

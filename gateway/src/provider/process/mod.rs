@@ -10,6 +10,7 @@
 
 mod build;
 mod launcher;
+mod limits;
 mod logbook;
 mod replica;
 
@@ -35,6 +36,7 @@ use super::{LogQuery, Provider, ProviderError, min_replicas, validate_secret_nam
 use crate::build::{BuildError, BuildJob, BuildLog, Built};
 use crate::functions::Table;
 pub use launcher::Launcher;
+use limits::{Confinement, Limits};
 use logbook::LogBook;
 use replica::{PROBE_EVERY, ReplicaCtx, Spec, publish};
 
@@ -78,6 +80,8 @@ pub struct ProcessProvider {
     /// Functions built from source, one folder per build (kept across
     /// restarts: the same source is not built twice).
     builds_dir: PathBuf,
+    /// How replicas' `limits` are enforced.
+    confinement: Arc<Confinement>,
 }
 
 impl ProcessProvider {
@@ -119,6 +123,7 @@ impl ProcessProvider {
             table: OnceLock::new(),
             probe: Client::builder(TokioExecutor::new()).build_http(),
             next_id: std::sync::atomic::AtomicU64::new(1),
+            confinement: Arc::new(Confinement::detect()),
         })
     }
 
@@ -187,6 +192,7 @@ impl ProcessProvider {
             problem: managed.problem.clone(),
             table: self.table().clone(),
             probe: self.probe.clone(),
+            confinement: self.confinement.clone(),
         };
         let task = tokio::spawn(ctx.supervise(stopped));
         ReplicaHandle { id, stop, task }
@@ -239,16 +245,7 @@ impl ProcessProvider {
                 Some(handler) if dir.join(handler).is_dir() => dir.join(handler),
                 _ => dir.clone(),
             };
-            let deployment = Deployment {
-                service: name.clone(),
-                image: function.image.clone().unwrap_or_default(),
-                env_process: function.fprocess.clone(),
-                env_vars: function.environment.clone(),
-                labels: function.labels.clone(),
-                annotations: function.annotations.clone(),
-                ..Default::default()
-            };
-            self.add(deployment, workdir).await?;
+            self.add(function.deployment(name), workdir).await?;
         }
         let deadline = Instant::now() + START_WAIT;
         for name in stack.functions.keys() {
@@ -287,6 +284,7 @@ fn validate(deployment: &Deployment) -> Result<(), ProviderError> {
             deployment.service
         )));
     }
+    Limits::parse(deployment.limits.as_ref())?;
     Ok(())
 }
 
@@ -296,12 +294,16 @@ impl Provider for ProcessProvider {
         NAME
     }
 
+    fn limits(&self) -> String {
+        self.confinement.describe()
+    }
+
     async fn start(self: Arc<Self>, table: Arc<Table>) -> Result<(), ProviderError> {
         let _ = self.table.set(table);
         std::fs::create_dir_all(&self.state_dir).map_err(|e| {
             ProviderError::Unavailable(format!("cannot create {}: {e}", self.state_dir.display()))
         })?;
-        tracing::info!(watchdog = ?self.launcher, "process provider starting");
+        tracing::info!(watchdog = ?self.launcher, limits = %self.confinement.describe(), "process provider starting");
         self.run_stack().await
     }
 
@@ -319,8 +321,14 @@ impl Provider for ProcessProvider {
                     name: d.service.clone(),
                     image: d.image.clone(),
                     env_process: d.env_process.clone(),
+                    env_vars: d.env_vars.clone(),
                     labels: d.labels.clone(),
                     annotations: d.annotations.clone(),
+                    constraints: d.constraints.clone(),
+                    secrets: d.secrets.clone(),
+                    limits: d.limits.clone(),
+                    requests: d.requests.clone(),
+                    read_only_root_filesystem: d.read_only_root_filesystem,
                     replicas: m.replicas.len() as u64,
                     available_replicas: m.ready.lock().unwrap_or_else(|e| e.into_inner()).len()
                         as u64,

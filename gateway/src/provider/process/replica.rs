@@ -20,6 +20,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use tokio::io::BufReader;
 
 use super::launcher::{Launcher, missing_program, resolve_fprocess};
+use super::limits::{Confinement, Limits, Placement};
 use super::logbook::{LogBook, next_line};
 use crate::functions::{Discovered, ReplicaInfo, ReplicaState, Table};
 
@@ -81,6 +82,7 @@ pub(super) struct ReplicaCtx {
     pub(super) problem: Arc<Mutex<Option<String>>>,
     pub(super) table: Arc<Table>,
     pub(super) probe: Client<HttpConnector, Empty<Bytes>>,
+    pub(super) confinement: Arc<Confinement>,
 }
 
 impl ReplicaCtx {
@@ -129,6 +131,8 @@ impl ReplicaCtx {
     pub(super) async fn supervise(self, mut stop: Shutdown) {
         let mut backoff = FIRST_BACKOFF;
         let _ = std::fs::create_dir_all(&self.tmpdir);
+        // The running watchdog's cgroups, removed once its processes are gone.
+        let mut placed: Option<Placement> = None;
         loop {
             if stop.is_shutdown() {
                 break;
@@ -149,7 +153,8 @@ impl ReplicaCtx {
                 Err(e) => {
                     tracing::error!(function = %self.spec.function, replica = %self.id, error = %e, "cannot start the watchdog")
                 }
-                Ok(mut child) => {
+                Ok((mut child, placement)) => {
+                    placed = Some(placement);
                     // The port the watchdog bound itself (it was given 0):
                     // no other process can have taken it in between.
                     let port = tokio::select! {
@@ -199,6 +204,9 @@ impl ReplicaCtx {
                     }
                 }
             }
+            if let Some(placement) = placed.take() {
+                placement.release().await;
+            }
             if started.elapsed() >= STABLE_AFTER {
                 backoff = FIRST_BACKOFF;
             }
@@ -207,6 +215,9 @@ impl ReplicaCtx {
                 () = stop.wait() => break,
             }
             backoff = (backoff * 2).min(MAX_BACKOFF);
+        }
+        if let Some(placement) = placed.take() {
+            placement.release().await;
         }
         let _ = std::fs::remove_dir_all(&self.tmpdir);
     }
@@ -230,9 +241,13 @@ impl ReplicaCtx {
         }
     }
 
-    fn spawn(&self) -> std::io::Result<tokio::process::Child> {
+    fn spawn(&self) -> std::io::Result<(tokio::process::Child, Placement)> {
         let _ = std::fs::remove_file(self.port_file());
         let d = &self.spec.deployment;
+        let limits = Limits::parse(d.limits.as_ref())
+            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e.to_string()))?;
+        let placement = self.confinement.place(&self.id, limits)?;
+        let before_exec = placement.before_exec();
         let mut cmd = self.launcher.command();
         cmd.env_clear();
         // Not RUST_LOG: a quiet gateway must not silence what its functions
@@ -244,6 +259,8 @@ impl ReplicaCtx {
             }
         }
         cmd.env("healthcheck_interval", "0s");
+        // X-Served-By tells the replicas apart: they share the machine's name.
+        cmd.env("HOSTNAME", &self.id);
         cmd.envs(&d.env_vars);
         if d.env_vars
             .get("mode")
@@ -278,11 +295,12 @@ impl ReplicaCtx {
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .kill_on_drop(true);
-        // SAFETY: prctl is async-signal-safe; the child only arms its parent-death signal.
+        // SAFETY: prctl, write and setrlimit are async-signal-safe; the
+        // child arms its parent-death signal and takes its limits.
         unsafe {
-            cmd.pre_exec(|| {
+            cmd.pre_exec(move || {
                 libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
-                Ok(())
+                before_exec.apply()
             });
         }
         let mut child = cmd.spawn()?;
@@ -313,7 +331,7 @@ impl ReplicaCtx {
                 }
             });
         }
-        Ok(child)
+        Ok((child, placement))
     }
 
     /// Polls `/_/health` until it answers 200 (never gives up by itself).

@@ -878,16 +878,17 @@ fn same_spec(task: Option<&TaskSpec>, template: Option<&TaskSpec>) -> bool {
 /// `available`: see [`current_ready_tasks`].
 fn status_of(name: &str, service: &Service, available: u64) -> FunctionStatus {
     let spec = service.spec.clone().unwrap_or_default();
-    let container = spec
-        .task_template
-        .and_then(|t| t.container_spec)
-        .unwrap_or_default();
-    let env_process = container
+    let task = spec.task_template.unwrap_or_default();
+    let container = task.container_spec.unwrap_or_default();
+    let mut env_vars: BTreeMap<String, String> = container
         .env
         .unwrap_or_default()
         .into_iter()
-        .find_map(|e| e.strip_prefix("fprocess=").map(str::to_owned));
+        .filter_map(|e| e.split_once('=').map(|(k, v)| (k.to_owned(), v.to_owned())))
+        .collect();
+    let env_process = env_vars.remove("fprocess");
     let (labels, annotations) = spec::split_annotations(labels_of(service));
+    let (limits, requests) = spec::resources_back(task.resources.as_ref());
     FunctionStatus {
         name: name.to_owned(),
         image: container
@@ -898,8 +899,22 @@ fn status_of(name: &str, service: &Service, available: u64) -> FunctionStatus {
             .unwrap_or_default()
             .to_owned(),
         env_process,
+        env_vars,
         labels,
         annotations,
+        constraints: task
+            .placement
+            .and_then(|p| p.constraints)
+            .unwrap_or_default(),
+        secrets: container
+            .secrets
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|s| s.secret_name)
+            .collect(),
+        limits,
+        requests,
+        read_only_root_filesystem: container.read_only.unwrap_or(false),
         replicas: spec
             .mode
             .and_then(|m| m.replicated)
@@ -998,6 +1013,10 @@ fn docker_message(status: u16, message: &str) -> String {
 impl Provider for SwarmProvider {
     fn name(&self) -> &'static str {
         NAME
+    }
+
+    fn limits(&self) -> String {
+        "cgroups, by the Docker engine of the node a task runs on".to_owned()
     }
 
     async fn start(self: Arc<Self>, table: Arc<Table>) -> Result<(), ProviderError> {

@@ -347,6 +347,36 @@ fn resources(
     )
 }
 
+/// A service's limits and reservations as `limits` and `requests` again
+/// (memory in whole MiB where it is a whole number of them, CPUs as a
+/// decimal count).
+pub fn resources_back(r: Option<&TaskSpecResources>) -> (Option<Resources>, Option<Resources>) {
+    fn back(memory: Option<i64>, nano_cpus: Option<i64>) -> Option<Resources> {
+        let memory = memory.filter(|&m| m > 0).map(|m| {
+            if m % (1 << 20) == 0 {
+                format!("{}m", m >> 20)
+            } else {
+                m.to_string()
+            }
+        });
+        let cpu = nano_cpus
+            .filter(|&n| n > 0)
+            .map(|n| format!("{}", n as f64 / 1e9));
+        (memory.is_some() || cpu.is_some()).then_some(Resources { memory, cpu })
+    }
+    let Some(r) = r else {
+        return (None, None);
+    };
+    (
+        r.limits
+            .as_ref()
+            .and_then(|l| back(l.memory_bytes, l.nano_cpus)),
+        r.reservations
+            .as_ref()
+            .and_then(|l| back(l.memory_bytes, l.nano_cpus)),
+    )
+}
+
 /// One of `limits`/`requests`: memory in bytes and CPUs in billionths.
 fn amounts(
     field: &str,
@@ -579,9 +609,14 @@ mod tests {
         };
         let spec = plan(d).service_spec("functions", &BTreeMap::new());
         let resources = task(&spec).resources.clone().expect("resources");
+        let (back_limits, back_requests) = resources_back(Some(&resources));
         let limits = resources.limits.expect("limits");
         assert_eq!(limits.memory_bytes, Some(128 << 20));
         assert_eq!(limits.nano_cpus, Some(500_000_000));
+        let back_limits = back_limits.expect("limits read back");
+        assert_eq!(back_limits.memory.as_deref(), Some("128m"));
+        assert_eq!(back_limits.cpu.as_deref(), Some("0.5"));
+        assert!(back_requests.is_some());
         let reservations = resources.reservations.expect("reservations");
         assert_eq!(reservations.memory_bytes, Some(64 << 20));
         assert_eq!(reservations.nano_cpus, Some(100_000_000));

@@ -1,0 +1,195 @@
+//! What the instance may use, and what an `http`-mode runner used during a
+//! call, read from the kernel so the figures come from the platform rather
+//! than from the function.
+//!
+//! The memory limit is the one the function really runs under: its
+//! cgroup's (v2 `memory.max`, v1 `memory.limit_in_bytes`; inside a
+//! container that is the container's), else an address-space limit
+//! (`RLIMIT_AS`, which the process provider sets where it cannot have a
+//! cgroup). It is read once at start: a new limit means new replicas.
+
+use std::path::{Path, PathBuf};
+
+/// Limits at or above this are "no limit" (cgroup v1 reports
+/// `PAGE_COUNTER_MAX` pages, about 2^63, when unlimited).
+const UNLIMITED: u64 = 1 << 60;
+
+/// Where a memory limit came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LimitKind {
+    Cgroup,
+    AddressSpace,
+}
+
+impl LimitKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LimitKind::Cgroup => "cgroup",
+            LimitKind::AddressSpace => "address-space",
+        }
+    }
+}
+
+/// The memory limit this process runs under, if any: the tighter of its
+/// cgroup's and its address-space limit.
+pub fn memory_limit() -> Option<(u64, LimitKind)> {
+    let cgroups = std::fs::read_to_string("/proc/self/cgroup").unwrap_or_default();
+    let cgroup = cgroup_memory_limit(Path::new("/sys/fs/cgroup"), &cgroups)
+        .map(|bytes| (bytes, LimitKind::Cgroup));
+    let address_space = address_space_limit().map(|bytes| (bytes, LimitKind::AddressSpace));
+    match (cgroup, address_space) {
+        (Some(c), Some(a)) => Some(if a.0 < c.0 { a } else { c }),
+        (c, a) => c.or(a),
+    }
+}
+
+/// The memory limit of the cgroup `proc_self_cgroup` names, under `root`
+/// (the cgroup file system's mount point). A container sees its own
+/// cgroup at the root of the mount, the host at its path: both are tried.
+pub fn cgroup_memory_limit(root: &Path, proc_self_cgroup: &str) -> Option<u64> {
+    let mut candidates: Vec<PathBuf> = Vec::new();
+    for line in proc_self_cgroup.lines() {
+        let mut fields = line.splitn(3, ':');
+        let (Some(_), Some(controllers), Some(path)) =
+            (fields.next(), fields.next(), fields.next())
+        else {
+            continue;
+        };
+        let relative = path.trim_start_matches('/');
+        if controllers.is_empty() {
+            // cgroup v2: one unified hierarchy.
+            candidates.push(root.join(relative).join("memory.max"));
+        } else if controllers.split(',').any(|c| c == "memory") {
+            candidates.push(
+                root.join("memory")
+                    .join(relative)
+                    .join("memory.limit_in_bytes"),
+            );
+        }
+    }
+    candidates.push(root.join("memory.max"));
+    candidates.push(root.join("memory").join("memory.limit_in_bytes"));
+    candidates
+        .iter()
+        .find_map(|file| std::fs::read_to_string(file).ok())
+        .and_then(|text| parse_limit(&text))
+}
+
+/// A cgroup limit file's value: bytes, or `max` / a huge number for none.
+fn parse_limit(text: &str) -> Option<u64> {
+    let bytes: u64 = text.trim().parse().ok()?;
+    (bytes < UNLIMITED).then_some(bytes)
+}
+
+fn address_space_limit() -> Option<u64> {
+    // SAFETY: getrlimit fills the struct it is given.
+    let mut limit: libc::rlimit = unsafe { std::mem::zeroed() };
+    let rc = unsafe { libc::getrlimit(libc::RLIMIT_AS, &mut limit) };
+    (rc == 0 && limit.rlim_cur != libc::RLIM_INFINITY && limit.rlim_cur < UNLIMITED)
+        .then_some(limit.rlim_cur)
+}
+
+/// A process's cumulative CPU time (its own and its reaped children's,
+/// every thread, live or ended) and peak memory, from `/proc/<pid>`.
+/// The kernel reports CPU time there in clock ticks (10 ms on most
+/// systems), so a figure from two samples is that coarse.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ProcSample {
+    pub user_seconds: f64,
+    pub system_seconds: f64,
+    pub peak_rss_bytes: u64,
+}
+
+impl ProcSample {
+    pub fn read(pid: i32) -> Option<ProcSample> {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+        parse_proc(&stat, &status, clock_ticks())
+    }
+}
+
+fn clock_ticks() -> f64 {
+    // SAFETY: sysconf has no preconditions.
+    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    if ticks > 0 { ticks as f64 } else { 100.0 }
+}
+
+/// `/proc/<pid>/stat` and `/proc/<pid>/status` as a sample.
+fn parse_proc(stat: &str, status: &str, ticks_per_second: f64) -> Option<ProcSample> {
+    // The command name (field 2) may hold spaces and parentheses: the
+    // fields after it start after its last ')'.
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // rest[0] is field 3 (state): utime is field 14, stime 15, cutime 16, cstime 17.
+    let field = |n: usize| -> Option<f64> { fields.get(n - 3)?.parse::<f64>().ok() };
+    let user = field(14)? + field(16)?;
+    let system = field(15)? + field(17)?;
+    let peak_kib: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    Some(ProcSample {
+        user_seconds: user / ticks_per_second,
+        system_seconds: system / ticks_per_second,
+        peak_rss_bytes: peak_kib * 1024,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_v1_host_cgroup_is_read_at_its_path_and_a_container_one_at_the_root() {
+        let root = tempfile::tempdir().unwrap();
+        let own = root.path().join("memory/faas/fn-1");
+        std::fs::create_dir_all(&own).unwrap();
+        std::fs::write(own.join("memory.limit_in_bytes"), "134217728\n").unwrap();
+        std::fs::write(
+            root.path().join("memory/memory.limit_in_bytes"),
+            "9223372036854771712\n",
+        )
+        .unwrap();
+        let host = "4:memory:/faas/fn-1\n3:cpu,cpuacct:/\n0::/\n";
+        assert_eq!(cgroup_memory_limit(root.path(), host), Some(128 << 20));
+        // In a container the path names the host's view; the mount is its own.
+        let container = "4:memory:/docker/0123abcd\n";
+        assert_eq!(cgroup_memory_limit(root.path(), container), None);
+        std::fs::write(root.path().join("memory/memory.limit_in_bytes"), "67108864").unwrap();
+        assert_eq!(cgroup_memory_limit(root.path(), container), Some(64 << 20));
+    }
+
+    #[test]
+    fn a_v2_limit_is_memory_max_and_max_means_none() {
+        let root = tempfile::tempdir().unwrap();
+        let own = root.path().join("faas/fn-1");
+        std::fs::create_dir_all(&own).unwrap();
+        std::fs::write(own.join("memory.max"), "max\n").unwrap();
+        assert_eq!(cgroup_memory_limit(root.path(), "0::/faas/fn-1\n"), None);
+        std::fs::write(own.join("memory.max"), "268435456\n").unwrap();
+        assert_eq!(
+            cgroup_memory_limit(root.path(), "0::/faas/fn-1\n"),
+            Some(256 << 20)
+        );
+    }
+
+    #[test]
+    fn proc_figures_add_reaped_children_and_survive_odd_command_names() {
+        let stat = "4242 (my (odd) runner) S 1 4242 4242 0 -1 4194560 500 0 0 0 \
+                    150 30 7 3 20 0 4 0 100 1000000 2000 18446744073709551615";
+        let status = "Name:\trunner\nVmPeak:\t  30000 kB\nVmHWM:\t   12345 kB\nVmRSS:\t 10000 kB\n";
+        let sample = parse_proc(stat, status, 100.0).unwrap();
+        assert_eq!(sample.user_seconds, 1.57);
+        assert_eq!(sample.system_seconds, 0.33);
+        assert_eq!(sample.peak_rss_bytes, 12345 * 1024);
+        assert_eq!(parse_proc("garbage", status, 100.0), None);
+    }
+
+    #[test]
+    fn this_process_can_be_sampled() {
+        let sample = ProcSample::read(std::process::id() as i32).expect("/proc is readable");
+        assert!(sample.peak_rss_bytes > 0);
+    }
+}
