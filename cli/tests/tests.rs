@@ -6,6 +6,7 @@ mod async_calls;
 mod auth;
 mod cli;
 mod deploy;
+mod experiment;
 mod functions;
 mod invoke;
 mod secrets;

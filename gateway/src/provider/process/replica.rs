@@ -366,8 +366,53 @@ pub(super) async fn terminate(child: &mut tokio::process::Child) {
     }
 }
 
+/// A free port for an `http`-mode runner, below the kernel's ephemeral
+/// range when there is room: the ports the kernel hands to `bind(0)` (every
+/// watchdog's own listeners, outgoing connections) then cannot take it
+/// between this check and the runner's own bind, which would leave the
+/// watchdog probing someone else's listener.
 fn free_port() -> std::io::Result<u16> {
+    let range = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range").ok();
+    let low = range
+        .as_deref()
+        .and_then(|r| r.split_whitespace().next())
+        .and_then(|p| p.parse::<u16>().ok())
+        .unwrap_or(32768);
+    // Between 10000 (or 2048) and the range's start, when that leaves room.
+    let floor = if low > 12000 { 10000 } else { 2048 };
+    if low > floor + 1000 {
+        for _ in 0..100 {
+            let spread = u128::from(low - floor);
+            let port = floor + (uuid::Uuid::new_v4().as_u128() % spread) as u16;
+            if std::net::TcpListener::bind((Ipv4Addr::LOCALHOST, port)).is_ok() {
+                return Ok(port);
+            }
+        }
+    }
     Ok(std::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?
         .local_addr()?
         .port())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn runner_ports_stay_out_of_the_range_bind_zero_draws_from() {
+        let low: u16 = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+            .unwrap()
+            .split_whitespace()
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap();
+        for _ in 0..20 {
+            let port = free_port().unwrap();
+            if low > 12000 {
+                assert!((10000..low).contains(&port), "{port} vs {low}");
+            }
+            std::net::TcpListener::bind((Ipv4Addr::LOCALHOST, port)).expect("free");
+        }
+    }
 }
