@@ -106,13 +106,15 @@ ensure_busybox() {
 }
 
 # The python and node templates' warm runners, run by the process provider
-# with the host's interpreters (and pip for requirements.txt).
+# with the host's interpreters (and pip for requirements.txt); a font for
+# `faas experiment report`'s labels.
 ensure_runtimes() {
     local missing=()
     python3 -c 'import pip' 2>/dev/null || missing+=(python3 python3-pip)
     command -v node >/dev/null || missing+=(nodejs)
+    [[ -f /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ]] || missing+=(fonts-dejavu-core)
     [[ ${#missing[@]} -eq 0 ]] && return 0
-    log "installing Debian's ${missing[*]} (the python and node templates' runtimes)"
+    log "installing Debian's ${missing[*]} (the templates' runtimes, the plots' font)"
     local sudo=
     [[ $(id -u) -eq 0 ]] || sudo=sudo
     $sudo apt-get -o DPkg::Lock::Timeout=300 update -qq

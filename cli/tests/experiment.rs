@@ -264,6 +264,136 @@ fn a_sweep_yields_one_full_row_per_call_and_statistics_that_check_out() {
 
     // The same folder is not written over.
     run(&gw, "sweep.yml", experiment, "sweep").assert_fails_with("earlier run's results");
+
+    // The plots: PNGs that decode at their size, SVGs with their titles,
+    // and a page showing them all with the summary.
+    let report = gw.faas(&["experiment", "report", out.to_str().unwrap()]);
+    report.assert_ok();
+    assert_eq!(
+        report.stdout().trim(),
+        out.join("report.html").to_str().unwrap()
+    );
+    let html = std::fs::read_to_string(out.join("report.html")).unwrap();
+    for (stem, title) in [
+        (
+            "runtime-by-memory",
+            "Runtime in the function by memory setting",
+        ),
+        ("cpu-by-memory", "CPU time per call, user and kernel"),
+        ("latency-histogram", "Client latency, histogram"),
+        ("latency-cdf", "Client latency, cumulative distribution"),
+        (
+            "latency-over-time",
+            "Client latency over the run, cold starts marked",
+        ),
+        ("throughput-over-time", "Calls completed per second"),
+    ] {
+        let decoder =
+            png::Decoder::new(std::fs::File::open(out.join(format!("{stem}.png"))).unwrap());
+        let mut reader = decoder.read_info().unwrap();
+        let mut pixels = vec![0; reader.output_buffer_size()];
+        let frame = reader.next_frame(&mut pixels).unwrap();
+        assert_eq!((frame.width, frame.height), (1200, 700), "{stem}");
+        // Drawn on: not a blank canvas.
+        assert!(pixels.iter().any(|&b| b < 128), "{stem} is blank");
+        let svg = std::fs::read_to_string(out.join(format!("{stem}.svg"))).unwrap();
+        assert!(
+            svg.starts_with("<svg") && svg.contains(title),
+            "{stem}: {}",
+            &svg[..200.min(svg.len())]
+        );
+        assert!(html.contains(&format!("src=\"{stem}.svg\"")), "{stem}");
+    }
+    for label in ["48m", "256m", "memory setting", "client latency (ms"] {
+        assert!(
+            std::fs::read_to_string(out.join("runtime-by-memory.svg"))
+                .unwrap()
+                .contains(label)
+                || std::fs::read_to_string(out.join("latency-cdf.svg"))
+                    .unwrap()
+                    .contains(label),
+            "{label}"
+        );
+    }
+    assert!(
+        html.contains("<td>hog</td><td>48m</td>"),
+        "the summary table"
+    );
+
+    // A run compared with itself: every figure the same, nothing significant.
+    let same = gw.faas(&[
+        "experiment",
+        "compare",
+        out.to_str().unwrap(),
+        out.to_str().unwrap(),
+        "--json",
+    ]);
+    same.assert_ok();
+    for line in same.stdout().lines() {
+        let change: serde_json::Value = serde_json::from_str(line).unwrap();
+        assert_eq!(change["a"], change["b"], "{line}");
+        assert_eq!(change["significant"], false, "{line}");
+    }
+}
+
+#[test]
+fn compare_says_whether_a_change_is_more_than_noise() {
+    let gw = Gateway::start();
+    gw.write("nap.sh", "sleep $(cat)\n");
+    gw.deploy("  nap:\n    fprocess: sh nap.sh\n");
+    // The same payload slot, a slower payload: B is slower for sure.
+    run(
+        &gw,
+        "a.yml",
+        "function: nap\npayloads: ['0.01']\nruns: 12\nwarmup: 1\n",
+        "a",
+    )
+    .assert_ok();
+    run(
+        &gw,
+        "b.yml",
+        "function: nap\npayloads: ['0.08']\nruns: 12\nwarmup: 1\n",
+        "b",
+    )
+    .assert_ok();
+    let (a, b) = (gw.dir.path().join("a"), gw.dir.path().join("b"));
+    let compared = gw.faas(&[
+        "experiment",
+        "compare",
+        a.to_str().unwrap(),
+        b.to_str().unwrap(),
+    ]);
+    compared.assert_ok();
+    let table = compared.stdout();
+    let line = table
+        .lines()
+        .find(|l| l.contains("function mean ms"))
+        .unwrap_or_else(|| panic!("{table}"));
+    assert!(line.contains("higher"), "{table}");
+    let json = gw.faas(&[
+        "experiment",
+        "compare",
+        a.to_str().unwrap(),
+        b.to_str().unwrap(),
+        "--json",
+    ]);
+    let mean: serde_json::Value = json
+        .stdout()
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .find(|c| c["figure"] == "function mean ms" && c["coldStart"] == false)
+        .unwrap();
+    assert!(mean["p"].as_f64().unwrap() < 0.001, "{mean}");
+    assert!(
+        mean["b"].as_f64().unwrap() > mean["a"].as_f64().unwrap() + 50.0,
+        "{mean}"
+    );
+    assert_eq!(mean["test"], "welch");
+
+    let missing = gw.faas(&["experiment", "compare", a.to_str().unwrap(), "nowhere"]);
+    missing.assert_fails_with("cannot read nowhere/calls.csv");
+    let report = gw.faas(&["experiment", "report", "nowhere"]);
+    report.assert_fails_with("cannot read nowhere/calls.csv");
 }
 
 #[test]

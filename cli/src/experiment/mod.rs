@@ -4,8 +4,10 @@
 //! to `calls.csv`, their statistics to `summary.csv` and the resolved
 //! experiment to `experiment.json`.
 
+mod compare;
 mod http;
 mod record;
+mod report;
 mod run;
 mod spec;
 mod stats;
@@ -39,10 +41,34 @@ The file (YAML, or FaaS Runner's JSON):
 Ctrl-C stops the calls, puts the functions' settings back and keeps what
 was measured.")]
     Run(run::RunArgs),
+
+    /// Plot a run's results (PNG and SVG) and write report.html with them
+    /// and the summary table
+    #[command(after_help = "Examples:
+  faas experiment report results/hello
+  faas experiment report results/hello --font /usr/share/fonts/truetype/noto/NotoSans-Regular.ttf
+
+Plots: runtime-by-memory (box plots), cpu-by-memory (user and kernel time,
+stacked), latency-histogram, latency-cdf, latency-over-time (cold starts
+marked), throughput-over-time; each as .png and .svg in the folder.")]
+    Report(report::ReportArgs),
+
+    /// Compare two runs: each summary figure before and after, the change,
+    /// and whether it is more than noise
+    #[command(after_help = "Examples:
+  faas experiment compare results/before results/after
+  faas experiment compare results/before results/after --alpha 0.01 --json
+
+Groups (function, memory, cpu, payload, cold/warm) measured in both runs are
+compared over their calls that succeeded: means by Welch's t-test, medians
+and 95th percentiles by the Mann-Whitney U test, two-sided.")]
+    Compare(compare::CompareArgs),
 }
 
 pub fn command(ctx: &Context, command: ExperimentCommand) -> Result<()> {
     match command {
         ExperimentCommand::Run(args) => run::run(ctx, args),
+        ExperimentCommand::Report(args) => report::report(args),
+        ExperimentCommand::Compare(args) => compare::compare(args),
     }
 }

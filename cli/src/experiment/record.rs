@@ -75,7 +75,6 @@ pub fn write_csv<T: Serialize>(path: &Path, rows: &[T]) -> Result<()> {
         .map_err(|e| Error::new(format!("cannot write {}: {e}", path.display())))
 }
 
-#[cfg(test)]
 pub fn read_calls(path: &Path) -> Result<Vec<Row>> {
     let failed = |e: csv::Error| Error::new(format!("cannot read {}: {e}", path.display()));
     let mut reader = csv::Reader::from_path(path).map_err(failed)?;
