@@ -187,6 +187,16 @@ struct TinyFaasUpload {
     /// Newer tinyFaaS: `["KEY=value", …]`, the function's environment.
     #[serde(default)]
     envs: Vec<String>,
+    /// Ours (the notebook client's): the deployment's limits, requests,
+    /// labels and annotations, as in `POST /system/functions`.
+    #[serde(default)]
+    limits: Option<faas_common::api::Resources>,
+    #[serde(default)]
+    requests: Option<faas_common::api::Resources>,
+    #[serde(default)]
+    labels: BTreeMap<String, String>,
+    #[serde(default)]
+    annotations: BTreeMap<String, String>,
 }
 
 fn one() -> u64 {
@@ -269,10 +279,17 @@ pub fn from_tinyfaas(body: &Path, dir: &Path, max_unpacked: u64) -> Result<Unpac
             .ok_or_else(|| invalid(format!("envs: {pair:?} is not KEY=value")))?;
         env_vars.insert(key.to_owned(), value.to_owned());
     }
+    let mut labels = upload.labels;
+    labels
+        .entry("faas.scale.min".to_owned())
+        .or_insert_with(|| upload.threads.to_string());
     let deployment = Deployment {
         service: upload.name,
         env_vars,
-        labels: [("faas.scale.min".to_owned(), upload.threads.to_string())].into(),
+        labels,
+        annotations: upload.annotations,
+        limits: upload.limits,
+        requests: upload.requests,
         ..Default::default()
     };
     let json = serde_json::to_vec(&deployment).map_err(|e| invalid(e.to_string()))?;
@@ -486,6 +503,31 @@ mod tests {
         assert!(dir.path().join("context/function/fn.py").is_file());
         assert!(dir.path().join("context/function/lib/x.py").is_file());
         assert!(dir.path().join("context/runner.py").is_file());
+    }
+
+    #[test]
+    fn an_upload_may_carry_limits_labels_and_annotations() {
+        use base64::Engine;
+        use std::io::Write;
+        let body = tempfile::NamedTempFile::new().unwrap();
+        let mut zip = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+        zip.start_file("f.py", zip::write::SimpleFileOptions::default())
+            .unwrap();
+        zip.write_all(b"def f(request, context): return {}\n").unwrap();
+        let bytes = zip.finish().unwrap().into_inner();
+        let json = serde_json::json!({
+            "name": "f", "env": "python", "zip": base64::engine::general_purpose::STANDARD.encode(bytes),
+            "envs": ["FAAS_HANDLER=f.py:f"],
+            "limits": {"memory": "256m"}, "labels": {"team": "lab"}, "annotations": {"by": "notebook"},
+        });
+        std::fs::write(body.path(), json.to_string()).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let d = from_tinyfaas(body.path(), dir.path(), 1 << 20).unwrap().deployment;
+        assert_eq!(d.limits.unwrap().memory.as_deref(), Some("256m"));
+        assert_eq!(d.labels["team"], "lab");
+        assert_eq!(d.labels["faas.scale.min"], "1");
+        assert_eq!(d.annotations["by"], "notebook");
+        assert_eq!(d.env_vars["FAAS_HANDLER"], "f.py:f");
     }
 
     #[test]
