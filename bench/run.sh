@@ -16,6 +16,8 @@
 #   7. source      functions from source: `faas up` to the first call, the
 #                  python warm runner vs Flask + waitress, a python
 #                  function from zero on Swarm (bench/source.sh)
+#   8. experiment  `faas experiment run` vs wrk against nginx: the runner's
+#                  own cost per call and its rate (bench/experiment.sh)
 #
 # Everything runs on 127.0.0.1 (and, for the Swarm part, Docker's own
 # addresses), bounded in time (about 8 minutes). Raw outputs go to
@@ -1059,5 +1061,7 @@ BENCH_RESULTS=$RESULTS BENCH_OUT=$OUT BENCH_DURATION=$DURATION "$BENCH/async.sh"
 BENCH_RESULTS=$RESULTS BENCH_OUT=$OUT "$BENCH/scaling.sh"
 # 7. functions from source: source to first call, the python runner, from zero.
 BENCH_RESULTS=$RESULTS BENCH_OUT=$OUT BENCH_DURATION=$DURATION "$BENCH/source.sh"
+# 8. the experiment runner against wrk: its own script, its own section.
+BENCH_RESULTS=$RESULTS BENCH_OUT=$OUT BENCH_DURATION=$DURATION "$BENCH/experiment.sh"
 
 log "done in ${ELAPSED}s: $RESULTS"

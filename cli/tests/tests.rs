@@ -12,6 +12,7 @@ mod invoke;
 mod secrets;
 mod source;
 mod swarm;
+mod swarm_experiment;
 mod swarm_source;
 mod swarm_util;
 mod util;

@@ -11,6 +11,8 @@
 //! benchstat summary FILE|TSV [LABEL KEY COLUMN]
 //!                                         "median µs (min–max)" or "–"
 //! benchstat stats FILE                    p50 p95 min max n of a list (seconds)
+//! benchstat calls CALLS.CSV               n wall_s rate/s client_mean_µs failures
+//!                                         of a `faas experiment run`
 //! benchstat calc FORMAT EXPR              printf FORMAT of an arithmetic EXPR
 //! benchstat verdict "EXPR OP EXPR" [HOW]  **met**, or **missed** (HOW)
 //! benchstat cpu-percent BEFORE AFTER FIELD
@@ -91,6 +93,16 @@ fn run(args: &[String]) -> Result<String, String> {
                 )
             }))
         }
+        ["calls", file] => text::calls(&read(file)?).map(|c| {
+            format!(
+                "{} {} {} {} {}",
+                c.n,
+                text::g6(c.wall_seconds),
+                text::g6(c.rate),
+                text::g6(c.client_mean_us),
+                c.failures
+            )
+        }),
         ["calc", format, expression] => {
             let value = expr::eval(expression)?;
             text::printf(format, value)

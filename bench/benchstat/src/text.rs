@@ -21,6 +21,85 @@ impl Wrk {
     }
 }
 
+/// A `faas experiment run`'s `calls.csv`, summed up: how many calls, the
+/// wall time from the first call's start to the last one's end, the rate
+/// over it, the mean client time, and the failures.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Calls {
+    pub n: u64,
+    pub wall_seconds: f64,
+    pub rate: f64,
+    pub client_mean_us: f64,
+    pub failures: u64,
+}
+
+/// Parses `calls.csv` (its header names the columns; quoted fields, with
+/// `""` for a quote, are read whole).
+pub fn calls(csv: &str) -> Result<Calls, String> {
+    let mut lines = csv.lines();
+    let header = fields(lines.next().ok_or("calls.csv is empty")?);
+    let at = |name: &str| {
+        header
+            .iter()
+            .position(|h| h == name)
+            .ok_or_else(|| format!("calls.csv has no {name} column"))
+    };
+    let (start, client, status, error) = (
+        at("start_unix_ns")?,
+        at("client_ms")?,
+        at("status")?,
+        at("error")?,
+    );
+    let (mut n, mut failures, mut sum_ms) = (0u64, 0u64, 0.0);
+    let (mut first, mut last) = (f64::INFINITY, f64::NEG_INFINITY);
+    for line in lines.filter(|l| !l.trim().is_empty()) {
+        let row = fields(line);
+        let get = |i: usize| row.get(i).map(String::as_str).unwrap_or("");
+        let began: f64 = get(start)
+            .parse()
+            .map_err(|_| format!("bad start_unix_ns in {line:?}"))?;
+        let took: f64 = get(client).parse().unwrap_or(0.0);
+        n += 1;
+        sum_ms += took;
+        first = first.min(began);
+        last = last.max(began + took * 1e6);
+        let ok = get(status).starts_with('2') && get(error).is_empty();
+        failures += u64::from(!ok);
+    }
+    if n == 0 {
+        return Err("calls.csv holds no calls".into());
+    }
+    let wall_seconds = (last - first) / 1e9;
+    Ok(Calls {
+        n,
+        wall_seconds,
+        rate: n as f64 / wall_seconds,
+        client_mean_us: sum_ms / n as f64 * 1000.0,
+        failures,
+    })
+}
+
+/// One CSV line's fields.
+fn fields(line: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut field = String::new();
+    let mut quoted = false;
+    let mut chars = line.chars().peekable();
+    while let Some(c) = chars.next() {
+        match (c, quoted) {
+            ('"', true) if chars.peek() == Some(&'"') => {
+                field.push('"');
+                chars.next();
+            }
+            ('"', _) => quoted = !quoted,
+            (',', false) => out.push(std::mem::take(&mut field)),
+            (c, _) => field.push(c),
+        }
+    }
+    out.push(field);
+    out
+}
+
 /// Parses `wrk --latency` output.
 pub fn wrk(report: &str) -> Result<Wrk, String> {
     let (mut p50, mut p90, mut p99, mut rate) = (None, None, None, None);
@@ -182,6 +261,27 @@ pub fn splice(results: &str, heading: &str, section: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn calls_csv_sums_up_to_wall_time_rate_and_failures() {
+        let csv = "experiment,iteration,start_unix_ns,client_ms,status,error\n\
+                   e,1,1000000000,2.0,200,\n\
+                   e,1,1001000000,4.0,200,\n\
+                   e,1,1002000000,1.0,500,\"500: boom, \"\"quoted\"\"\"\n";
+        let c = calls(csv).unwrap();
+        assert_eq!(c.n, 3);
+        assert_eq!(c.failures, 1);
+        // From 1.000 s to the second call's end, 1.001 s + 4 ms.
+        assert!((c.wall_seconds - 0.005).abs() < 1e-12, "{c:?}");
+        assert!((c.rate - 600.0).abs() < 1e-6);
+        assert!((c.client_mean_us - 7000.0 / 3.0).abs() < 1e-9);
+        assert_eq!(fields("a,\"b,\"\"c\"\"\",d"), ["a", "b,\"c\"", "d"]);
+        assert!(
+            calls("experiment\n")
+                .unwrap_err()
+                .contains("no start_unix_ns")
+        );
+    }
 
     const REPORT: &str = "Running 6s test @ http://127.0.0.1:39110/
   1 threads and 8 connections

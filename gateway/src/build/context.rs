@@ -513,7 +513,8 @@ mod tests {
         let mut zip = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
         zip.start_file("f.py", zip::write::SimpleFileOptions::default())
             .unwrap();
-        zip.write_all(b"def f(request, context): return {}\n").unwrap();
+        zip.write_all(b"def f(request, context): return {}\n")
+            .unwrap();
         let bytes = zip.finish().unwrap().into_inner();
         let json = serde_json::json!({
             "name": "f", "env": "python", "zip": base64::engine::general_purpose::STANDARD.encode(bytes),
@@ -522,7 +523,9 @@ mod tests {
         });
         std::fs::write(body.path(), json.to_string()).unwrap();
         let dir = tempfile::tempdir().unwrap();
-        let d = from_tinyfaas(body.path(), dir.path(), 1 << 20).unwrap().deployment;
+        let d = from_tinyfaas(body.path(), dir.path(), 1 << 20)
+            .unwrap()
+            .deployment;
         assert_eq!(d.limits.unwrap().memory.as_deref(), Some("256m"));
         assert_eq!(d.labels["team"], "lab");
         assert_eq!(d.labels["faas.scale.min"], "1");
