@@ -620,6 +620,21 @@ ensure_registry() {
     fi
 }
 
+# The notebook client's tests (clients/python): installed with pip into a
+# venv of its own (with pandas, so the DataFrame path runs too), run with
+# pytest against the debug binaries `cargo test` has just built.
+python_client_tests() {
+    local venv=$ROOT/target/python-client
+    log "the Python client: pip install ./clients/python pandas pytest (venv), pytest"
+    [[ -x $venv/bin/python ]] || python3 -m venv "$venv"
+    "$venv/bin/python" -m pip install --quiet --disable-pip-version-check --upgrade pytest pandas "$ROOT/clients/python"
+    (
+        cd "$ROOT"
+        FAAS_GATEWAY_BIN=$ROOT/target/debug/gateway FAAS_CLI=$ROOT/target/debug/faas \
+            "$venv/bin/python" -m pytest -q -rs -p no:cacheprovider clients/python/tests
+    )
+}
+
 cmd_test() {
     # `up` builds everything and deploys the stack the Swarm tests drive.
     cmd_up
@@ -629,6 +644,7 @@ cmd_test() {
     FAAS_STATIC_FWATCHDOG=$(release_dir)/fwatchdog
     log "cargo test --workspace (everything that needs no Docker)"
     cargo test --workspace --locked
+    python_client_tests
     # Then, on purpose, the tests marked #[ignore = "needs Docker …"]: the
     # Swarm stack and the Docker image. Apart, so they never share the two
     # cores with the process tests (they time deploys and count lost calls).

@@ -22,6 +22,10 @@ pub enum Target {
     AllReplicas,
     /// Exactly this many desired and available (scaling, down to zero).
     Exactly(u64),
+    /// Every desired replica available, at least one, and none of an
+    /// earlier version still serving: after an update, calls reach only
+    /// the new version.
+    AllCurrent,
 }
 
 impl Target {
@@ -31,6 +35,7 @@ impl Target {
                 status.available_replicas >= 1 && status.available_replicas == status.replicas
             }
             Target::Exactly(n) => status.replicas == n && status.available_replicas == n,
+            Target::AllCurrent => Target::AllReplicas.reached(status) && status.stale_replicas == 0,
         }
     }
 }
@@ -217,6 +222,18 @@ mod tests {
         assert!(!Target::AllReplicas.reached(&status(2, 1)));
         assert!(Target::AllReplicas.reached(&status(2, 2)));
         assert!(!Target::AllReplicas.reached(&status(0, 0)));
+    }
+
+    #[test]
+    fn an_update_is_in_place_when_no_older_replica_serves() {
+        let rolling = FunctionStatus {
+            stale_replicas: 1,
+            ..status(1, 1)
+        };
+        assert!(Target::AllReplicas.reached(&rolling));
+        assert!(!Target::AllCurrent.reached(&rolling));
+        assert!(Target::AllCurrent.reached(&status(1, 1)));
+        assert!(!Target::AllCurrent.reached(&status(1, 0)));
     }
 
     #[test]

@@ -304,7 +304,12 @@ fn a_sweep_yields_one_full_row_per_call_and_statistics_that_check_out() {
         );
         assert!(html.contains(&format!("src=\"{stem}.svg\"")), "{stem}");
     }
-    for label in ["48m", "256m", "setting (memory, CPU)", "client latency (ms"] {
+    for label in [
+        "48m",
+        "256m",
+        "setting (memory, CPU, payload)",
+        "client latency (ms",
+    ] {
         assert!(
             std::fs::read_to_string(out.join("runtime-by-memory.svg"))
                 .unwrap()

@@ -119,6 +119,12 @@ fn handlers_from_other_platforms_run_unchanged() {
         "faaset/handler.py",
         "def hello_world(request, context):\n    return {'message': 'Hello from the cloud ' + str(request['name']) + '!'}\n",
     );
+    // A handler file named like a module the runner has loaded already.
+    write(
+        d,
+        "json.py",
+        "def encode(request, context):\n    import json\n    return {'text': json.dumps(request)}\n",
+    );
     // OpenFaaS node: async (event, context) with a JSON body.
     write(
         d,
@@ -139,6 +145,7 @@ fn handlers_from_other_platforms_run_unchanged() {
         ("echo-sh", "echo-sh", Some("binary")),
         ("hello", "hello-world.py", None),
         ("faaset", "faaset", None),
+        ("shadow", "json.py", None),
         ("of-node", "of-node", None),
         ("classic", "classic", Some("python3")),
     ] {
@@ -165,6 +172,10 @@ fn handlers_from_other_platforms_run_unchanged() {
         "{}",
         run.stdout()
     );
+    // Its own `import json` still gets the standard library's.
+    let run = gw.faas(&["invoke", "shadow", "-p", "n=1"]);
+    run.assert_ok();
+    assert_eq!(run.stdout(), r#"{"text": "{\"n\": 1}"}"#);
     let run = gw.faas(&["invoke", "of-node", "-p", "n=21"]);
     run.assert_ok();
     assert_eq!(run.stdout(), r#"{"got":42}"#);

@@ -95,7 +95,7 @@ fn a_memory_and_cpu_sweep_on_swarm_shows_the_limits_took_effect() {
     // CPU: a quarter of a CPU makes the same loop about four times slower.
     let file = swarm.write(
         "cpu.yml",
-        &format!("function: {name}\npayloads: [{{loops: 1500000}}]\ncpuSettings: [0.25, 1]\nruns: 3\nwarmup: 1\ntimeout: 60s\n"),
+        &format!("function: {name}\npayloads: [{{loops: 3000000}}]\ncpuSettings: [0.25, 1]\nruns: 5\nwarmup: 1\ntimeout: 60s\n"),
     );
     let out = swarm.write("cpu-out", "");
     std::fs::remove_file(&out).unwrap();
@@ -111,7 +111,7 @@ fn a_memory_and_cpu_sweep_on_swarm_shows_the_limits_took_effect() {
         ])
         .assert_ok();
     let rows = read_csv(&out.join("calls.csv"));
-    assert_eq!(rows.len(), 6);
+    assert_eq!(rows.len(), 10);
     assert!(
         rows.iter()
             .all(|r| r["status"] == "200" && r["error"].is_empty()),

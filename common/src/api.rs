@@ -74,6 +74,10 @@ pub struct FunctionStatus {
     /// Replicas running and healthy.
     #[serde(default)]
     pub available_replicas: u64,
+    /// Replicas of an earlier version still serving calls while an update
+    /// rolls out (ours; not in `availableReplicas`).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub stale_replicas: u64,
     #[serde(default)]
     pub invocation_count: u64,
     /// RFC 3339.
@@ -92,16 +96,48 @@ pub struct FunctionStatus {
     pub problem: Option<String>,
 }
 
+/// Labels a deployment may not set: they decide what the gateway itself
+/// treats as its own (`faas.role`, `faas.deployed-by`), which name or port
+/// a service serves (`faas.function`, `faas.port`), or belong to Docker
+/// (`com.docker.*`).
+const RESERVED_LABELS: [&str; 6] = [
+    "faas.role",
+    "faas.function",
+    "com.openfaas.function",
+    "faas.port",
+    "faas.deployed-by",
+    "faas.secret",
+];
+const RESERVED_PREFIXES: [&str; 1] = ["com.docker."];
+
+/// Whether a deployment may not set the label `key` (the gateway sets it,
+/// or Docker does).
+pub fn is_reserved_label(key: &str) -> bool {
+    let key = key.to_ascii_lowercase();
+    RESERVED_LABELS.iter().any(|r| {
+        key == *r
+            || key
+                .strip_prefix(r)
+                .is_some_and(|rest| rest.starts_with('.'))
+    }) || RESERVED_PREFIXES.iter().any(|p| key.starts_with(p))
+}
+
 impl FunctionStatus {
     /// The deployment that runs this function as it is: the body of a
-    /// `PUT /system/functions` that changes one setting and keeps the rest.
+    /// `PUT /system/functions` that changes one setting and keeps the rest
+    /// (the labels the gateway and Docker set themselves left out).
     pub fn deployment(&self) -> Deployment {
         Deployment {
             service: self.name.clone(),
             image: self.image.clone(),
             env_process: self.env_process.clone(),
             env_vars: self.env_vars.clone(),
-            labels: self.labels.clone(),
+            labels: self
+                .labels
+                .iter()
+                .filter(|(k, _)| !is_reserved_label(k))
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
             annotations: self.annotations.clone(),
             constraints: self.constraints.clone(),
             secrets: self.secrets.clone(),
@@ -110,6 +146,10 @@ impl FunctionStatus {
             read_only_root_filesystem: self.read_only_root_filesystem,
         }
     }
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// A function's autoscaling, as `GET /system/function/{name}` reports it.
@@ -377,6 +417,38 @@ pub struct CallbackRecord {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_status_becomes_a_deployment_without_the_gateways_own_labels() {
+        let status = FunctionStatus {
+            name: "f".into(),
+            image: "faas/f:1".into(),
+            labels: [
+                ("faas.function", "f"),
+                ("faas.deployed-by", "faas_gateway"),
+                ("com.docker.stack.namespace", "faas"),
+                ("faas.scale.min", "2"),
+                ("team", "lab"),
+            ]
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect(),
+            limits: Some(Resources {
+                memory: Some("128m".into()),
+                cpu: None,
+            }),
+            ..Default::default()
+        };
+        let d = status.deployment();
+        assert_eq!(d.service, "f");
+        assert_eq!(
+            d.labels.keys().collect::<Vec<_>>(),
+            ["faas.scale.min", "team"]
+        );
+        assert_eq!(d.limits, status.limits);
+        assert!(is_reserved_label("FAAS.PORT") && is_reserved_label("faas.secret.x"));
+        assert!(!is_reserved_label("faas.portable") && !is_reserved_label("faas.scale.min"));
+    }
 
     #[test]
     fn a_watchdogs_headers_become_figures_and_trailers_fill_the_rest() {

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # examples/experiments/run.sh: FaaSET's three notebook experiments, redone
-# on a faas gateway: each example's function.py is built from source and
-# deployed (faas deploy --from, the python template), its experiment.yml
-# run, and its results and plots written to <example>/results/.
+# on a faas gateway: each example's function/ is built from source and
+# deployed (`faas up -f <example>/stack.yml`, the python template), its
+# experiment.yml run, and its results and plots written to
+# <example>/results/; the function is removed after.
 #
 # Needs a gateway (FAAS_GATEWAY, default http://127.0.0.1:8080; `faas
 # login` first when it asks for credentials) and the faas CLI (FAAS, default
@@ -19,7 +20,7 @@ for example in "${examples[@]}"; do
     }
     name=$(sed -n 's/^function: *//p' "$example/experiment.yml")
     echo "== $example: deploying $name"
-    "$FAAS" deploy "$name" --from "$example/function.py" --lang python --timeout 5m
+    "$FAAS" up -f "$example/stack.yml" --timeout 5m
     rm -rf "$example/results"
     echo "== $example: running"
     "$FAAS" experiment run "$example/experiment.yml" --out "$example/results" --timeout 5m

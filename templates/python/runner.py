@@ -81,6 +81,10 @@ def load_module(path):
     # `from .util import x`), else as a top-level module (tinyFaaS, FaaSpot).
     if os.path.isfile(os.path.join(FUNCTION_DIR, "__init__.py")):
         return importlib.import_module("function." + name)
+    # A module already loaded under that name (json.py: the runner's own
+    # json) is not replaced: the handler's `import json` must still get it.
+    if name in sys.modules:
+        name = "_faas_handler_" + name
     spec = importlib.util.spec_from_file_location(name, path)
     module = importlib.util.module_from_spec(spec)
     sys.modules[name] = module

@@ -175,6 +175,8 @@ impl Data {
             functions.dedup();
             functions.len() > 1
         };
+        let first_payload = rows.first().map(|r| r.payload_id);
+        let several_payloads = rows.iter().any(|r| Some(r.payload_id) != first_payload);
         let mut categories: Vec<String> = Vec::new();
         let category_of = rows
             .iter()
@@ -189,6 +191,9 @@ impl Data {
                 }
                 if several || label.is_empty() {
                     label = format!("{} {label}", r.function).trim().to_owned();
+                }
+                if several_payloads {
+                    label = format!("{label} payload {}", r.payload_id);
                 }
                 match categories.iter().position(|c| *c == label) {
                     Some(i) => i,
@@ -279,37 +284,69 @@ fn runtime<DB: DrawingBackend>(data: &Data, root: &DrawingArea<DB, Shift>) -> Dr
         measure = "client latency (ms)";
     }
     let n = data.categories.len();
-    let y_top = top(values.iter().flatten().copied()) as f32;
+    let y_top = top(values.iter().flatten().copied());
     let mut chart = ChartBuilder::on(root)
         .caption(PLOTS[0].1, (FAMILY, 30))
         .margin(24)
         .x_label_area_size(60)
         .y_label_area_size(90)
-        .build_cartesian_2d(-0.5f64..(n as f64 - 0.5), 0f32..y_top)?;
+        .build_cartesian_2d(-0.5f64..(n as f64 - 0.5), 0f64..y_top)?;
     let labels = category_label(&data.categories);
     chart
         .configure_mesh()
         .disable_x_mesh()
         .x_labels(n.max(2) * 2 + 1)
         .x_label_formatter(&labels)
-        .x_desc("setting (memory, CPU)")
+        .x_desc("setting (memory, CPU, payload)")
         .y_desc(measure)
         .label_style(label_style())
         .axis_desc_style(label_style())
         .draw()?;
-    let width = (SIZE.0 as f64 * 0.5 / n.max(1) as f64).clamp(12.0, 120.0) as u32;
-    chart.draw_series(
-        values
+    // Tukey's box plot: the box from the first to the third quartile, the
+    // median across it, whiskers to the furthest calls within 1.5 box
+    // lengths of it, the calls beyond those as dots.
+    for (i, v) in values.iter().enumerate().filter(|(_, v)| !v.is_empty()) {
+        let color = PALETTE[i % PALETTE.len()];
+        let style = ShapeStyle::from(&color).stroke_width(2);
+        let mut sorted = v.clone();
+        sorted.sort_by(f64::total_cmp);
+        let (q1, median, q3) = (
+            percentile(&sorted, 0.25),
+            percentile(&sorted, 0.5),
+            percentile(&sorted, 0.75),
+        );
+        let reach = 1.5 * (q3 - q1);
+        let low = sorted
             .iter()
-            .enumerate()
-            .filter(|(_, v)| !v.is_empty())
-            .map(|(i, v)| {
-                Boxplot::new_vertical(i as f64, &Quartiles::new(v))
-                    .width(width)
-                    .whisker_width(0.5)
-                    .style(ShapeStyle::from(&PALETTE[i % PALETTE.len()]).stroke_width(2))
-            }),
-    )?;
+            .copied()
+            .find(|x| *x >= q1 - reach)
+            .unwrap_or(q1);
+        let high = sorted
+            .iter()
+            .rev()
+            .copied()
+            .find(|x| *x <= q3 + reach)
+            .unwrap_or(q3);
+        let x = i as f64;
+        let (half, cap) = (0.25, 0.12);
+        chart.draw_series([
+            PathElement::new([(x, low), (x, q1)], style),
+            PathElement::new([(x, q3), (x, high)], style),
+            PathElement::new([(x - cap, low), (x + cap, low)], style),
+            PathElement::new([(x - cap, high), (x + cap, high)], style),
+            PathElement::new(
+                [(x - half, median), (x + half, median)],
+                color.stroke_width(3),
+            ),
+        ])?;
+        chart.draw_series([Rectangle::new([(x - half, q1), (x + half, q3)], style)])?;
+        chart.draw_series(
+            sorted
+                .iter()
+                .filter(|y| **y < low || **y > high)
+                .map(|y| Circle::new((x, *y), 3, color.filled())),
+        )?;
+    }
     Ok(())
 }
 
@@ -345,7 +382,7 @@ fn cpu<DB: DrawingBackend>(data: &Data, root: &DrawingArea<DB, Shift>) -> Drawn<
         .disable_x_mesh()
         .x_labels(n.max(2) * 2 + 1)
         .x_label_formatter(&labels)
-        .x_desc("setting (memory, CPU)")
+        .x_desc("setting (memory, CPU, payload)")
         .y_desc("mean CPU time per call (ms)")
         .label_style(label_style())
         .axis_desc_style(label_style())

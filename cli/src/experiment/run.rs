@@ -447,7 +447,7 @@ impl Runner<'_> {
         let target = if replicas == 0 {
             wait::Target::Exactly(0)
         } else {
-            wait::Target::AllReplicas
+            wait::Target::AllCurrent
         };
         wait::until_ready(self.client, &[(name.to_owned(), target)], self.timeout)
     }
@@ -464,7 +464,7 @@ impl Runner<'_> {
             let status: FunctionStatus = self
                 .client
                 .get_json(&format!("/system/function/{name}"), Subject::Function(name))?;
-            if status.available_replicas == 0 {
+            if status.available_replicas == 0 && status.stale_replicas == 0 {
                 return Ok(());
             }
             if Instant::now() > deadline || self.shared.stopped() {
@@ -857,13 +857,19 @@ impl Call {
         if !self.row.error.is_empty() || !(200..300).contains(&self.row.status) {
             return;
         }
-        if let (Some(wanted), Some(had)) = (self.memory_bytes, self.row_limit)
-            && wanted != had
+        if let Some(wanted) = self.memory_bytes
+            && self.row_limit != Some(wanted)
         {
-            self.row.error = format!(
-                "replica {} ran with a memory limit of {had} bytes, not the setting's {} ({wanted} bytes)",
-                self.row.served_by, self.memory_label
-            );
+            self.row.error = match self.row_limit {
+                Some(had) => format!(
+                    "replica {} ran with a memory limit of {had} bytes, not the setting's {} ({wanted} bytes)",
+                    self.row.served_by, self.memory_label
+                ),
+                None => format!(
+                    "replica {} ran with no memory limit, not the setting's {}",
+                    self.row.served_by, self.memory_label
+                ),
+            };
         } else if self.cold && !self.row.cold_start {
             self.row.error = "not a cold start: a replica was already running when the call arrived (does the autoscaler keep one?)".into();
         }

@@ -77,31 +77,12 @@ impl ProviderError {
 pub const DEPLOYED_BY_LABEL: &str = "faas.deployed-by";
 pub const DEPLOYED_BY_GATEWAY: &str = "gateway";
 
-/// Labels a deployment may not set: they decide what the gateway itself
-/// treats as its own (`faas.role`, `faas.deployed-by`), which name or port
-/// a service serves (`faas.function`, `faas.port`), or belong to Docker
-/// (`com.docker.*`).
-const RESERVED_LABELS: [&str; 6] = [
-    "faas.role",
-    "faas.function",
-    "com.openfaas.function",
-    "faas.port",
-    DEPLOYED_BY_LABEL,
-    "faas.secret",
-];
-const RESERVED_PREFIXES: [&str; 1] = ["com.docker."];
-
-/// The first reserved label among `labels`, if any.
+/// The first reserved label among `labels`, if any (see
+/// [`faas_common::api::is_reserved_label`]).
 pub fn reserved_label<'a>(labels: impl IntoIterator<Item = &'a String>) -> Option<&'a String> {
-    labels.into_iter().find(|key| {
-        let key = key.to_ascii_lowercase();
-        RESERVED_LABELS.iter().any(|r| {
-            key == *r
-                || key
-                    .strip_prefix(r)
-                    .is_some_and(|rest| rest.starts_with('.'))
-        }) || RESERVED_PREFIXES.iter().any(|p| key.starts_with(p))
-    })
+    labels
+        .into_iter()
+        .find(|key| faas_common::api::is_reserved_label(key))
 }
 
 #[async_trait]

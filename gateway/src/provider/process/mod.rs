@@ -332,6 +332,8 @@ impl Provider for ProcessProvider {
                     replicas: m.replicas.len() as u64,
                     available_replicas: m.ready.lock().unwrap_or_else(|e| e.into_inner()).len()
                         as u64,
+                    // An update returns once the old replicas are stopped.
+                    stale_replicas: 0,
                     invocation_count: 0,
                     created_at: Some(faas_common::time::rfc3339(m.created_at)),
                     scaling: None,

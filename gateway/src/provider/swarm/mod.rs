@@ -309,6 +309,12 @@ impl SwarmProvider {
         }
         let current = current_ready_tasks(&service, tasks, &replicas);
         let mut status = status_of(name, &service, current);
+        // Older tasks still routed to while an update rolls out.
+        let ready = replicas
+            .iter()
+            .filter(|r| r.state == ReplicaState::Ready)
+            .count() as u64;
+        status.stale_replicas = ready.saturating_sub(current);
         status.conflict = conflict;
         let ours = labels_of(&service)
             .get(DEPLOYED_BY_LABEL)
@@ -922,6 +928,7 @@ fn status_of(name: &str, service: &Service, available: u64) -> FunctionStatus {
             .unwrap_or(0)
             .max(0) as u64,
         available_replicas: available,
+        stale_replicas: 0,
         invocation_count: 0,
         created_at: service.created_at.as_ref().map(|t| t.to_string()),
         scaling: None,
