@@ -93,15 +93,27 @@ impl Pool {
         }
     }
 
-    /// Sends one request (`path` after the gateway's prefix) and reads its
+    /// The gateway's prefix.
+    pub fn prefix(&self) -> &str {
+        &self.target.prefix
+    }
+
+    /// `path` (with its query) on the gateway, as a request target.
+    pub fn uri(&self, path: &str) -> http::Uri {
+        format!("{}{path}", self.target.prefix)
+            .parse()
+            .unwrap_or_else(|_| http::Uri::from_static("/"))
+    }
+
+    /// Sends one request (`uri`: a path, from [`Pool::uri`]) and reads its
     /// answer to the end, all within `timeout`. `started` is when the call
     /// counts from (an open-loop call's scheduled time).
     pub async fn send(
         &self,
         started: Instant,
         method: &Method,
-        path: &str,
-        headers: &HeaderMap,
+        uri: &http::Uri,
+        headers: HeaderMap,
         body: Bytes,
         timeout: Duration,
     ) -> Exchange {
@@ -109,7 +121,7 @@ impl Pool {
         let deadline = started + timeout;
         let outcome = tokio::time::timeout_at(
             deadline.into(),
-            self.exchange(method, path, headers, body, &mut exchange),
+            self.exchange(method, uri, headers, body, &mut exchange),
         )
         .await;
         exchange.elapsed = started.elapsed();
@@ -129,8 +141,8 @@ impl Pool {
     async fn exchange(
         &self,
         method: &Method,
-        path: &str,
-        headers: &HeaderMap,
+        uri: &http::Uri,
+        headers: HeaderMap,
         body: Bytes,
         exchange: &mut Exchange,
     ) -> Result<(), String> {
@@ -143,12 +155,10 @@ impl Pool {
                 sender
             }
         };
-        let mut request = Request::builder()
-            .method(method.clone())
-            .uri(format!("{}{path}", self.target.prefix))
-            .body(Full::new(body))
-            .map_err(|e| format!("cannot build the request: {e}"))?;
-        *request.headers_mut() = headers.clone();
+        let mut request = Request::new(Full::new(body));
+        *request.method_mut() = method.clone();
+        *request.uri_mut() = uri.clone();
+        *request.headers_mut() = headers;
         request
             .headers_mut()
             .insert(header::HOST, self.target.authority.clone());

@@ -130,7 +130,9 @@ pub fn run(ctx: &Context, args: RunArgs) -> Result<()> {
         })
         .collect::<Result<Vec<_>>>()?;
     let out = out_dir(args.out, &experiment)?;
-    let runtime = tokio::runtime::Builder::new_multi_thread()
+    // One thread: the callers wait on sockets, and an experiment should
+    // take as little CPU as it can from the functions it measures.
+    let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .map_err(|e| Error::new(format!("cannot start the experiment's runtime: {e}")))?;
@@ -354,12 +356,13 @@ impl Runner<'_> {
         match sweep.phase {
             Phase::Cold => {
                 let mut rows = Vec::new();
+                let prepared = Arc::new(Prepared::new(e, sweep, self.pool.prefix()));
                 for (seq, &payload_id) in order.iter().enumerate() {
                     if self.shared.stopped() {
                         break;
                     }
                     self.scale_to_zero(&sweep.function)?;
-                    let call = Call::new(e, sweep, payload_id, 0, seq as u64 + 1);
+                    let call = Call::new(&prepared, payload_id, 0, seq as u64 + 1);
                     let row =
                         self.runtime
                             .block_on(call.make(&self.pool, Instant::now(), self.client));
@@ -545,17 +548,17 @@ async fn closed_loop(
     let order = Arc::new(order);
     let next = Arc::new(AtomicU64::new(0));
     let auth = client.authorization().cloned();
+    let prepared = Arc::new(Prepared::new(e, sweep, pool.prefix()));
     let mut callers = tokio::task::JoinSet::new();
     for thread in 1..=e.threads.min(order.len() as u64) {
-        let (order, next, pool, shared, auth) = (
+        let (order, next, pool, shared, auth, prepared) = (
             order.clone(),
             next.clone(),
             pool.clone(),
             shared.clone(),
             auth.clone(),
+            prepared.clone(),
         );
-        let e = e.clone();
-        let sweep = sweep.clone();
         callers.spawn(async move {
             let mut rows = Vec::new();
             let mut seq = 0;
@@ -565,7 +568,7 @@ async fn closed_loop(
                     break;
                 }
                 seq += 1;
-                let call = Call::new(&e, &sweep, order[run], thread, seq);
+                let call = Call::new(&prepared, order[run], thread, seq);
                 let row = call.make_with(&pool, Instant::now(), auth.as_ref()).await;
                 shared.record(&row);
                 rows.push(row);
@@ -593,6 +596,7 @@ async fn open_loop(
     shared: Arc<Shared>,
 ) -> Vec<Row> {
     let slots = Arc::new(tokio::sync::Semaphore::new(e.threads as usize));
+    let prepared = Arc::new(Prepared::new(e, sweep, pool.prefix()));
     let first = Instant::now();
     let mut calls = tokio::task::JoinSet::new();
     for (i, &payload_id) in order.iter().enumerate() {
@@ -602,7 +606,7 @@ async fn open_loop(
             break;
         }
         let (pool, shared, slots) = (pool.clone(), shared.clone(), slots.clone());
-        let call = Call::new(e, sweep, payload_id, 0, i as u64 + 1);
+        let call = Call::new(&prepared, payload_id, 0, i as u64 + 1);
         calls.spawn(async move {
             let _slot = slots.acquire_owned().await;
             let row = call.make_with(&pool, due, None).await;
@@ -620,62 +624,64 @@ async fn open_loop(
     rows
 }
 
-/// One call to make, and the row it becomes.
-struct Call {
-    row: Row,
+/// What every call of a sweep shares, made once: the request's parts per
+/// payload, the row's fixed columns, the premises to check.
+struct Prepared {
+    base: Row,
     method: Method,
-    path: String,
-    headers: HeaderMap,
-    body: Bytes,
+    uri: http::Uri,
+    /// Per payload: its headers and body.
+    requests: Vec<(HeaderMap, Bytes)>,
     is_async: bool,
     timeout: Duration,
     memory_bytes: Option<u64>,
     memory_label: String,
     cold: bool,
-    /// `X-Memory-Limit-Bytes` of the replica that answered.
-    row_limit: Option<u64>,
 }
 
-impl Call {
-    fn new(e: &Experiment, sweep: &Sweep, payload_id: usize, thread: u64, seq: u64) -> Call {
-        let payload = &e.payloads[payload_id];
-        let mut headers = HeaderMap::new();
-        headers.insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static(payload.content_type),
-        );
-        for (name, value) in &e.headers {
-            if let (Ok(n), Ok(v)) = (
-                HeaderName::from_bytes(name.as_bytes()),
-                HeaderValue::from_str(value),
-            ) {
-                headers.insert(n, v);
-            }
-        }
+impl Prepared {
+    fn new(e: &Experiment, sweep: &Sweep, prefix: &str) -> Prepared {
         let route = if e.is_async {
             "async-function"
         } else {
             "function"
         };
-        Call {
-            row: Row {
+        let memory_label = sweep
+            .memory
+            .as_ref()
+            .map(|m| m.label.clone())
+            .unwrap_or_default();
+        let requests = e
+            .payloads
+            .iter()
+            .map(|payload| {
+                let mut headers = HeaderMap::new();
+                headers.insert(
+                    header::CONTENT_TYPE,
+                    HeaderValue::from_static(payload.content_type),
+                );
+                for (name, value) in &e.headers {
+                    if let (Ok(n), Ok(v)) = (
+                        HeaderName::from_bytes(name.as_bytes()),
+                        HeaderValue::from_str(value),
+                    ) {
+                        headers.insert(n, v);
+                    }
+                }
+                (headers, Bytes::from(payload.body.clone()))
+            })
+            .collect();
+        Prepared {
+            base: Row {
                 experiment: e.name.clone(),
                 iteration: sweep.iteration,
                 function: sweep.function.clone(),
-                memory: sweep
-                    .memory
-                    .as_ref()
-                    .map(|m| m.label.clone())
-                    .unwrap_or_default(),
+                memory: memory_label.clone(),
                 cpu: sweep
                     .cpu
                     .as_ref()
                     .map(|c| c.label.clone())
                     .unwrap_or_default(),
-                payload_id,
-                thread,
-                seq,
-                bytes_in: payload.body.len() as u64,
                 ..Default::default()
             },
             method: if e.is_async {
@@ -683,18 +689,40 @@ impl Call {
             } else {
                 Method::from_bytes(e.method.as_bytes()).unwrap_or(Method::POST)
             },
-            path: format!("/{route}/{}{}", sweep.function, e.path),
-            headers,
-            body: Bytes::from(payload.body.clone()),
+            // Checked when the file was read: a path of name characters.
+            uri: format!("{prefix}/{route}/{}{}", sweep.function, e.path)
+                .parse()
+                .unwrap_or_else(|_| http::Uri::from_static("/")),
+            requests,
             is_async: e.is_async,
             timeout: e.timeout,
             memory_bytes: sweep.memory.as_ref().map(|m| m.bytes),
-            memory_label: sweep
-                .memory
-                .as_ref()
-                .map(|m| m.label.clone())
-                .unwrap_or_default(),
+            memory_label,
             cold: sweep.phase == Phase::Cold,
+        }
+    }
+}
+
+/// One call to make, and the row it becomes.
+struct Call {
+    row: Row,
+    prepared: Arc<Prepared>,
+    payload_id: usize,
+    /// `X-Memory-Limit-Bytes` of the replica that answered.
+    row_limit: Option<u64>,
+}
+
+impl Call {
+    fn new(prepared: &Arc<Prepared>, payload_id: usize, thread: u64, seq: u64) -> Call {
+        let mut row = prepared.base.clone();
+        row.payload_id = payload_id;
+        row.thread = thread;
+        row.seq = seq;
+        row.bytes_in = prepared.requests[payload_id].1.len() as u64;
+        Call {
+            row,
+            prepared: prepared.clone(),
+            payload_id,
             row_limit: None,
         }
     }
@@ -706,18 +734,20 @@ impl Call {
     /// Makes the call (`started`: when it counts from) and fills its row.
     async fn make_with(mut self, pool: &Pool, started: Instant, auth: Option<&HeaderValue>) -> Row {
         self.row.start_unix_ns = unix_ns(started);
+        let p = self.prepared.clone();
+        let (headers, body) = &p.requests[self.payload_id];
         let exchange = pool
             .send(
                 started,
-                &self.method,
-                &self.path,
-                &self.headers,
-                self.body.clone(),
-                self.timeout,
+                &p.method,
+                &p.uri,
+                headers.clone(),
+                body.clone(),
+                p.timeout,
             )
             .await;
         self.row.connect_ms = ms(Some(exchange.connect.map_or(0.0, |d| d.as_secs_f64())));
-        if self.is_async {
+        if p.is_async {
             self.finish_async(pool, started, exchange, auth).await;
         } else {
             self.finish_sync(exchange);
@@ -779,17 +809,17 @@ impl Call {
         if let Some(auth) = auth {
             headers.insert(header::AUTHORIZATION, auth.clone());
         }
-        let deadline = started + self.timeout;
+        let deadline = started + self.prepared.timeout;
         let mut gap = Duration::from_millis(1);
         let record = loop {
             let look = pool
                 .send(
                     Instant::now(),
                     &Method::GET,
-                    &format!("/system/executions/{id}"),
-                    &headers,
+                    &pool.uri(&format!("/system/executions/{id}")),
+                    headers.clone(),
                     Bytes::new(),
-                    self.timeout,
+                    self.prepared.timeout,
                 )
                 .await;
             let execution = match (look.status, look.error) {
@@ -809,7 +839,7 @@ impl Call {
                     self.row.client_ms = ms(Some(started.elapsed().as_secs_f64()));
                     self.row.error = format!(
                         "async call {id} did not finish within the timeout ({}s)",
-                        self.timeout.as_secs_f64()
+                        self.prepared.timeout.as_secs_f64()
                     );
                     return;
                 }
@@ -828,10 +858,10 @@ impl Call {
             .send(
                 Instant::now(),
                 &Method::GET,
-                &format!("/system/executions/{id}/output"),
-                &headers,
+                &pool.uri(&format!("/system/executions/{id}/output")),
+                headers.clone(),
                 Bytes::new(),
-                self.timeout,
+                self.prepared.timeout,
             )
             .await;
         if output.status == 200 {
@@ -857,20 +887,20 @@ impl Call {
         if !self.row.error.is_empty() || !(200..300).contains(&self.row.status) {
             return;
         }
-        if let Some(wanted) = self.memory_bytes
+        if let Some(wanted) = self.prepared.memory_bytes
             && self.row_limit != Some(wanted)
         {
             self.row.error = match self.row_limit {
                 Some(had) => format!(
                     "replica {} ran with a memory limit of {had} bytes, not the setting's {} ({wanted} bytes)",
-                    self.row.served_by, self.memory_label
+                    self.row.served_by, self.prepared.memory_label
                 ),
                 None => format!(
                     "replica {} ran with no memory limit, not the setting's {}",
-                    self.row.served_by, self.memory_label
+                    self.row.served_by, self.prepared.memory_label
                 ),
             };
-        } else if self.cold && !self.row.cold_start {
+        } else if self.prepared.cold && !self.row.cold_start {
             self.row.error = "not a cold start: a replica was already running when the call arrived (does the autoscaler keep one?)".into();
         }
     }
