@@ -9,12 +9,15 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use plotters::coord::Shift;
+use plotters::coord::types::RangedCoordf64;
 use plotters::prelude::*;
 
 use super::record::{Row, read_calls};
 use super::stats::{Summary, percentile};
 use crate::error::{Error, Result};
 
+/// The category axis's description.
+const SETTING: &str = "setting (memory, CPU, payload)";
 /// Every plot's size, in pixels.
 pub const SIZE: (u32, u32) = (1200, 700);
 const FAMILY: &str = "sans-serif";
@@ -258,6 +261,47 @@ fn label_style() -> TextStyle<'static> {
     (FAMILY, 20).into_font().into()
 }
 
+type Chart<'a, DB> = ChartContext<'a, DB, Cartesian2d<RangedCoordf64, RangedCoordf64>>;
+
+/// A plot's title, margins and label areas (`plot`: its index in [`PLOTS`]).
+fn builder<'a, 'b, DB: DrawingBackend>(
+    root: &'a DrawingArea<DB, Shift>,
+    plot: usize,
+) -> ChartBuilder<'a, 'b, DB> {
+    let mut builder = ChartBuilder::on(root);
+    builder
+        .caption(PLOTS[plot].1, (FAMILY, 30))
+        .margin(24)
+        .x_label_area_size(60)
+        .y_label_area_size(90);
+    builder
+}
+
+/// A plot's frame: title, axes over `x` and `y` described by `desc`, and,
+/// for `categories`, their labels under integer x positions.
+fn frame<'a, DB: DrawingBackend>(
+    root: &'a DrawingArea<DB, Shift>,
+    plot: usize,
+    (x, y): (std::ops::Range<f64>, std::ops::Range<f64>),
+    (x_desc, y_desc): (&str, &str),
+    categories: Option<&[String]>,
+) -> std::result::Result<Chart<'a, DB>, DrawingAreaErrorKind<DB::ErrorType>> {
+    let mut chart = builder(root, plot).build_cartesian_2d(x, y)?;
+    let labels = categories.map(category_label);
+    let mut mesh = chart.configure_mesh();
+    mesh.x_desc(x_desc)
+        .y_desc(y_desc)
+        .label_style(label_style())
+        .axis_desc_style(label_style());
+    if let (Some(categories), Some(labels)) = (categories, &labels) {
+        mesh.disable_x_mesh()
+            .x_labels(categories.len().max(2) * 2 + 1)
+            .x_label_formatter(labels);
+    }
+    mesh.draw()?;
+    Ok(chart)
+}
+
 /// The top of a value axis: a little above the largest value.
 fn top(values: impl IntoIterator<Item = f64>) -> f64 {
     let max = values.into_iter().fold(0.0f64, f64::max);
@@ -285,23 +329,13 @@ fn runtime<DB: DrawingBackend>(data: &Data, root: &DrawingArea<DB, Shift>) -> Dr
     }
     let n = data.categories.len();
     let y_top = top(values.iter().flatten().copied());
-    let mut chart = ChartBuilder::on(root)
-        .caption(PLOTS[0].1, (FAMILY, 30))
-        .margin(24)
-        .x_label_area_size(60)
-        .y_label_area_size(90)
-        .build_cartesian_2d(-0.5f64..(n as f64 - 0.5), 0f64..y_top)?;
-    let labels = category_label(&data.categories);
-    chart
-        .configure_mesh()
-        .disable_x_mesh()
-        .x_labels(n.max(2) * 2 + 1)
-        .x_label_formatter(&labels)
-        .x_desc("setting (memory, CPU, payload)")
-        .y_desc(measure)
-        .label_style(label_style())
-        .axis_desc_style(label_style())
-        .draw()?;
+    let mut chart = frame(
+        root,
+        0,
+        (-0.5..n as f64 - 0.5, 0.0..y_top),
+        (SETTING, measure),
+        Some(&data.categories),
+    )?;
     // Tukey's box plot: the box from the first to the third quartile, the
     // median across it, whiskers to the furthest calls within 1.5 box
     // lengths of it, the calls beyond those as dots.
@@ -370,23 +404,13 @@ fn cpu<DB: DrawingBackend>(data: &Data, root: &DrawingArea<DB, Shift>) -> Drawn<
         .collect();
     let n = data.categories.len();
     let y_top = top(user.iter().zip(&kernel).map(|(u, k)| u + k));
-    let mut chart = ChartBuilder::on(root)
-        .caption(PLOTS[1].1, (FAMILY, 30))
-        .margin(24)
-        .x_label_area_size(60)
-        .y_label_area_size(90)
-        .build_cartesian_2d(-0.5f64..(n as f64 - 0.5), 0f64..y_top)?;
-    let labels = category_label(&data.categories);
-    chart
-        .configure_mesh()
-        .disable_x_mesh()
-        .x_labels(n.max(2) * 2 + 1)
-        .x_label_formatter(&labels)
-        .x_desc("setting (memory, CPU, payload)")
-        .y_desc("mean CPU time per call (ms)")
-        .label_style(label_style())
-        .axis_desc_style(label_style())
-        .draw()?;
+    let mut chart = frame(
+        root,
+        1,
+        (-0.5..n as f64 - 0.5, 0.0..y_top),
+        (SETTING, "mean CPU time per call (ms)"),
+        Some(&data.categories),
+    )?;
     let user_color = PALETTE[0];
     let kernel_color = PALETTE[1];
     chart
@@ -437,19 +461,16 @@ fn histogram<DB: DrawingBackend>(
         counts[bin] += 1;
     }
     let y_top = top(counts.iter().map(|&c| c as f64));
-    let mut chart = ChartBuilder::on(root)
-        .caption(PLOTS[2].1, (FAMILY, 30))
-        .margin(24)
-        .x_label_area_size(60)
-        .y_label_area_size(90)
-        .build_cartesian_2d(low..high, 0f64..y_top)?;
-    chart
-        .configure_mesh()
-        .x_desc("client latency (ms; the last bar holds everything above the 99th percentile)")
-        .y_desc("calls")
-        .label_style(label_style())
-        .axis_desc_style(label_style())
-        .draw()?;
+    let mut chart = frame(
+        root,
+        2,
+        (low..high, 0.0..y_top),
+        (
+            "client latency (ms; the last bar holds everything above the 99th percentile)",
+            "calls",
+        ),
+        None,
+    )?;
     chart.draw_series(counts.iter().enumerate().map(|(i, &c)| {
         let x0 = low + step * i as f64;
         Rectangle::new(
@@ -469,12 +490,7 @@ fn cdf<DB: DrawingBackend>(data: &Data, root: &DrawingArea<DB, Shift>) -> Drawn<
         .copied()
         .filter(|v| *v > 0.0)
         .fold(f64::INFINITY, f64::min);
-    let mut builder = ChartBuilder::on(root);
-    builder
-        .caption(PLOTS[3].1, (FAMILY, 30))
-        .margin(24)
-        .x_label_area_size(60)
-        .y_label_area_size(90);
+    let mut builder = builder(root, 3);
     // Latencies an order of magnitude and more apart read on a log scale.
     if x_low.is_finite() && x_top / x_low > 20.0 {
         let mut chart = builder.build_cartesian_2d((x_low * 0.9..x_top).log_scale(), 0f64..1.0)?;
@@ -487,20 +503,19 @@ fn cdf<DB: DrawingBackend>(data: &Data, root: &DrawingArea<DB, Shift>) -> Drawn<
             .draw()?;
         cdf_lines(&mut chart, data, &values)
     } else {
-        let mut chart = builder.build_cartesian_2d(0f64..x_top, 0f64..1.0)?;
-        chart
-            .configure_mesh()
-            .x_desc("client latency (ms)")
-            .y_desc("fraction of calls at or below")
-            .label_style(label_style())
-            .axis_desc_style(label_style())
-            .draw()?;
+        let mut chart = frame(
+            root,
+            3,
+            (0.0..x_top, 0.0..1.0),
+            ("client latency (ms)", "fraction of calls at or below"),
+            None,
+        )?;
         cdf_lines(&mut chart, data, &values)
     }
 }
 
 fn cdf_lines<'a, DB: DrawingBackend + 'a, X: Ranged<ValueType = f64>>(
-    chart: &mut ChartContext<'a, DB, Cartesian2d<X, plotters::coord::types::RangedCoordf64>>,
+    chart: &mut ChartContext<'a, DB, Cartesian2d<X, RangedCoordf64>>,
     data: &Data,
     values: &[Vec<f64>],
 ) -> Drawn<DB::ErrorType> {
@@ -541,19 +556,13 @@ fn over_time<DB: DrawingBackend>(
         .collect();
     let x_top = top(points.iter().map(|p| p.0));
     let y_top = top(points.iter().map(|p| p.1));
-    let mut chart = ChartBuilder::on(root)
-        .caption(PLOTS[4].1, (FAMILY, 30))
-        .margin(24)
-        .x_label_area_size(60)
-        .y_label_area_size(90)
-        .build_cartesian_2d(0f64..x_top, 0f64..y_top)?;
-    chart
-        .configure_mesh()
-        .x_desc("time since the first call (s)")
-        .y_desc("client latency (ms)")
-        .label_style(label_style())
-        .axis_desc_style(label_style())
-        .draw()?;
+    let mut chart = frame(
+        root,
+        4,
+        (0.0..x_top, 0.0..y_top),
+        ("time since the first call (s)", "client latency (ms)"),
+        None,
+    )?;
     let warm = PALETTE[0];
     let cold = PALETTE[3];
     chart
@@ -620,19 +629,16 @@ fn throughput<DB: DrawingBackend>(
         .collect();
     let x_top = top(rates.iter().map(|r| r.0 + bin / 2.0));
     let y_top = top(rates.iter().map(|r| r.1));
-    let mut chart = ChartBuilder::on(root)
-        .caption(PLOTS[5].1, (FAMILY, 30))
-        .margin(24)
-        .x_label_area_size(60)
-        .y_label_area_size(90)
-        .build_cartesian_2d(0f64..x_top, 0f64..y_top)?;
-    chart
-        .configure_mesh()
-        .x_desc(format!("time since the first call (s; {bin:.2} s bins)"))
-        .y_desc("calls completed per second")
-        .label_style(label_style())
-        .axis_desc_style(label_style())
-        .draw()?;
+    let mut chart = frame(
+        root,
+        5,
+        (0.0..x_top, 0.0..y_top),
+        (
+            &format!("time since the first call (s; {bin:.2} s bins)"),
+            "calls completed per second",
+        ),
+        None,
+    )?;
     chart.draw_series(LineSeries::new(
         rates.iter().copied(),
         PALETTE[2].stroke_width(3),
@@ -726,14 +732,7 @@ fn page(record: &serde_json::Value, summary: &[Summary], data: &Data) -> String 
     html.push_str("</tr>\n");
     let f = |v: Option<f64>| v.map_or("–".to_owned(), |v| format!("{v:.2}"));
     for s in summary {
-        let cells = [
-            s.function.clone(),
-            s.memory.clone(),
-            s.cpu.clone(),
-            s.payload_id.to_string(),
-            if s.cold_start { "cold" } else { "warm" }.to_owned(),
-            s.n.to_string(),
-            s.failures.to_string(),
+        let figures = [
             f(s.client_mean_ms),
             f(s.client_median_ms),
             f(s.client_p95_ms),
@@ -748,6 +747,7 @@ fn page(record: &serde_json::Value, summary: &[Summary], data: &Data) -> String 
             s.rss_max_bytes
                 .map_or("–".into(), |b| format!("{:.1}", b as f64 / 1048576.0)),
         ];
+        let cells = s.group_cells().into_iter().chain(figures);
         html.push_str("<tr>");
         for c in cells {
             let _ = write!(html, "<td>{}</td>", escape(&c));

@@ -953,28 +953,16 @@ fn table(summary: &[super::stats::Summary]) -> String {
     let rows: Vec<Vec<String>> = summary
         .iter()
         .map(|s| {
-            vec![
-                s.function.clone(),
-                if s.memory.is_empty() {
-                    "-".into()
-                } else {
-                    s.memory.clone()
-                },
-                if s.cpu.is_empty() {
-                    "-".into()
-                } else {
-                    s.cpu.clone()
-                },
-                s.payload_id.to_string(),
-                if s.cold_start { "cold" } else { "warm" }.to_owned(),
-                s.n.to_string(),
-                s.failures.to_string(),
-                f(s.client_mean_ms),
-                f(s.client_median_ms),
-                f(s.client_p95_ms),
-                f(s.function_mean_ms),
-                f(s.cpu_user_mean_ms),
-            ]
+            s.group_cells()
+                .into_iter()
+                .chain([
+                    f(s.client_mean_ms),
+                    f(s.client_median_ms),
+                    f(s.client_p95_ms),
+                    f(s.function_mean_ms),
+                    f(s.cpu_user_mean_ms),
+                ])
+                .collect()
         })
         .collect();
     output::table(

@@ -119,6 +119,29 @@ pub struct Summary {
     pub cold_starts: usize,
 }
 
+impl Summary {
+    /// The group's cells for a table: function, memory, CPU, payload,
+    /// cold or warm, calls, failures (`-` for a setting left as it was).
+    pub fn group_cells(&self) -> [String; 7] {
+        let dash = |v: &str| {
+            if v.is_empty() {
+                "-".to_owned()
+            } else {
+                v.to_owned()
+            }
+        };
+        [
+            self.function.clone(),
+            dash(&self.memory),
+            dash(&self.cpu),
+            self.payload_id.to_string(),
+            if self.cold_start { "cold" } else { "warm" }.to_owned(),
+            self.n.to_string(),
+            self.failures.to_string(),
+        ]
+    }
+}
+
 /// The group a call is summarised in.
 type Key = (String, String, String, String, usize, bool);
 
