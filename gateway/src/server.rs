@@ -42,6 +42,28 @@ pub async fn serve(
     faas_common::serve::serve(listener, limits, make, shutdown).await;
 }
 
+/// tinyFaaS's clients ask for an async call with a header of any value:
+/// such a call to `/function/{name}…` is queued, exactly as if it had been
+/// posted to `/async-function/{name}…` (202 and `X-Call-Id`).
+pub const X_TINYFAAS_ASYNC: &str = "x-tinyfaas-async";
+
+fn as_async_when_asked<B>(request: &mut hyper::Request<B>) {
+    if !request.headers().contains_key(X_TINYFAAS_ASYNC) {
+        return;
+    }
+    let Some(rest) = request.uri().path().strip_prefix("/function/") else {
+        return;
+    };
+    let target = match request.uri().query() {
+        Some(query) => format!("/async-function/{rest}?{query}"),
+        None => format!("/async-function/{rest}"),
+    };
+    if let Ok(uri) = target.parse() {
+        *request.uri_mut() = uri;
+        request.headers_mut().remove(X_TINYFAAS_ASYNC);
+    }
+}
+
 /// One request: the gateway's credentials are checked (calls, with
 /// `auth_invoke`) and never passed on, then it goes to the forwarder or
 /// the router.
@@ -70,6 +92,7 @@ async fn handle(
         // sends them everywhere): still not the function's business.
         request.headers_mut().remove(http::header::AUTHORIZATION);
     }
+    as_async_when_asked(&mut request);
     if let Some(routed) = invoke::route_by_head(&request) {
         return Ok(invoke::call_by_head(state, peer, request, routed).await);
     }

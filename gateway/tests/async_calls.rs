@@ -184,6 +184,35 @@ functions:
 "#;
 
 #[tokio::test]
+async fn tinyfaas_clients_queue_a_call_with_their_async_header() {
+    let gw = Gateway::start(CALL_STACK, &[], &[]);
+    // tinyFaaS's header, any value: the call is queued, path and query kept.
+    let reply = post_with(
+        gw.addr,
+        "/function/env/some/rest?a=1",
+        "hi",
+        &[("X-tinyFaaS-Async", "true")],
+    )
+    .await;
+    let id = accepted_id(&reply, "env");
+    let e = until_one_final(gw.addr, &id).await;
+    assert_succeeded_once(&e);
+    let env = output(gw.addr, &id).await.text();
+    assert!(env.lines().any(|l| l == "Http_Path=/some/rest"), "{env}");
+    assert!(env.lines().any(|l| l == "Http_Query=a=1"), "{env}");
+    assert!(
+        !env.contains("Tinyfaas"),
+        "the header is the gateway's: {env}"
+    );
+    // Without it, the same call is answered at once.
+    let sync = post_with(gw.addr, "/function/echo", "hi", &[]).await;
+    assert_eq!((sync.status, sync.text().as_str()), (StatusCode::OK, "hi"));
+    // The queue's own refusals hold: an unknown function is 404.
+    let unknown = post_with(gw.addr, "/function/nope", "x", &[("X-tinyFaaS-Async", "1")]).await;
+    assert_eq!(unknown.status, StatusCode::NOT_FOUND, "{}", unknown.text());
+}
+
+#[tokio::test]
 async fn async_call_is_queued_run_once_and_its_output_kept() {
     let gw = Gateway::start(CALL_STACK, &[], &[]);
 
