@@ -111,6 +111,8 @@ ensure_busybox() {
 ensure_runtimes() {
     local missing=()
     python3 -c 'import pip' 2>/dev/null || missing+=(python3 python3-pip)
+    # The Python client's tests run in a venv (Debian splits ensurepip out).
+    python3 -c 'import venv, ensurepip' 2>/dev/null || missing+=(python3-venv)
     command -v node >/dev/null || missing+=(nodejs)
     [[ -f /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ]] || missing+=(fonts-dejavu-core)
     [[ ${#missing[@]} -eq 0 ]] && return 0

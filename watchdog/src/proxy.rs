@@ -3,6 +3,7 @@
 //! only once it accepts connections, and restarts it with backoff when it
 //! dies. Requests are forwarded over pooled keep-alive connections.
 
+use std::ops::Not;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -62,7 +63,15 @@ pub async fn invoke(state: &Arc<State>, parts: Parts, body: RequestBody) -> Resp
     };
     strip_hop_by_hop(&mut parts.headers);
     let request = Request::from_parts(parts, body);
-    let pid = state.health.upstream_pid();
+    // /proc is read around the call only for a runner not known to report
+    // its own figures (ours do: after their first answer, no call pays for
+    // the two reads).
+    let pid = state
+        .upstream_reports_figures
+        .load(std::sync::atomic::Ordering::Relaxed)
+        .not()
+        .then(|| state.health.upstream_pid())
+        .flatten();
     let before = pid.and_then(ProcSample::read);
 
     let sent = client.inner.request(request);
@@ -85,7 +94,13 @@ pub async fn invoke(state: &Arc<State>, parts: Parts, body: RequestBody) -> Resp
         Ok(response) => {
             let (mut parts, body) = response.into_parts();
             strip_hop_by_hop(&mut parts.headers);
-            measured_around(&mut parts.headers, pid, before);
+            if parts.headers.contains_key(X_CPU_USER_SECONDS) {
+                state
+                    .upstream_reports_figures
+                    .store(true, std::sync::atomic::Ordering::Relaxed);
+            } else {
+                measured_around(&mut parts.headers, pid, before);
+            }
             if let Some(content_type) = &state.config.content_type {
                 parts
                     .headers
@@ -126,9 +141,6 @@ pub async fn invoke(state: &Arc<State>, parts: Parts, body: RequestBody) -> Resp
 /// taken around the call until its response head: CPU in clock ticks (so
 /// 10 ms steps), and including any calls that overlapped this one.
 fn measured_around(headers: &mut http::HeaderMap, pid: Option<i32>, before: Option<ProcSample>) {
-    if headers.contains_key(X_CPU_USER_SECONDS) {
-        return;
-    }
     let (Some(before), Some(after)) = (before, pid.and_then(ProcSample::read)) else {
         return;
     };

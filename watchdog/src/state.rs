@@ -23,6 +23,9 @@ pub struct State {
     pub hostname: HeaderValue,
     /// `X-Memory-Limit-Bytes`: the limit this instance runs under, if any.
     pub memory_limit: Option<HeaderValue>,
+    /// `http` mode: the runner has answered with its own per-call figures,
+    /// so the watchdog no longer samples `/proc` around calls.
+    pub upstream_reports_figures: AtomicBool,
     cold: AtomicBool,
     inflight: AtomicUsize,
 }
@@ -41,6 +44,7 @@ impl State {
             hostname: HeaderValue::from_str(&served_by)
                 .unwrap_or(HeaderValue::from_static("unknown")),
             memory_limit: crate::limits::memory_limit().map(|(bytes, _)| HeaderValue::from(bytes)),
+            upstream_reports_figures: AtomicBool::new(false),
             cold: AtomicBool::new(true),
             inflight: AtomicUsize::new(0),
         }

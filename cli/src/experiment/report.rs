@@ -263,6 +263,20 @@ fn label_style() -> TextStyle<'static> {
 
 type Chart<'a, DB> = ChartContext<'a, DB, Cartesian2d<RangedCoordf64, RangedCoordf64>>;
 
+/// The series' legend, framed, at `position`.
+fn legend<'a, DB: DrawingBackend + 'a, CT: plotters::coord::CoordTranslate>(
+    chart: &mut ChartContext<'a, DB, CT>,
+    position: SeriesLabelPosition,
+) -> Drawn<DB::ErrorType> {
+    chart
+        .configure_series_labels()
+        .position(position)
+        .label_font(label_style())
+        .background_style(WHITE.mix(0.9))
+        .border_style(BLACK)
+        .draw()
+}
+
 /// A plot's title, margins and label areas (`plot`: its index in [`PLOTS`]).
 fn builder<'a, 'b, DB: DrawingBackend>(
     root: &'a DrawingArea<DB, Shift>,
@@ -431,13 +445,7 @@ fn cpu<DB: DrawingBackend>(data: &Data, root: &DrawingArea<DB, Shift>) -> Drawn<
         }))?
         .label("kernel")
         .legend(move |(x, y)| Rectangle::new([(x, y - 8), (x + 16, y + 8)], kernel_color.filled()));
-    chart
-        .configure_series_labels()
-        .label_font(label_style())
-        .background_style(WHITE.mix(0.9))
-        .border_style(BLACK)
-        .draw()?;
-    Ok(())
+    legend(&mut chart, SeriesLabelPosition::MiddleRight)
 }
 
 fn histogram<DB: DrawingBackend>(
@@ -535,14 +543,7 @@ fn cdf_lines<'a, DB: DrawingBackend + 'a, X: Ranged<ValueType = f64>>(
             .label(data.categories[i].clone())
             .legend(move |(x, y)| PathElement::new([(x, y), (x + 24, y)], color.stroke_width(3)));
     }
-    chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::LowerRight)
-        .label_font(label_style())
-        .background_style(WHITE.mix(0.9))
-        .border_style(BLACK)
-        .draw()?;
-    Ok(())
+    legend(chart, SeriesLabelPosition::LowerRight)
 }
 
 fn over_time<DB: DrawingBackend>(
@@ -592,13 +593,7 @@ fn over_time<DB: DrawingBackend>(
         )?
         .label("failed")
         .legend(|(x, y)| Cross::new((x + 8, y), 6, BLACK.stroke_width(2)));
-    chart
-        .configure_series_labels()
-        .label_font(label_style())
-        .background_style(WHITE.mix(0.9))
-        .border_style(BLACK)
-        .draw()?;
-    Ok(())
+    legend(&mut chart, SeriesLabelPosition::MiddleRight)
 }
 
 fn throughput<DB: DrawingBackend>(
