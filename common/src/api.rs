@@ -47,6 +47,9 @@ pub struct Resources {
 #[serde(rename_all = "camelCase")]
 pub struct FunctionStatus {
     pub name: String,
+    /// Always [`NAMESPACE`] in the gateway's answers (OpenFaaS's field).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub namespace: String,
     #[serde(default)]
     pub image: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -109,6 +112,27 @@ const RESERVED_LABELS: [&str; 6] = [
     "faas.secret",
 ];
 const RESERVED_PREFIXES: [&str; 1] = ["com.docker."];
+
+/// The one namespace this gateway has, as `GET /system/namespaces`
+/// answers it (OpenFaaS's clients list and pass namespaces).
+pub const NAMESPACE: &str = "faas";
+/// OpenFaaS's default function namespace: stack files and clients written
+/// for OpenFaaS name it, and mean the one namespace there is.
+pub const OPENFAAS_NAMESPACE: &str = "openfaas-fn";
+
+/// Whether `namespace` (from a `namespace` query parameter or a
+/// `name.namespace` call path) means this gateway's one namespace: empty,
+/// ours, or OpenFaaS's default.
+pub fn is_our_namespace(namespace: &str) -> bool {
+    namespace.is_empty() || namespace == NAMESPACE || namespace == OPENFAAS_NAMESPACE
+}
+
+/// `name` without the `.namespace` OpenFaaS's callers may append
+/// (`/function/hello.openfaas-fn`); `None` when it has none of ours.
+pub fn strip_namespace(name: &str) -> Option<&str> {
+    let (short, namespace) = name.rsplit_once('.')?;
+    (!short.is_empty() && !namespace.is_empty() && is_our_namespace(namespace)).then_some(short)
+}
 
 /// Whether a deployment may not set the label `key` (the gateway sets it,
 /// or Docker does).
@@ -417,6 +441,17 @@ pub struct CallbackRecord {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_call_path_may_name_our_namespace_and_no_other() {
+        assert_eq!(strip_namespace("hello.faas"), Some("hello"));
+        assert_eq!(strip_namespace("hello.openfaas-fn"), Some("hello"));
+        assert_eq!(strip_namespace("v1.2.faas"), Some("v1.2"));
+        assert_eq!(strip_namespace("hello.staging"), None);
+        assert_eq!(strip_namespace("hello"), None);
+        assert_eq!(strip_namespace(".faas"), None);
+        assert!(is_our_namespace("") && !is_our_namespace("kube-system"));
+    }
 
     #[test]
     fn a_status_becomes_a_deployment_without_the_gateways_own_labels() {

@@ -64,6 +64,33 @@ fn as_async_when_asked<B>(request: &mut hyper::Request<B>) {
     }
 }
 
+/// OpenFaaS's callers name a function in a namespace as `name.namespace`
+/// (`faas-cli invoke -n …`): with our one namespace, and no function
+/// deployed under the longer name, the call goes to `name`.
+fn without_namespace<B>(state: &AppState, request: &mut hyper::Request<B>) {
+    let path = request.uri().path();
+    let Some((prefix, rest)) = ["/function/", "/async-function/"]
+        .into_iter()
+        .find_map(|prefix| path.strip_prefix(prefix).map(|rest| (prefix, rest)))
+    else {
+        return;
+    };
+    let (name, tail) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    let Some(short) = faas_common::api::strip_namespace(name) else {
+        return;
+    };
+    if state.table.get(name).is_some() {
+        return;
+    }
+    let target = match request.uri().query() {
+        Some(query) => format!("{prefix}{short}{tail}?{query}"),
+        None => format!("{prefix}{short}{tail}"),
+    };
+    if let Ok(uri) = target.parse() {
+        *request.uri_mut() = uri;
+    }
+}
+
 /// One request: the gateway's credentials are checked (calls, with
 /// `auth_invoke`) and never passed on, then it goes to the forwarder or
 /// the router.
@@ -92,6 +119,7 @@ async fn handle(
         // sends them everywhere): still not the function's business.
         request.headers_mut().remove(http::header::AUTHORIZATION);
     }
+    without_namespace(&state, &mut request);
     as_async_when_asked(&mut request);
     if let Some(routed) = invoke::route_by_head(&request) {
         return Ok(invoke::call_by_head(state, peer, request, routed).await);

@@ -48,11 +48,44 @@ pub fn routes(state: Arc<AppState>) -> Router<Arc<AppState>> {
             "/system/secrets",
             get(secrets).post(create_secret).delete(remove_secret),
         )
+        .route("/system/namespaces", get(namespaces))
         .merge(crate::queue::api::system_routes())
+        .route_layer(axum::middleware::from_fn(in_our_namespace))
         .route_layer(axum::middleware::from_fn_with_state(
             state.credentials.clone(),
             crate::auth::require,
         ))
+}
+
+/// `GET /system/namespaces`: the one namespace there is, as OpenFaaS
+/// lists its namespaces (`faas-cli namespaces`).
+async fn namespaces() -> Response {
+    Json([faas_common::api::NAMESPACE]).into_response()
+}
+
+/// OpenFaaS's clients add `namespace=…` to the query of most `/system/*`
+/// calls: ours (or OpenFaaS's default, or none) is the one namespace there
+/// is; any other is a namespace this gateway does not have (404), never
+/// silently the same functions.
+async fn in_our_namespace(request: Request, next: axum::middleware::Next) -> Response {
+    #[derive(Deserialize)]
+    struct Namespace {
+        namespace: Option<String>,
+    }
+    let asked = Query::<Namespace>::try_from_uri(request.uri())
+        .ok()
+        .and_then(|Query(q)| q.namespace);
+    match asked {
+        Some(ns) if !faas_common::api::is_our_namespace(&ns) => text(
+            StatusCode::NOT_FOUND,
+            format_args!(
+                "namespace {ns:?} not found: this gateway has one, {:?} (also accepted as {:?} or left out)",
+                faas_common::api::NAMESPACE,
+                faas_common::api::OPENFAAS_NAMESPACE
+            ),
+        ),
+        _ => next.run(request).await,
+    }
 }
 
 /// A provider's failure as an answer: one line, the status that fits.

@@ -652,6 +652,68 @@ async fn info_names_the_process_provider_and_the_release() {
     );
 }
 
+/// What OpenFaaS's `faas-cli` sends with `-n`: `GET /system/namespaces`,
+/// `namespace=` on `/system/*` queries, `/function/name.namespace` for
+/// calls. Our one namespace (or OpenFaaS's default) is accepted, another
+/// is a namespace we do not have, never silently the same functions.
+#[tokio::test]
+async fn namespaces_are_listed_and_only_ours_is_accepted() {
+    let gw = Gateway::start(STACK, &[], &[]);
+    assert_eq!(
+        json_of(&api(&gw, "GET", "/system/namespaces", "").await),
+        json!(["faas"])
+    );
+    for ns in ["faas", "openfaas-fn", ""] {
+        let listed =
+            json_of(&api(&gw, "GET", &format!("/system/functions?namespace={ns}"), "").await);
+        assert_eq!(listed.as_array().unwrap().len(), 2, "{ns}: {listed}");
+        assert!(
+            listed
+                .as_array()
+                .unwrap()
+                .iter()
+                .all(|f| f["namespace"] == "faas")
+        );
+        let echo = json_of(
+            &api(
+                &gw,
+                "GET",
+                &format!("/system/function/echo?namespace={ns}"),
+                "",
+            )
+            .await,
+        );
+        assert_eq!(echo["name"], "echo");
+    }
+    for path in [
+        "/system/functions?namespace=staging",
+        "/system/function/echo?namespace=staging",
+        "/system/logs?name=echo&namespace=staging",
+        "/system/secrets?namespace=staging",
+    ] {
+        assert_answer(
+            &api(&gw, "GET", path, "").await,
+            StatusCode::NOT_FOUND,
+            "namespace \"staging\" not found",
+        );
+    }
+    // Calls: `name.namespace` is the function in our namespace.
+    for path in ["/function/echo.faas", "/function/echo.openfaas-fn/sub?x=1"] {
+        let reply = post(gw.addr, path, "namespaced").await;
+        assert_eq!(reply.status, StatusCode::OK, "{path}: {}", reply.text());
+        assert_eq!(reply.text(), "namespaced");
+    }
+    let queued = post(gw.addr, "/async-function/echo.faas", "later").await;
+    assert_eq!(queued.status, StatusCode::ACCEPTED, "{}", queued.text());
+    let elsewhere = post(gw.addr, "/function/echo.staging", "x").await;
+    assert_eq!(
+        elsewhere.status,
+        StatusCode::NOT_FOUND,
+        "{}",
+        elsewhere.text()
+    );
+}
+
 /// Allocates as many MiB as the body says.
 const HOG: &str =
     "import sys\nn = int(sys.stdin.read() or 1)\nblock = bytearray(n << 20)\nprint(len(block))\n";
@@ -1055,6 +1117,7 @@ const ROUTES: &[(&str, &str, &str, u16)] = &[
         202,
     ),
     ("GET", "/system/info", "", 200),
+    ("GET", "/system/namespaces", "", 200),
     ("GET", "/system/logs?name=authed", "", 200),
     (
         "POST",

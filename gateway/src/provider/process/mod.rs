@@ -319,6 +319,7 @@ impl Provider for ProcessProvider {
                 let d = &m.spec.deployment;
                 FunctionStatus {
                     name: d.service.clone(),
+                    namespace: faas_common::api::NAMESPACE.to_owned(),
                     image: d.image.clone(),
                     env_process: d.env_process.clone(),
                     env_vars: d.env_vars.clone(),

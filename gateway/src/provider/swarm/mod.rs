@@ -897,6 +897,7 @@ fn status_of(name: &str, service: &Service, available: u64) -> FunctionStatus {
     let (limits, requests) = spec::resources_back(task.resources.as_ref());
     FunctionStatus {
         name: name.to_owned(),
+        namespace: faas_common::api::NAMESPACE.to_owned(),
         image: container
             .image
             .unwrap_or_default()
