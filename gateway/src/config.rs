@@ -252,6 +252,37 @@ pub struct Config {
     #[arg(long, env = "callback_timeout", default_value = "10s", value_parser = duration)]
     pub callback_timeout: Duration,
 
+    /// UDP port of the CoAP endpoint (`coap://host/{name}`); `off` or -1:
+    /// none; 0: any free port.
+    #[arg(long, env = "coap_port", default_value = "5683", value_parser = port_or_off,
+          allow_negative_numbers = true)]
+    pub coap_port: MaybePort,
+
+    /// Largest CoAP request or response payload (block-wise, RFC 7959;
+    /// then 4.13, or 5.00 for a function's answer).
+    #[arg(long, env = "coap_max_body", default_value = "1m", value_parser = bytes)]
+    pub coap_max_body: u64,
+
+    /// CoAP calls running at once; more are answered 5.03 with Max-Age 1.
+    #[arg(long, env = "coap_max_inflight", default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..))]
+    pub coap_max_inflight: u32,
+
+    /// CoAP exchanges remembered so a retransmitted request is answered
+    /// again, not run again (oldest forgotten first; each at most one
+    /// datagram).
+    #[arg(long, env = "coap_exchanges", default_value_t = 16384, value_parser = clap::value_parser!(u32).range(16..))]
+    pub coap_exchanges: u32,
+
+    /// Block-wise transfers (a payload arriving or leaving in blocks) open
+    /// at once; more are answered 5.03.
+    #[arg(long, env = "coap_max_transfers", default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..))]
+    pub coap_max_transfers: u32,
+
+    /// How long a confirmable CoAP call may run before its request is
+    /// acknowledged empty and the answer sent separately (RFC 7252 5.2.2).
+    #[arg(long, env = "coap_ack_delay", default_value = "1s", value_parser = duration)]
+    pub coap_ack_delay: Duration,
+
     /// Exit 0 if the local gateway's /healthz answers 200, else 1 (for
     /// Docker's HEALTHCHECK).
     #[arg(long)]
@@ -311,6 +342,21 @@ fn registry(v: &str) -> Result<String, String> {
     }
 }
 
+/// A port a listener may have, or `None`: switched off.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MaybePort(pub Option<u16>);
+
+/// A port, or `off` / `-1` for none.
+fn port_or_off(v: &str) -> Result<MaybePort, String> {
+    match v.trim() {
+        "off" | "-1" | "false" | "none" => Ok(MaybePort(None)),
+        port => port
+            .parse::<u16>()
+            .map(|p| MaybePort(Some(p)))
+            .map_err(|_| format!("{v:?} is not a port (0-65535) or off")),
+    }
+}
+
 fn bytes(v: &str) -> Result<u64, String> {
     faas_common::parse::parse_bytes(v)
 }
@@ -349,6 +395,13 @@ mod tests {
         assert_eq!(c.scale_down_window, Duration::from_secs(60));
         assert_eq!(c.scale_zero_after, Duration::from_secs(300));
         assert_eq!(c.scale_from_zero_wait, Duration::from_secs(30));
+        assert_eq!(c.coap_port, MaybePort(Some(5683)));
+        for off in ["off", "-1"] {
+            let c = Config::try_parse_from(["gateway", "--coap-port", off]).unwrap();
+            assert_eq!(c.coap_port, MaybePort(None), "{off}");
+        }
+        let err = Config::try_parse_from(["gateway", "--coap-port", "70000"]).unwrap_err();
+        assert!(err.to_string().contains("--coap-port"), "{err}");
         let c =
             Config::try_parse_from(["gateway", "--auth-invoke", "--autoscale", "false"]).unwrap();
         assert!(c.auth_invoke);

@@ -80,6 +80,18 @@ impl Stream {
     }
 }
 
+impl From<Incoming> for Stream {
+    fn from(body: Incoming) -> Stream {
+        Stream::Incoming(body)
+    }
+}
+
+impl From<Body> for Stream {
+    fn from(body: Body) -> Stream {
+        Stream::Boxed(body)
+    }
+}
+
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 impl ForwardBody {

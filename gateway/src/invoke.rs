@@ -14,7 +14,6 @@ use std::sync::Arc;
 use axum::extract::{ConnectInfo, Request, State};
 use axum::response::Response;
 use http::StatusCode;
-use hyper::body::Incoming;
 
 use crate::app::AppState;
 use crate::forward::{CallBody, Stream};
@@ -42,10 +41,10 @@ pub fn route_by_head<B>(
 }
 
 /// The fast path for calls routed by path or header.
-pub async fn call_by_head(
+pub async fn call_by_head<B: Into<Stream>>(
     state: Arc<AppState>,
     peer: SocketAddr,
-    request: http::Request<Incoming>,
+    request: http::Request<B>,
     routed: Result<(String, String), RouteError>,
 ) -> Response {
     match routed {
@@ -55,7 +54,7 @@ pub async fn call_by_head(
                 &state,
                 &name,
                 parts,
-                CallBody::Stream(Stream::Incoming(body)),
+                CallBody::Stream(body.into()),
                 &forwarded,
                 peer,
             )

@@ -8,6 +8,7 @@ pub mod app;
 pub mod auth;
 pub mod body;
 pub mod build;
+pub mod coap;
 pub mod config;
 pub mod forward;
 pub mod functions;
@@ -49,6 +50,13 @@ pub enum RunError {
     Queue(#[from] queue::store::StoreError),
     #[error("{0}")]
     Io(#[from] std::io::Error),
+    #[error("cannot listen on {what} {addr} ({flag}): {error}")]
+    Listen {
+        what: &'static str,
+        addr: std::net::SocketAddr,
+        flag: &'static str,
+        error: std::io::Error,
+    },
 }
 
 /// Says who may use the API, once, at start: loudly when nobody needs
@@ -160,25 +168,50 @@ pub async fn run(
         buffered: body::Budget::new(config.max_buffered, buffered_gauge),
         builds: build::Builds::new(config.max_builds, &state_dir),
     });
+    let front = server::Front::new(state);
+    let coap = match config.coap_port.0 {
+        Some(port) => {
+            let addr = std::net::SocketAddr::new(config.bind_address, port);
+            let socket =
+                tokio::net::UdpSocket::bind(addr)
+                    .await
+                    .map_err(|error| RunError::Listen {
+                        what: "udp",
+                        addr,
+                        flag: "--coap-port",
+                        error,
+                    })?;
+            Some(coap::Endpoint::new(
+                socket,
+                front.clone(),
+                coap::Limits::of(&config),
+            ))
+        }
+        None => None,
+    };
+    let coap_addr = match &coap {
+        Some(endpoint) => endpoint.local_addr()?.to_string(),
+        None => "off".to_owned(),
+    };
     tracing::info!(
         addr = %listener.local_addr()?,
+        coap = %coap_addr,
         provider = provider.name(),
         functions = ?table.names(),
         "listening"
     );
     let (stop, stopped) = faas_common::shutdown::channel();
+    let coap = coap.map(|endpoint| tokio::spawn(endpoint.serve(stopped.clone())));
     let dispatcher = tokio::spawn(dispatcher.run(stopped.clone(), config.upstream_timeout));
     let scaling = tokio::spawn(scaler.run(stopped.clone()));
-    let serving = tokio::spawn(server::serve(
-        listener,
-        state.clone(),
-        routes::router(state),
-        stopped,
-    ));
+    let serving = tokio::spawn(server::serve(listener, front, stopped));
     shutdown.await;
     tracing::info!("shutting down: finishing in-flight calls");
     stop.fire();
     let _ = serving.await;
+    if let Some(coap) = coap {
+        let _ = coap.await;
+    }
     let _ = dispatcher.await;
     let _ = scaling.await;
     provider.shutdown().await;

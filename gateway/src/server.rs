@@ -11,6 +11,7 @@ use std::sync::Arc;
 use axum::Router;
 use axum::extract::ConnectInfo;
 use axum::response::Response;
+use bytes::Bytes;
 use faas_common::serve::Limits;
 use faas_common::shutdown::Shutdown;
 use hyper::body::Incoming;
@@ -19,25 +20,51 @@ use tokio::net::TcpListener;
 use tower::ServiceExt;
 
 use crate::app::AppState;
+use crate::forward::Stream;
 use crate::{invoke, routing};
+
+/// What every front end (HTTP, CoAP, gRPC) hands its requests to: one
+/// place for credentials, routing, the async queue, metrics and scaling,
+/// whatever protocol a call arrived by.
+#[derive(Clone)]
+pub struct Front {
+    pub state: Arc<AppState>,
+    router: Router,
+}
+
+impl Front {
+    pub fn new(state: Arc<AppState>) -> Front {
+        let router = crate::routes::router(state.clone());
+        Front { state, router }
+    }
+
+    /// One request as if it had come over HTTP from `peer`.
+    pub async fn call<B>(&self, peer: SocketAddr, request: hyper::Request<B>) -> Response
+    where
+        B: Into<Stream> + http_body::Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<axum::BoxError>,
+    {
+        handle(self.state.clone(), self.router.clone(), peer, request)
+            .await
+            .unwrap_or_else(|never| match never {})
+    }
+}
 
 /// Serves until `shutdown`, then waits for open connections to finish
 /// their in-flight requests. Calls routed by path or header go straight to
-/// the forwarder; everything else through `router`.
-pub async fn serve(
-    listener: TcpListener,
-    state: Arc<AppState>,
-    router: Router,
-    shutdown: Shutdown,
-) {
+/// the forwarder; everything else through the router.
+pub async fn serve(listener: TcpListener, front: Front, shutdown: Shutdown) {
     let limits = Limits {
-        header_read: state.config.read_timeout,
+        header_read: front.state.config.read_timeout,
         write: None,
-        max_connections: Some(state.config.max_connections as usize),
+        max_connections: Some(front.state.config.max_connections as usize),
     };
     let make = move |peer| {
-        let (state, router) = (state.clone(), router.clone());
-        service_fn(move |request| handle(state.clone(), router.clone(), peer, request))
+        let front = front.clone();
+        service_fn(move |request: hyper::Request<Incoming>| {
+            let front = front.clone();
+            async move { Ok::<_, Infallible>(front.call(peer, request).await) }
+        })
     };
     faas_common::serve::serve(listener, limits, make, shutdown).await;
 }
@@ -94,12 +121,16 @@ fn without_namespace<B>(state: &AppState, request: &mut hyper::Request<B>) {
 /// One request: the gateway's credentials are checked (calls, with
 /// `auth_invoke`) and never passed on, then it goes to the forwarder or
 /// the router.
-async fn handle(
+async fn handle<B>(
     state: Arc<AppState>,
     router: Router,
     peer: SocketAddr,
-    mut request: hyper::Request<Incoming>,
-) -> Result<Response, Infallible> {
+    mut request: hyper::Request<B>,
+) -> Result<Response, Infallible>
+where
+    B: Into<Stream> + http_body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<axum::BoxError>,
+{
     let call = routing::is_call_path(request.uri().path());
     if state.config.auth_invoke && state.credentials.is_some() && call {
         if !crate::auth::allowed(state.credentials.as_deref(), request.headers()) {

@@ -849,7 +849,14 @@ impl QuietGateway {
             .unwrap()
             .port();
         let child = Command::new(BIN)
-            .args(["--provider", "process", "--bind-address", "127.0.0.1"])
+            .args([
+                "--provider",
+                "process",
+                "--bind-address",
+                "127.0.0.1",
+                "--coap-port",
+                "0",
+            ])
             .args(["--port", &port.to_string()])
             .args(["--auth", "none", "--state-dir"])
             .arg(dir.path().join("state"))

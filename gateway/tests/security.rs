@@ -272,7 +272,16 @@ async fn an_open_api_is_an_explicit_and_loud_choice() {
 
     let state = tempfile::tempdir().unwrap();
     let output = Command::new(BIN)
-        .args(["--provider", "process", "--port", "0", "--auth", "none"])
+        .args([
+            "--provider",
+            "process",
+            "--port",
+            "0",
+            "--coap-port",
+            "0",
+            "--auth",
+            "none",
+        ])
         .arg("--state-dir")
         .arg(state.path())
         .env_clear()
@@ -998,7 +1007,7 @@ async fn state_lives_in_a_private_directory() {
     std::fs::create_dir(&loose).unwrap();
     std::fs::set_permissions(&loose, std::os::unix::fs::PermissionsExt::from_mode(0o777)).unwrap();
     let output = Command::new(BIN)
-        .args(["--provider", "process", "--port", "0"])
+        .args(["--provider", "process", "--port", "0", "--coap-port", "0"])
         .arg("--state-dir")
         .arg(&loose)
         .env_clear()

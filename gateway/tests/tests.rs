@@ -5,6 +5,7 @@
 mod api;
 mod async_calls;
 mod autoscaling;
+mod coap;
 mod forwarding;
 mod retry;
 mod routing;

@@ -8,15 +8,17 @@ use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-/// The gateway's flags for a test: the process provider on an ephemeral
-/// loopback port.
-pub const LOCAL_GATEWAY: [&str; 6] = [
+/// The gateway's flags for a test: the process provider on ephemeral
+/// loopback ports (HTTP and CoAP), so tests run side by side.
+pub const LOCAL_GATEWAY: [&str; 8] = [
     "--provider",
     "process",
     "--port",
     "0",
     "--bind-address",
     "127.0.0.1",
+    "--coap-port",
+    "0",
 ];
 
 /// Everything a started binary wrote to stderr, kept as it arrives.

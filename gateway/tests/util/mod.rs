@@ -18,6 +18,8 @@ pub const BIN: &str = env!("CARGO_BIN_EXE_gateway");
 pub struct Gateway {
     child: Child,
     pub addr: SocketAddr,
+    /// The CoAP endpoint (UDP), unless `--coap-port off`.
+    pub coap: Option<SocketAddr>,
     pub dir: tempfile::TempDir,
     log: Log,
     /// What it was started with, for [`Gateway::restart`].
@@ -53,10 +55,11 @@ impl Gateway {
             .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
             .collect();
         let log = Log::default();
-        let (child, addr) = launch(dir.path(), &flags, &env, &log);
+        let (child, addr, coap) = launch(dir.path(), &flags, &env, &log);
         Gateway {
             child,
             addr,
+            coap,
             dir,
             log,
             flags,
@@ -70,9 +73,10 @@ impl Gateway {
     pub fn restart(&mut self) {
         self.kill();
         self.log.note("---- restarted ----");
-        let (child, addr) = launch(self.dir.path(), &self.flags, &self.env, &self.log);
+        let (child, addr, coap) = launch(self.dir.path(), &self.flags, &self.env, &self.log);
         self.child = child;
         self.addr = addr;
+        self.coap = coap;
     }
 
     /// SIGKILL, and waits until it is gone (its functions get SIGTERM from
@@ -123,7 +127,7 @@ fn launch(
     flags: &[String],
     env: &[(String, String)],
     log: &Log,
-) -> (Child, SocketAddr) {
+) -> (Child, SocketAddr, Option<SocketAddr>) {
     // Tests that do not set up authentication (credentials or `--auth`)
     // choose an open API, as an operator would, explicitly.
     let configures_auth = flags.iter().any(|f| {
@@ -155,5 +159,9 @@ fn launch(
         .envs(env.iter().map(|(k, v)| (k, v)));
     let (child, line) = start_until(cmd, "gateway: listening", Duration::from_secs(30), log);
     let addr: SocketAddr = field(&line, "addr=").parse().unwrap();
-    (child, SocketAddr::from(([127, 0, 0, 1], addr.port())))
+    let coap = field(&line, "coap=")
+        .parse::<SocketAddr>()
+        .ok()
+        .map(|coap| SocketAddr::from(([127, 0, 0, 1], coap.port())));
+    (child, SocketAddr::from(([127, 0, 0, 1], addr.port())), coap)
 }
