@@ -624,12 +624,15 @@ ensure_registry() {
 
 # The notebook client's tests (clients/python): installed with pip into a
 # venv of its own (with pandas, so the DataFrame path runs too), run with
-# pytest against the debug binaries `cargo test` has just built.
+# pytest against the debug binaries `cargo test` has just built. The same
+# venv holds the protocol clients other tests drive: aiocoap's
+# aiocoap-client (FAAS_AIOCOAP_CLIENT).
 python_client_tests() {
     local venv=$ROOT/target/python-client
-    log "the Python client: pip install ./clients/python pandas pytest (venv), pytest"
+    log "the Python client: pip install ./clients/python pandas pytest aiocoap (venv), pytest"
     [[ -x $venv/bin/python ]] || python3 -m venv "$venv"
-    "$venv/bin/python" -m pip install --quiet --disable-pip-version-check --upgrade pytest pandas "$ROOT/clients/python"
+    "$venv/bin/python" -m pip install --quiet --disable-pip-version-check --upgrade pytest pandas aiocoap "$ROOT/clients/python"
+    export FAAS_AIOCOAP_CLIENT=$venv/bin/aiocoap-client
     (
         cd "$ROOT"
         FAAS_GATEWAY_BIN=$ROOT/target/debug/gateway FAAS_CLI=$ROOT/target/debug/faas \
@@ -650,7 +653,7 @@ cmd_test() {
     # Then, on purpose, the tests marked #[ignore = "needs Docker …"]: the
     # Swarm stack and the Docker image. Apart, so they never share the two
     # cores with the process tests (they time deploys and count lost calls).
-    log "cargo test --workspace -- --ignored (Docker and Swarm)"
+    log "cargo test --workspace -- --ignored (Docker, Swarm and the Python protocol clients)"
     cargo test --workspace --locked -- --ignored
 }
 

@@ -390,3 +390,75 @@ async fn with_auth_invoke_coap_calls_are_refused_as_http_calls_are() {
     );
     assert!(started.elapsed() < Duration::from_secs(30));
 }
+
+/// aiocoap's command-line client (from PyPI, as an IoT developer would
+/// use it): `./build.sh test` installs it into `target/python-client`, or
+/// `FAAS_AIOCOAP_CLIENT` names it.
+fn aiocoap_client() -> std::path::PathBuf {
+    let path = std::env::var_os("FAAS_AIOCOAP_CLIENT")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| {
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("../target/python-client/bin/aiocoap-client")
+        });
+    assert!(
+        path.exists(),
+        "no aiocoap-client at {}: run ./build.sh test (it pip-installs aiocoap into target/python-client) or set FAAS_AIOCOAP_CLIENT",
+        path.display()
+    );
+    path
+}
+
+fn aiocoap(args: &[&str]) -> (bool, String) {
+    let output = std::process::Command::new(aiocoap_client())
+        .args(args)
+        .output()
+        .unwrap();
+    let mut text = String::from_utf8_lossy(&output.stdout).into_owned();
+    text.push_str(&String::from_utf8_lossy(&output.stderr));
+    (output.status.success(), text)
+}
+
+#[tokio::test]
+#[ignore = "needs aiocoap-client from PyPI: ./build.sh test installs it into target/python-client"]
+async fn aiocoaps_client_calls_functions_in_one_message_or_in_blocks() {
+    let (gw, coap) = start(&[]);
+    let echo = url(coap, "echo");
+    let (ok, out) = aiocoap(&["-m", "POST", "--payload", "hello from aiocoap", &echo]);
+    assert!(ok, "{out}");
+    assert_eq!(out, "hello from aiocoap");
+    let (ok, out) = aiocoap(&["--non", "-m", "POST", "--payload", "non", &echo]);
+    assert!(ok, "{out}");
+    assert_eq!(out, "non");
+
+    // 64 KiB of text: block-wise up and down.
+    let big: String = (0..64 * 1024u32)
+        .map(|i| char::from(b'a' + (i % 26) as u8))
+        .collect();
+    let file = gw.dir.path().join("big.txt");
+    std::fs::write(&file, &big).unwrap();
+    let (ok, out) = aiocoap(&[
+        "-m",
+        "POST",
+        "--payload",
+        &format!("@{}", file.display()),
+        &echo,
+    ]);
+    assert!(ok, "{}", &out[..out.len().min(500)]);
+    assert_eq!(out.len(), big.len());
+    assert!(out == big, "the echo differs");
+
+    let (ok, out) = aiocoap(&["-m", "POST", "--payload", "x", &url(coap, "nobody")]);
+    assert!(
+        !ok && out.contains("4.04") && out.contains("not found"),
+        "{out}"
+    );
+    let (ok, out) = aiocoap(&[
+        "-m",
+        "POST",
+        "--payload",
+        "later",
+        &url(coap, "async-function/echo"),
+    ]);
+    assert!(ok && out.contains("\"queued\""), "{out}");
+}

@@ -211,6 +211,43 @@ async fn a_new_service_is_routable_and_a_removed_one_404s_within_2s() {
     );
 }
 
+/// The stack publishes CoAP (UDP 5683, or `FAAS_GATEWAY_COAP`): a
+/// function on the Swarm answers a CoAP POST, in blocks when it is large.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs Docker Swarm: ./build.sh up"]
+async fn a_function_on_the_swarm_answers_over_coap() {
+    let swarm = Swarm::connect();
+    let service = swarm.create_service("coap", &[]);
+    let name = service.name.clone();
+    swarm.wait_replicas(&name, 1).await;
+    let host = swarm
+        .gateway
+        .trim_start_matches("http://")
+        .split([':', '/'])
+        .next()
+        .unwrap()
+        .to_owned();
+    let coap = std::env::var("FAAS_GATEWAY_COAP").unwrap_or_else(|_| format!("{host}:5683"));
+    let body: Vec<u8> = (0..4096u32).map(|i| b'a' + (i % 26) as u8).collect();
+    let answer = coap::UdpCoAPClient::post(&format!("coap://{coap}/{name}"), body.clone())
+        .await
+        .unwrap_or_else(|e| panic!("no CoAP answer from {coap} (is 5683/udp published?): {e}"));
+    assert_eq!(
+        answer.message.header.code,
+        coap_lite::MessageClass::Response(coap_lite::ResponseType::Content),
+        "{}",
+        String::from_utf8_lossy(&answer.message.payload)
+    );
+    assert!(answer.message.payload == body, "the echo differs");
+    let unknown = coap::UdpCoAPClient::post(&format!("coap://{coap}/{name}-none"), vec![])
+        .await
+        .unwrap();
+    assert_eq!(
+        unknown.message.header.code,
+        coap_lite::MessageClass::Response(coap_lite::ResponseType::NotFound)
+    );
+}
+
 /// With 3 replicas, each serves at least 20% of 300 calls.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs Docker Swarm: ./build.sh up"]
