@@ -626,13 +626,14 @@ ensure_registry() {
 # venv of its own (with pandas, so the DataFrame path runs too), run with
 # pytest against the debug binaries `cargo test` has just built. The same
 # venv holds the protocol clients other tests drive: aiocoap's
-# aiocoap-client (FAAS_AIOCOAP_CLIENT).
+# aiocoap-client (FAAS_AIOCOAP_CLIENT), grpcio and grpcio-tools (FAAS_PYTHON).
 python_client_tests() {
     local venv=$ROOT/target/python-client
-    log "the Python client: pip install ./clients/python pandas pytest aiocoap (venv), pytest"
+    log "the Python client: pip install ./clients/python pandas pytest aiocoap grpcio grpcio-tools (venv), pytest"
     [[ -x $venv/bin/python ]] || python3 -m venv "$venv"
-    "$venv/bin/python" -m pip install --quiet --disable-pip-version-check --upgrade pytest pandas aiocoap "$ROOT/clients/python"
-    export FAAS_AIOCOAP_CLIENT=$venv/bin/aiocoap-client
+    "$venv/bin/python" -m pip install --quiet --disable-pip-version-check --upgrade \
+        pytest pandas aiocoap grpcio grpcio-tools "$ROOT/clients/python"
+    export FAAS_AIOCOAP_CLIENT=$venv/bin/aiocoap-client FAAS_PYTHON=$venv/bin/python
     (
         cd "$ROOT"
         FAAS_GATEWAY_BIN=$ROOT/target/debug/gateway FAAS_CLI=$ROOT/target/debug/faas \

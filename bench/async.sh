@@ -64,7 +64,7 @@ else
 fi
 chmod +x "$OUT/cat.sh"
 
-GW_CMD=(env coap_port=off RUST_LOG=warn PATH="$BIN:$PATH" "$BIN/gateway" --provider process -f "$OUT/stack.yml"
+GW_CMD=(env coap_port=off grpc_port=off RUST_LOG=warn PATH="$BIN:$PATH" "$BIN/gateway" --provider process -f "$OUT/stack.yml"
     --port "$PORT" --bind-address 127.0.0.1 --queue-path "$OUT/queue.redb" --state-dir "$OUT/state")
 log "${GW_CMD[*]}"
 "${GW_CMD[@]}" >"$OUT/gateway.log" 2>&1 &

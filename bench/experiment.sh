@@ -115,7 +115,7 @@ functions:
     labels:
       faas.scale.max: "1"
 EOF
-env coap_port=off RUST_LOG=warn TMPDIR="$OUT/gateway/tmp" "$BIN/gateway" --provider process -f "$OUT/gateway/stack.yml" \
+env coap_port=off grpc_port=off RUST_LOG=warn TMPDIR="$OUT/gateway/tmp" "$BIN/gateway" --provider process -f "$OUT/gateway/stack.yml" \
     --port "$GW_PORT" --bind-address 127.0.0.1 --auth none --state-dir "$OUT/gateway/state" >"$OUT/gateway/log" 2>&1 &
 PIDS+=($!)
 answers "$GW_URL/function/trivial" "<p>x</p>" || die "the gateway's function did not answer: $OUT/gateway/log"

@@ -496,7 +496,7 @@ functions:
       faas.scale.max: "1"
 EOF
 port_free "$P_GW" || die "port $P_GW is in use (set BENCH_PORT_BASE)"
-GW_CMD=(env coap_port=off RUST_LOG=warn "TMPDIR=$OUT/tmp/gateway" "$GATEWAY" --provider process -f "$GW_STACK"
+GW_CMD=(env coap_port=off grpc_port=off RUST_LOG=warn "TMPDIR=$OUT/tmp/gateway" "$GATEWAY" --provider process -f "$GW_STACK"
     --port "$P_GW" --bind-address 127.0.0.1 --state-dir "$OUT/tmp/gateway-state")
 record_cmd "server gateway" "${GW_CMD[@]}"
 "${GW_CMD[@]}" >"$OUT/logs/gateway.log" 2>&1 &

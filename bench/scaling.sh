@@ -101,7 +101,7 @@ functions:
       faas.scale.zero: "true"
       faas.scale.zero-after: "1s"
 EOF
-GW_CMD=(env coap_port=off RUST_LOG=info PATH="$BIN:$PATH" "$BIN/gateway" --provider process -f "$OUT/stack.yml"
+GW_CMD=(env coap_port=off grpc_port=off RUST_LOG=info PATH="$BIN:$PATH" "$BIN/gateway" --provider process -f "$OUT/stack.yml"
     --port "$PORT" --bind-address 127.0.0.1 --queue-path "$OUT/queue.redb"
     --state-dir "$OUT/state" --auth none) # loopback only; it reads /system/function
 echo "${GW_CMD[*]}" >"$OUT/commands.log"

@@ -122,7 +122,7 @@ up_trial() {
 
 # ---- 1a. process provider ------------------------------------------------
 
-GW_CMD=(env coap_port=off RUST_LOG=info PATH="$BIN:$PATH" "$BIN/gateway" --provider process
+GW_CMD=(env coap_port=off grpc_port=off RUST_LOG=info PATH="$BIN:$PATH" "$BIN/gateway" --provider process
     --port "$PORT" --bind-address 127.0.0.1 --queue-path "$OUT/queue.redb"
     --state-dir "$OUT/state" --auth none) # loopback only
 echo "${GW_CMD[*]}" >"$OUT/commands.log"

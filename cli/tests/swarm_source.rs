@@ -273,6 +273,8 @@ fn with_a_registry_images_are_pushed_and_deployed_by_digest() {
         "127.0.0.1",
         "--coap-port",
         "0",
+        "--grpc-port",
+        "0",
     ])
     .env_clear()
     .env("PATH", std::env::var("PATH").unwrap_or_default())

@@ -283,6 +283,21 @@ pub struct Config {
     #[arg(long, env = "coap_ack_delay", default_value = "1s", value_parser = duration)]
     pub coap_ack_delay: Duration,
 
+    /// TCP port of the gRPC endpoint (tinyFaaS's service and ours);
+    /// `off` or -1: none; 0: any free port.
+    #[arg(long, env = "grpc_port", default_value = "9000", value_parser = port_or_off,
+          allow_negative_numbers = true)]
+    pub grpc_port: MaybePort,
+
+    /// Largest gRPC request message, and largest answer a unary gRPC call
+    /// returns (then RESOURCE_EXHAUSTED; CallStream streams any size).
+    #[arg(long, env = "grpc_max_body", default_value = "4m", value_parser = bytes)]
+    pub grpc_max_body: u64,
+
+    /// gRPC calls in flight on one connection (HTTP/2 streams); more wait.
+    #[arg(long, env = "grpc_max_streams", default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..))]
+    pub grpc_max_streams: u32,
+
     /// Exit 0 if the local gateway's /healthz answers 200, else 1 (for
     /// Docker's HEALTHCHECK).
     #[arg(long)]
@@ -396,6 +411,7 @@ mod tests {
         assert_eq!(c.scale_zero_after, Duration::from_secs(300));
         assert_eq!(c.scale_from_zero_wait, Duration::from_secs(30));
         assert_eq!(c.coap_port, MaybePort(Some(5683)));
+        assert_eq!(c.grpc_port, MaybePort(Some(9000)));
         for off in ["off", "-1"] {
             let c = Config::try_parse_from(["gateway", "--coap-port", off]).unwrap();
             assert_eq!(c.coap_port, MaybePort(None), "{off}");

@@ -12,6 +12,7 @@ pub mod coap;
 pub mod config;
 pub mod forward;
 pub mod functions;
+pub mod grpc;
 pub mod invoke;
 pub mod metrics;
 pub mod provider;
@@ -189,6 +190,26 @@ pub async fn run(
         }
         None => None,
     };
+    let grpc = match config.grpc_port.0 {
+        Some(port) => {
+            let addr = std::net::SocketAddr::new(config.bind_address, port);
+            Some(
+                TcpListener::bind(addr)
+                    .await
+                    .map_err(|error| RunError::Listen {
+                        what: "tcp",
+                        addr,
+                        flag: "--grpc-port",
+                        error,
+                    })?,
+            )
+        }
+        None => None,
+    };
+    let grpc_addr = match &grpc {
+        Some(listener) => listener.local_addr()?.to_string(),
+        None => "off".to_owned(),
+    };
     let coap_addr = match &coap {
         Some(endpoint) => endpoint.local_addr()?.to_string(),
         None => "off".to_owned(),
@@ -196,12 +217,21 @@ pub async fn run(
     tracing::info!(
         addr = %listener.local_addr()?,
         coap = %coap_addr,
+        grpc = %grpc_addr,
         provider = provider.name(),
         functions = ?table.names(),
         "listening"
     );
     let (stop, stopped) = faas_common::shutdown::channel();
     let coap = coap.map(|endpoint| tokio::spawn(endpoint.serve(stopped.clone())));
+    let grpc = grpc.map(|listener| {
+        tokio::spawn(grpc::serve(
+            listener,
+            front.clone(),
+            grpc::Limits::of(&config),
+            stopped.clone(),
+        ))
+    });
     let dispatcher = tokio::spawn(dispatcher.run(stopped.clone(), config.upstream_timeout));
     let scaling = tokio::spawn(scaler.run(stopped.clone()));
     let serving = tokio::spawn(server::serve(listener, front, stopped));
@@ -211,6 +241,9 @@ pub async fn run(
     let _ = serving.await;
     if let Some(coap) = coap {
         let _ = coap.await;
+    }
+    if let Some(grpc) = grpc {
+        let _ = grpc.await;
     }
     let _ = dispatcher.await;
     let _ = scaling.await;

@@ -5,10 +5,17 @@ use axum::body::Body;
 use http::header::{self, HeaderValue};
 use http::{Response, StatusCode};
 
+/// Marks an answer the gateway made itself (not a function's), in the
+/// response's extensions: never sent, so no function can forge it. The
+/// gRPC endpoint answers these as gRPC status codes.
+#[derive(Debug, Clone, Copy)]
+pub struct GatewayAnswer;
+
 /// A one-line, plain-text answer from the gateway itself.
 pub fn text(status: StatusCode, message: impl std::fmt::Display) -> Response<Body> {
     let mut response = Response::new(Body::from(format!("{message}\n")));
     *response.status_mut() = status;
+    response.extensions_mut().insert(GatewayAnswer);
     response.headers_mut().insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("text/plain; charset=utf-8"),

@@ -856,6 +856,8 @@ impl QuietGateway {
                 "127.0.0.1",
                 "--coap-port",
                 "0",
+                "--grpc-port",
+                "0",
             ])
             .args(["--port", &port.to_string()])
             .args(["--auth", "none", "--state-dir"])

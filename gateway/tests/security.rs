@@ -279,6 +279,8 @@ async fn an_open_api_is_an_explicit_and_loud_choice() {
             "0",
             "--coap-port",
             "0",
+            "--grpc-port",
+            "0",
             "--auth",
             "none",
         ])
@@ -1007,7 +1009,16 @@ async fn state_lives_in_a_private_directory() {
     std::fs::create_dir(&loose).unwrap();
     std::fs::set_permissions(&loose, std::os::unix::fs::PermissionsExt::from_mode(0o777)).unwrap();
     let output = Command::new(BIN)
-        .args(["--provider", "process", "--port", "0", "--coap-port", "0"])
+        .args([
+            "--provider",
+            "process",
+            "--port",
+            "0",
+            "--coap-port",
+            "0",
+            "--grpc-port",
+            "0",
+        ])
         .arg("--state-dir")
         .arg(&loose)
         .env_clear()

@@ -248,6 +248,54 @@ async fn a_function_on_the_swarm_answers_over_coap() {
     );
 }
 
+/// The stack publishes gRPC (TCP 9000, or `FAAS_GATEWAY_GRPC`): a
+/// function on the Swarm answers tinyFaaS's `Request` and our `Call`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs Docker Swarm: ./build.sh up"]
+async fn a_function_on_the_swarm_answers_over_grpc() {
+    use gateway::grpc::pb::faas::CallRequest;
+    use gateway::grpc::pb::faas::functions_client::FunctionsClient;
+    use gateway::grpc::pb::tinyfaas::Data;
+    use gateway::grpc::pb::tinyfaas::tiny_faa_s_client::TinyFaaSClient;
+
+    let swarm = Swarm::connect();
+    let service = swarm.create_service("grpc", &[]);
+    let name = service.name.clone();
+    swarm.wait_replicas(&name, 1).await;
+    let host = swarm
+        .gateway
+        .trim_start_matches("http://")
+        .split([':', '/'])
+        .next()
+        .unwrap()
+        .to_owned();
+    let grpc = std::env::var("FAAS_GATEWAY_GRPC").unwrap_or_else(|_| format!("{host}:9000"));
+    let channel = tonic::transport::Channel::from_shared(format!("http://{grpc}"))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap_or_else(|e| panic!("no gRPC at {grpc} (is 9000 published?): {e}"));
+    let answer = TinyFaaSClient::new(channel.clone())
+        .request(Data {
+            function_identifier: name.clone(),
+            data: "tinyfaas on swarm".into(),
+        })
+        .await
+        .unwrap();
+    assert_eq!(answer.get_ref().response, "tinyfaas on swarm");
+    let bytes: Vec<u8> = (0..=255u8).collect();
+    let reply = FunctionsClient::new(channel)
+        .call(CallRequest {
+            function: name,
+            body: bytes.clone(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!((reply.status, reply.body), (200, bytes));
+}
+
 /// With 3 replicas, each serves at least 20% of 300 calls.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs Docker Swarm: ./build.sh up"]

@@ -7,6 +7,7 @@ mod async_calls;
 mod autoscaling;
 mod coap;
 mod forwarding;
+mod grpc;
 mod retry;
 mod routing;
 mod security;

@@ -9,8 +9,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// The gateway's flags for a test: the process provider on ephemeral
-/// loopback ports (HTTP and CoAP), so tests run side by side.
-pub const LOCAL_GATEWAY: [&str; 8] = [
+/// loopback ports (HTTP, CoAP, gRPC), so tests run side by side.
+pub const LOCAL_GATEWAY: [&str; 10] = [
     "--provider",
     "process",
     "--port",
@@ -18,6 +18,8 @@ pub const LOCAL_GATEWAY: [&str; 8] = [
     "--bind-address",
     "127.0.0.1",
     "--coap-port",
+    "0",
+    "--grpc-port",
     "0",
 ];
 

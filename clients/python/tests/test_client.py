@@ -71,7 +71,7 @@ class LocalGateway:
             environment["auth"] = "none"
         environment.update(extra)
         self.process = subprocess.Popen(
-            [GATEWAY_BIN, "--provider", "process", "--port", "0", "--bind-address", "127.0.0.1", "--coap-port", "0"],
+            [GATEWAY_BIN, "--provider", "process", "--port", "0", "--bind-address", "127.0.0.1", "--coap-port", "0", "--grpc-port", "0"],
             cwd=root,
             env=environment,
             stdin=subprocess.DEVNULL,

@@ -20,6 +20,8 @@ pub struct Gateway {
     pub addr: SocketAddr,
     /// The CoAP endpoint (UDP), unless `--coap-port off`.
     pub coap: Option<SocketAddr>,
+    /// The gRPC endpoint, unless `--grpc-port off`.
+    pub grpc: Option<SocketAddr>,
     pub dir: tempfile::TempDir,
     log: Log,
     /// What it was started with, for [`Gateway::restart`].
@@ -55,11 +57,12 @@ impl Gateway {
             .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
             .collect();
         let log = Log::default();
-        let (child, addr, coap) = launch(dir.path(), &flags, &env, &log);
+        let (child, addr, [coap, grpc]) = launch(dir.path(), &flags, &env, &log);
         Gateway {
             child,
             addr,
             coap,
+            grpc,
             dir,
             log,
             flags,
@@ -73,10 +76,12 @@ impl Gateway {
     pub fn restart(&mut self) {
         self.kill();
         self.log.note("---- restarted ----");
-        let (child, addr, coap) = launch(self.dir.path(), &self.flags, &self.env, &self.log);
+        let (child, addr, [coap, grpc]) =
+            launch(self.dir.path(), &self.flags, &self.env, &self.log);
         self.child = child;
         self.addr = addr;
         self.coap = coap;
+        self.grpc = grpc;
     }
 
     /// SIGKILL, and waits until it is gone (its functions get SIGTERM from
@@ -127,7 +132,7 @@ fn launch(
     flags: &[String],
     env: &[(String, String)],
     log: &Log,
-) -> (Child, SocketAddr, Option<SocketAddr>) {
+) -> (Child, SocketAddr, [Option<SocketAddr>; 2]) {
     // Tests that do not set up authentication (credentials or `--auth`)
     // choose an open API, as an operator would, explicitly.
     let configures_auth = flags.iter().any(|f| {
@@ -159,9 +164,15 @@ fn launch(
         .envs(env.iter().map(|(k, v)| (k, v)));
     let (child, line) = start_until(cmd, "gateway: listening", Duration::from_secs(30), log);
     let addr: SocketAddr = field(&line, "addr=").parse().unwrap();
-    let coap = field(&line, "coap=")
-        .parse::<SocketAddr>()
-        .ok()
-        .map(|coap| SocketAddr::from(([127, 0, 0, 1], coap.port())));
-    (child, SocketAddr::from(([127, 0, 0, 1], addr.port())), coap)
+    let other = |name: &str| {
+        field(&line, name)
+            .parse::<SocketAddr>()
+            .ok()
+            .map(|a| SocketAddr::from(([127, 0, 0, 1], a.port())))
+    };
+    (
+        child,
+        SocketAddr::from(([127, 0, 0, 1], addr.port())),
+        [other("coap="), other("grpc=")],
+    )
 }
