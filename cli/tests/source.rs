@@ -549,3 +549,186 @@ fn tinyfaas_upload_bodies_build_and_deploy() {
         assert!(body.contains(want), "{want}: {body}");
     }
 }
+
+/// curl, as tinyFaaS's scripts call the gateway: `--data` (so a form's
+/// content type), no credentials unless given. Status and body.
+fn curl(args: &[&str]) -> (u16, String) {
+    let out = std::process::Command::new("curl")
+        .args(["-s", "-m", "120", "-w", "\n%{http_code}"])
+        .args(args)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let (body, code) = text.rsplit_once('\n').unwrap();
+    (code.parse().unwrap_or(0), body.to_owned())
+}
+
+/// A one-file HTTP server on loopback answering every request with `body`
+/// (the zip tinyFaaS's /uploadURL fetches).
+fn serve_once_more(body: Vec<u8>) -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let mut head = [0u8; 4096];
+            let _ = std::io::Read::read(&mut stream, &mut head);
+            let reply = format!(
+                "HTTP/1.1 200 OK\r\nContent-Type: application/zip\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                body.len()
+            );
+            let _ = std::io::Write::write_all(&mut stream, reply.as_bytes());
+            let _ = std::io::Write::write_all(&mut stream, &body);
+        }
+    });
+    port
+}
+
+/// With `--tinyfaas`, tinyFaaS's scripts work against the gateway as they
+/// are: /upload (python3, binary), /uploadURL (from a URL the operator
+/// allows), /list, /logs, /delete, /wipe on the gateway's port, and calls
+/// as /{name} on a listener of their own (with X-tinyFaaS-Async too).
+#[test]
+fn tinyfaas_scripts_work_against_the_gateway_unchanged() {
+    let gw = Gateway::start_with(&[
+        ("tinyfaas", "true"),
+        ("tinyfaas_port", "0"),
+        ("callback_allow", "127.0.0.1"),
+    ]);
+    let log = gw.log();
+    let line = log.lines().find(|l| l.contains("listening")).unwrap();
+    let calls = testkit::proc::field(line, "tinyfaas=").to_owned();
+    let coap = testkit::proc::field(line, "coap=").to_owned();
+    let url = |path: &str| format!("{}{path}", gw.url);
+
+    // scripts/upload.sh: folder, name, env, threads.
+    let zip = zip_base64(&[(
+        "fn.py",
+        "import sys\ndef fn(input, headers):\n    print('log-marker', file=sys.stderr, flush=True)\n    return 'sieve ' + (input or '')\n",
+    )]);
+    let body = format!(
+        "{{\"name\": \"sieve\", \"env\": \"python3\", \"threads\": 1, \"zip\": \"{zip}\"}}"
+    );
+    let (status, answer) = curl(&[&url("/upload"), "--data", &body]);
+    assert_eq!(status, 200, "{answer}");
+    let port = calls.rsplit(':').next().unwrap();
+    assert!(
+        answer
+            .lines()
+            .any(|l| l.ends_with(&format!(":{port}/sieve")) && l.starts_with("http://")),
+        "{answer}"
+    );
+    let coap_port = coap.rsplit(':').next().unwrap();
+    assert!(
+        answer
+            .lines()
+            .any(|l| l.starts_with("coap://") && l.ends_with(&format!(":{coap_port}/sieve"))),
+        "{answer}"
+    );
+    assert!(answer.lines().any(|l| l.starts_with("grpc://")), "{answer}");
+
+    // Calls, tinyFaaS's way: /{name} on its own listener.
+    let (status, out) = curl(&[&format!("http://{calls}/sieve"), "--data", "hi"]);
+    assert_eq!((status, out.as_str()), (200, "sieve hi"));
+    let (status, _) = curl(&[
+        &format!("http://{calls}/sieve"),
+        "-H",
+        "X-tinyFaaS-Async: true",
+        "--data",
+        "later",
+    ]);
+    assert_eq!(status, 202);
+    // Only calls there: the API is not.
+    let (status, _) = curl(&[&format!("http://{calls}/system/functions")]);
+    assert_eq!(status, 404);
+
+    // scripts/uploadURL.sh: url, subfolder, name, env, threads.
+    let nested = zip_base64(&[
+        ("repo-main/README.md", "a repository"),
+        (
+            "repo-main/fns/echo/fn.sh",
+            "#!/bin/sh\necho \"url $(cat)\"\n",
+        ),
+    ]);
+    let zip_port = serve_once_more(
+        base64::Engine::decode(&base64::engine::general_purpose::STANDARD, nested).unwrap(),
+    );
+    let body = format!(
+        "{{\"name\": \"fromurl\", \"env\": \"binary\",\"threads\": 1,\"url\": \"http://127.0.0.1:{zip_port}/fn.zip\",\"subfolder_path\": \"repo-main/fns/echo\"}}"
+    );
+    let (status, answer) = curl(&[&url("/uploadURL"), "--data", &body]);
+    assert_eq!(status, 200, "{answer}");
+    let (_, out) = curl(&[&format!("http://{calls}/fromurl"), "--data", "x"]);
+    assert_eq!(out, "url x\n");
+    let https = body.replace("http://127.0.0.1", "https://127.0.0.1");
+    let (status, answer) = curl(&[&url("/uploadURL"), "--data", &https]);
+    assert_eq!(status, 400, "{answer}");
+    assert!(answer.contains("plain http only"), "{answer}");
+
+    // scripts/list.sh, scripts/logs.sh.
+    let (status, list) = curl(&[&url("/list")]);
+    assert_eq!(status, 200);
+    assert_eq!(list, "fromurl\nsieve\n");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let (status, logs) = curl(&[&url("/logs?name=sieve")]);
+        assert_eq!(status, 200, "{logs}");
+        if logs
+            .lines()
+            .any(|l| l.starts_with("sieve ") && l.ends_with(": log-marker"))
+        {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no log-marker in:\n{logs}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+
+    // scripts/delete.sh sends the bare name; JSON works too.
+    let (status, answer) = curl(&[&url("/delete"), "--data", "sieve"]);
+    assert_eq!(status, 200, "{answer}");
+    let (status, answer) = curl(&[&url("/delete"), "--data", "{\"name\": \"nobody\"}"]);
+    assert_eq!(status, 404, "{answer}");
+    // scripts/wipe-functions.sh.
+    let (status, answer) = curl(&[&url("/wipe"), "--data", ""]);
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer, "deleted fromurl\n");
+    assert_eq!(curl(&[&url("/list")]).1, "");
+}
+
+/// tinyFaaS's management routes take the API's credentials, and exist
+/// only with `--tinyfaas`.
+#[test]
+fn tinyfaas_routes_are_guarded_and_opt_in() {
+    let guarded = Gateway::start_with(&[
+        ("tinyfaas", "true"),
+        ("tinyfaas_port", "0"),
+        ("basic_auth_user", "admin"),
+        ("basic_auth_password", "pw-tiny-1"),
+    ]);
+    for (path, data) in [
+        ("/list", None),
+        ("/wipe", Some("")),
+        ("/delete", Some("x")),
+        ("/logs", None),
+    ] {
+        let mut args = vec![format!("{}{path}", guarded.url)];
+        if let Some(d) = data {
+            args.extend(["--data".to_owned(), d.to_owned()]);
+        }
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        assert_eq!(curl(&args).0, 401, "{path}");
+    }
+    let (status, _) = curl(&["-u", "admin:pw-tiny-1", &format!("{}/list", guarded.url)]);
+    assert_eq!(status, 200);
+
+    let plain = Gateway::start();
+    let (status, answer) = curl(&[&format!("{}/list", plain.url)]);
+    assert_eq!(status, 400, "not a route without --tinyfaas: {answer}");
+    assert!(
+        !plain.log().contains("tinyfaas=127"),
+        "no tinyFaaS listener"
+    );
+}

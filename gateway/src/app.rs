@@ -28,6 +28,17 @@ pub struct AppState {
     pub buffered: body::Budget,
     /// The builds under way (`POST /system/builds`).
     pub builds: crate::build::Builds,
+    /// The other protocols' ports, once bound (tinyFaaS's upload answers
+    /// with them).
+    pub ports: std::sync::OnceLock<Ports>,
+}
+
+/// The ports the other protocols listen on (`None`: off).
+#[derive(Debug, Clone, Default)]
+pub struct Ports {
+    pub coap: Option<u16>,
+    pub grpc: Option<u16>,
+    pub tinyfaas: Option<u16>,
 }
 
 impl AppState {

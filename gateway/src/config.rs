@@ -298,6 +298,19 @@ pub struct Config {
     #[arg(long, env = "grpc_max_streams", default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..))]
     pub grpc_max_streams: u32,
 
+    /// tinyFaaS's HTTP shapes: its management routes (/upload, /uploadURL,
+    /// /list, /delete, /logs, /wipe) on this port, behind the same
+    /// credentials as /system/*, and its calls (/{name}) on --tinyfaas-port.
+    #[arg(long, env = "tinyfaas", value_parser = boolean, default_value = "false",
+          num_args = 0..=1, default_missing_value = "true")]
+    pub tinyfaas: bool,
+
+    /// With --tinyfaas: the port of tinyFaaS's call listener (/{name});
+    /// `off` or -1: none; 0: any free port.
+    #[arg(long, env = "tinyfaas_port", default_value = "8000", value_parser = port_or_off,
+          allow_negative_numbers = true)]
+    pub tinyfaas_port: MaybePort,
+
     /// Exit 0 if the local gateway's /healthz answers 200, else 1 (for
     /// Docker's HEALTHCHECK).
     #[arg(long)]

@@ -24,6 +24,7 @@ pub mod scaling;
 pub mod server;
 pub mod state_dir;
 pub mod system;
+pub mod tinyfaas;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -168,6 +169,7 @@ pub async fn run(
         queue,
         buffered: body::Budget::new(config.max_buffered, buffered_gauge),
         builds: build::Builds::new(config.max_builds, &state_dir),
+        ports: std::sync::OnceLock::new(),
     });
     let front = server::Front::new(state);
     let coap = match config.coap_port.0 {
@@ -210,6 +212,32 @@ pub async fn run(
         Some(listener) => listener.local_addr()?.to_string(),
         None => "off".to_owned(),
     };
+    let tinyfaas = match (config.tinyfaas, config.tinyfaas_port.0) {
+        (true, Some(port)) => {
+            let addr = std::net::SocketAddr::new(config.bind_address, port);
+            Some(
+                TcpListener::bind(addr)
+                    .await
+                    .map_err(|error| RunError::Listen {
+                        what: "tcp",
+                        addr,
+                        flag: "--tinyfaas-port",
+                        error,
+                    })?,
+            )
+        }
+        _ => None,
+    };
+    let port_of = |addr: std::io::Result<std::net::SocketAddr>| addr.ok().map(|a| a.port());
+    let _ = front.state.ports.set(app::Ports {
+        coap: coap.as_ref().and_then(|e| port_of(e.local_addr())),
+        grpc: grpc.as_ref().and_then(|l| port_of(l.local_addr())),
+        tinyfaas: tinyfaas.as_ref().and_then(|l| port_of(l.local_addr())),
+    });
+    let tinyfaas_addr = match &tinyfaas {
+        Some(listener) => listener.local_addr()?.to_string(),
+        None => "off".to_owned(),
+    };
     let coap_addr = match &coap {
         Some(endpoint) => endpoint.local_addr()?.to_string(),
         None => "off".to_owned(),
@@ -218,6 +246,7 @@ pub async fn run(
         addr = %listener.local_addr()?,
         coap = %coap_addr,
         grpc = %grpc_addr,
+        tinyfaas = %tinyfaas_addr,
         provider = provider.name(),
         functions = ?table.names(),
         "listening"
@@ -234,6 +263,13 @@ pub async fn run(
     });
     let dispatcher = tokio::spawn(dispatcher.run(stopped.clone(), config.upstream_timeout));
     let scaling = tokio::spawn(scaler.run(stopped.clone()));
+    let tinyfaas = tinyfaas.map(|listener| {
+        tokio::spawn(server::serve(
+            listener,
+            front.calls_at_root(),
+            stopped.clone(),
+        ))
+    });
     let serving = tokio::spawn(server::serve(listener, front, stopped));
     shutdown.await;
     tracing::info!("shutting down: finishing in-flight calls");
@@ -244,6 +280,9 @@ pub async fn run(
     }
     if let Some(grpc) = grpc {
         let _ = grpc.await;
+    }
+    if let Some(tinyfaas) = tinyfaas {
+        let _ = tinyfaas.await;
     }
     let _ = dispatcher.await;
     let _ = scaling.await;

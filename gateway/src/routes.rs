@@ -19,11 +19,15 @@ use crate::{invoke, queue, system};
 
 /// All routes: the gateway's own, then every other path as a call.
 pub fn router(state: Arc<AppState>) -> Router {
-    Router::new()
+    let mut router = Router::new()
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
         .merge(system::routes(state.clone()))
-        .merge(queue::api::call_routes())
+        .merge(queue::api::call_routes());
+    if state.config.tinyfaas {
+        router = router.merge(crate::tinyfaas::routes(state.clone()));
+    }
+    router
         .method_not_allowed_fallback(method_not_allowed)
         .fallback(invoke::fallback)
         .with_state(state)

@@ -30,20 +30,51 @@ use crate::{invoke, routing};
 pub struct Front {
     pub state: Arc<AppState>,
     router: Router,
+    /// tinyFaaS's call listener: `/{name}…` means `/function/{name}…`.
+    calls_at_root: bool,
 }
 
 impl Front {
     pub fn new(state: Arc<AppState>) -> Front {
         let router = crate::routes::router(state.clone());
-        Front { state, router }
+        Front {
+            state,
+            router,
+            calls_at_root: false,
+        }
+    }
+
+    /// The same front for a listener that only calls, tinyFaaS's way:
+    /// every path `/{name}…` is `/function/{name}…` (so nothing else, the
+    /// API included, is reachable there).
+    pub fn calls_at_root(&self) -> Front {
+        Front {
+            calls_at_root: true,
+            ..self.clone()
+        }
     }
 
     /// One request as if it had come over HTTP from `peer`.
-    pub async fn call<B>(&self, peer: SocketAddr, request: hyper::Request<B>) -> Response
+    pub async fn call<B>(&self, peer: SocketAddr, mut request: hyper::Request<B>) -> Response
     where
         B: Into<Stream> + http_body::Body<Data = Bytes> + Send + 'static,
         B::Error: Into<axum::BoxError>,
     {
+        if self.calls_at_root {
+            let target = match request.uri().path_and_query() {
+                Some(pq) => format!("/function{}", pq.as_str()),
+                None => "/function/".to_owned(),
+            };
+            match target.parse() {
+                Ok(uri) => *request.uri_mut() = uri,
+                Err(_) => {
+                    return crate::reply::text(
+                        http::StatusCode::BAD_REQUEST,
+                        format_args!("cannot call {target:?}"),
+                    );
+                }
+            }
+        }
         handle(self.state.clone(), self.router.clone(), peer, request)
             .await
             .unwrap_or_else(|never| match never {})
@@ -131,7 +162,11 @@ where
     B: Into<Stream> + http_body::Body<Data = Bytes> + Send + 'static,
     B::Error: Into<axum::BoxError>,
 {
-    let call = routing::is_call_path(request.uri().path());
+    // tinyFaaS's management routes (with --tinyfaas) are the API's, not
+    // calls: their credentials stay for the router to check.
+    let management =
+        state.config.tinyfaas && crate::tinyfaas::is_management_path(request.uri().path());
+    let call = !management && routing::is_call_path(request.uri().path());
     if state.config.auth_invoke && state.credentials.is_some() && call {
         if !crate::auth::allowed(state.credentials.as_deref(), request.headers()) {
             return Ok(crate::auth::unauthorized());
@@ -152,7 +187,7 @@ where
     }
     without_namespace(&state, &mut request);
     as_async_when_asked(&mut request);
-    if let Some(routed) = invoke::route_by_head(&request) {
+    if let Some(routed) = invoke::route_by_head(&request).filter(|_| !management) {
         return Ok(invoke::call_by_head(state, peer, request, routed).await);
     }
     request

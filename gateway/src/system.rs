@@ -46,7 +46,10 @@ pub fn routes(state: Arc<AppState>) -> Router<Arc<AppState>> {
         .route("/system/builds", post(crate::build::build))
         .route(
             "/system/secrets",
-            get(secrets).post(create_secret).delete(remove_secret),
+            get(secrets)
+                .post(create_secret)
+                .put(update_secret)
+                .delete(remove_secret),
         )
         .route("/system/namespaces", get(namespaces))
         .merge(crate::queue::api::system_routes())
@@ -461,30 +464,43 @@ async fn secrets(State(state): State<Arc<AppState>>) -> Response {
     }
 }
 
-async fn create_secret(State(state): State<Arc<AppState>>, ApiBody(body): ApiBody) -> Response {
-    let secret: Secret = match parse(&body, "{\"name\", \"value\"}") {
-        Ok(s) => s,
-        Err(answer) => return answer,
-    };
-    if let Err(e) = validate_secret_name(&secret.name) {
-        return failed(e);
-    }
+/// A secret's name and value from a create or update body.
+#[allow(clippy::result_large_err)]
+fn secret_of(body: &Bytes) -> Result<(String, Vec<u8>), Response> {
+    let secret: Secret = parse(body, "{\"name\", \"value\"}")?;
+    validate_secret_name(&secret.name).map_err(failed)?;
     let value = match (secret.value, secret.raw_value) {
         (Some(v), None) => v.into_bytes(),
         (None, Some(raw)) => match base64::engine::general_purpose::STANDARD.decode(raw.trim()) {
             Ok(bytes) => bytes,
-            Err(e) => return bad_request(format_args!("rawValue is not base64: {e}")),
+            Err(e) => return Err(bad_request(format_args!("rawValue is not base64: {e}"))),
         },
         (Some(_), Some(_)) => {
-            return bad_request("give either \"value\" or \"rawValue\", not both");
+            return Err(bad_request(
+                "give either \"value\" or \"rawValue\", not both",
+            ));
         }
         (None, None) => {
-            return bad_request("missing \"value\" (text) or \"rawValue\" (base64)");
+            return Err(bad_request(
+                "missing \"value\" (text) or \"rawValue\" (base64)",
+            ));
         }
     };
     if value.is_empty() {
-        return bad_request("the secret's value is empty");
+        return Err(bad_request("the secret's value is empty"));
     }
+    Ok((secret.name, value))
+}
+
+async fn create_secret(State(state): State<Arc<AppState>>, ApiBody(body): ApiBody) -> Response {
+    let (name, value) = match secret_of(&body.bytes) {
+        Ok(secret) => secret,
+        Err(answer) => return answer,
+    };
+    let secret = Secret {
+        name,
+        ..Default::default()
+    };
     match state.provider.create_secret(&secret.name, value).await {
         Ok(()) => {
             tracing::info!(secret = %secret.name, "secret created");
@@ -494,6 +510,38 @@ async fn create_secret(State(state): State<Arc<AppState>>, ApiBody(body): ApiBod
             )
         }
         Err(e) => failed(e),
+    }
+}
+
+/// `PUT /system/secrets` (`faas-cli secret update`): a new value for an
+/// existing secret. Swarm's secrets cannot change in place, so neither
+/// does ours: one a function mounts is refused (409, naming them) until
+/// it mounts it no more.
+async fn update_secret(State(state): State<Arc<AppState>>, ApiBody(body): ApiBody) -> Response {
+    let (name, value) = match secret_of(&body.bytes) {
+        Ok(secret) => secret,
+        Err(answer) => return answer,
+    };
+    match state.provider.secrets().await {
+        Ok(names) if !names.contains(&name) => return failed(ProviderError::SecretNotFound(name)),
+        Ok(_) => {}
+        Err(e) => return failed(e),
+    }
+    if let Err(e) = state.provider.remove_secret(&name).await {
+        return failed(e);
+    }
+    match state.provider.create_secret(&name, value).await {
+        Ok(()) => {
+            tracing::info!(secret = %name, "secret updated");
+            text(StatusCode::OK, format_args!("updated secret {name}"))
+        }
+        Err(e) => text(
+            e.status(),
+            format_args!(
+                "secret {name} was removed for its update but could not be created again ({}): create it again",
+                one_line(&e.to_string())
+            ),
+        ),
     }
 }
 

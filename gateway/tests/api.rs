@@ -205,6 +205,7 @@ async fn functions_are_listed_in_openfaas_shape_with_their_call_counts() {
         keys,
         BTreeSet::from([
             "name",
+            "namespace",
             "image",
             "envProcess",
             "labels",
@@ -1071,11 +1072,41 @@ async fn secrets_are_created_listed_mounted_and_removed() {
     let remove = r#"{"name": "api-key"}"#;
     let reply = api(&gw, "DELETE", "/system/secrets", remove).await;
     assert_answer(&reply, StatusCode::CONFLICT, "reader");
+    // `faas-cli secret update`: not while a function mounts it.
+    let update = r#"{"name": "api-key", "value": "rotated"}"#;
+    let reply = api(&gw, "PUT", "/system/secrets", update).await;
+    assert_answer(&reply, StatusCode::CONFLICT, "reader");
     let reply = api(
         &gw,
         "DELETE",
         "/system/functions",
         r#"{"functionName": "reader"}"#,
+    )
+    .await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
+    let reply = api(&gw, "PUT", "/system/secrets", update).await;
+    assert_answer(&reply, StatusCode::OK, "updated secret api-key");
+    let reply = api(
+        &gw,
+        "PUT",
+        "/system/secrets",
+        r#"{"name": "nosuch", "value": "x"}"#,
+    )
+    .await;
+    assert_answer(&reply, StatusCode::NOT_FOUND, "nosuch");
+    let deployment =
+        json!({"service": "reader2", "envProcess": "sh read.sh", "secrets": ["api-key"]});
+    let reply = api(&gw, "POST", "/system/functions", deployment.to_string()).await;
+    assert_eq!(reply.status, StatusCode::ACCEPTED, "{}", reply.text());
+    assert_eq!(
+        get(gw.addr, "/function/reader2?api-key").await.text(),
+        "rotated"
+    );
+    let reply = api(
+        &gw,
+        "DELETE",
+        "/system/functions",
+        r#"{"functionName": "reader2"}"#,
     )
     .await;
     assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
@@ -1135,6 +1166,12 @@ const ROUTES: &[(&str, &str, &str, u16)] = &[
         201,
     ),
     ("GET", "/system/secrets", "", 200),
+    (
+        "PUT",
+        "/system/secrets",
+        r#"{"name": "k", "value": "v2"}"#,
+        200,
+    ),
     ("DELETE", "/system/secrets", r#"{"name": "k"}"#, 200),
     (
         "DELETE",

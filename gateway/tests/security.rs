@@ -334,13 +334,27 @@ async fn every_route_asks_for_exactly_the_credentials_the_readme_says() {
         (Method::POST, "/system/executions/bulk", "[]", true, true),
         (Method::GET, "/system/executions/x", "", true, true),
         (Method::GET, "/system/executions/x/output", "", true, true),
+        (Method::GET, "/system/namespaces", "", true, true),
+        (Method::PUT, "/system/secrets", "{}", true, true),
+        // tinyFaaS's management routes (--tinyfaas); /wipe last: it
+        // removes echo when let in.
+        (Method::POST, "/upload", "{}", true, true),
+        (Method::POST, "/uploadURL", "{}", true, true),
+        (Method::GET, "/list", "", true, true),
+        (Method::GET, "/logs", "", true, true),
+        (Method::POST, "/delete", "nobody", true, true),
+        (Method::POST, "/wipe", "", true, true),
         // Unknown system paths: a plain 404, nothing behind it.
         (Method::GET, "/system/nothing-here", "", false, false),
     ];
     let env = [("basic_auth_user", USER), ("basic_auth_password", PASSWORD)];
     let auth = basic(USER, PASSWORD);
     for invoke in [false, true] {
-        let flags: &[&str] = if invoke { &["--auth-invoke"] } else { &[] };
+        let flags: &[&str] = if invoke {
+            &["--auth-invoke", "--tinyfaas", "--tinyfaas-port", "0"]
+        } else {
+            &["--tinyfaas", "--tinyfaas-port", "0"]
+        };
         let gw = Gateway::start_with_env(ECHO, &[], flags, &env);
         for (method, path, body, guarded, guarded_invoke) in routes {
             let guarded = if invoke { *guarded_invoke } else { *guarded };

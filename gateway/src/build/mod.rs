@@ -195,6 +195,13 @@ pub struct BuildQuery {
     deploy: bool,
 }
 
+impl BuildQuery {
+    /// Build, then deploy (the default).
+    pub fn deploying() -> BuildQuery {
+        BuildQuery { deploy: true }
+    }
+}
+
 fn yes() -> bool {
     true
 }
