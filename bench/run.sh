@@ -18,6 +18,8 @@
 #                  function from zero on Swarm (bench/source.sh)
 #   8. experiment  `faas experiment run` vs wrk against nginx: the runner's
 #                  own cost per call and its rate (bench/experiment.sh)
+#   9. protocols   CoAP and gRPC calls beside HTTP's, 1 and 32 clients
+#                  (bench/protocols.sh)
 #
 # Everything runs on 127.0.0.1 (and, for the Swarm part, Docker's own
 # addresses), bounded in time (about 8 minutes). Raw outputs go to
@@ -1063,5 +1065,7 @@ BENCH_RESULTS=$RESULTS BENCH_OUT=$OUT "$BENCH/scaling.sh"
 BENCH_RESULTS=$RESULTS BENCH_OUT=$OUT BENCH_DURATION=$DURATION "$BENCH/source.sh"
 # 8. the experiment runner against wrk: its own script, its own section.
 BENCH_RESULTS=$RESULTS BENCH_OUT=$OUT BENCH_DURATION=$DURATION "$BENCH/experiment.sh"
+# 9. CoAP and gRPC beside HTTP: its own script, its own section.
+BENCH_RESULTS=$RESULTS BENCH_OUT=$OUT BENCH_DURATION=$DURATION "$BENCH/protocols.sh"
 
 log "done in ${ELAPSED}s: $RESULTS"

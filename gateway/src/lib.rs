@@ -107,6 +107,27 @@ fn announce_auth(config: &Config, source: Option<&auth::Source>, local: std::net
     }
 }
 
+/// A TCP listener on `port` (set by `flag`), unless it is off.
+async fn listen_tcp(
+    config: &Config,
+    port: Option<u16>,
+    flag: &'static str,
+) -> Result<Option<TcpListener>, RunError> {
+    let Some(port) = port else {
+        return Ok(None);
+    };
+    let addr = std::net::SocketAddr::new(config.bind_address, port);
+    TcpListener::bind(addr)
+        .await
+        .map(Some)
+        .map_err(|error| RunError::Listen {
+            what: "tcp",
+            addr,
+            flag,
+            error,
+        })
+}
+
 /// Starts `provider`, serves `listener` until `shutdown` resolves, then
 /// lets in-flight calls finish and stops the provider's own processes.
 pub async fn run(
@@ -192,42 +213,13 @@ pub async fn run(
         }
         None => None,
     };
-    let grpc = match config.grpc_port.0 {
-        Some(port) => {
-            let addr = std::net::SocketAddr::new(config.bind_address, port);
-            Some(
-                TcpListener::bind(addr)
-                    .await
-                    .map_err(|error| RunError::Listen {
-                        what: "tcp",
-                        addr,
-                        flag: "--grpc-port",
-                        error,
-                    })?,
-            )
-        }
-        None => None,
-    };
+    let grpc = listen_tcp(&config, config.grpc_port.0, "--grpc-port").await?;
     let grpc_addr = match &grpc {
         Some(listener) => listener.local_addr()?.to_string(),
         None => "off".to_owned(),
     };
-    let tinyfaas = match (config.tinyfaas, config.tinyfaas_port.0) {
-        (true, Some(port)) => {
-            let addr = std::net::SocketAddr::new(config.bind_address, port);
-            Some(
-                TcpListener::bind(addr)
-                    .await
-                    .map_err(|error| RunError::Listen {
-                        what: "tcp",
-                        addr,
-                        flag: "--tinyfaas-port",
-                        error,
-                    })?,
-            )
-        }
-        _ => None,
-    };
+    let tinyfaas_port = config.tinyfaas_port.0.filter(|_| config.tinyfaas);
+    let tinyfaas = listen_tcp(&config, tinyfaas_port, "--tinyfaas-port").await?;
     let port_of = |addr: std::io::Result<std::net::SocketAddr>| addr.ok().map(|a| a.port());
     let _ = front.state.ports.set(app::Ports {
         coap: coap.as_ref().and_then(|e| port_of(e.local_addr())),

@@ -147,16 +147,7 @@ async fn get_and_post_call_the_function_confirmable_or_not() {
     }
 
     // Counted like any call.
-    let metrics = get(gw.addr, "/metrics").await.text();
-    assert!(
-        metrics
-            .lines()
-            .any(|l| l.starts_with("gateway_function_invocation_total")
-                && l.contains("function_name=\"echo\"")
-                && l.contains("code=\"200\"")
-                && l.ends_with(" 2")),
-        "{metrics}"
-    );
+    assert_eq!(invocations(gw.addr, "echo", 200).await, 2);
 }
 
 #[tokio::test]

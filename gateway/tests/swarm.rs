@@ -211,6 +211,20 @@ async fn a_new_service_is_routable_and_a_removed_one_404s_within_2s() {
     );
 }
 
+/// Where the stack publishes another protocol: `variable` when set, else
+/// the gateway's host and `port`.
+fn published(swarm: &Swarm, variable: &str, port: u16) -> String {
+    std::env::var(variable).unwrap_or_else(|_| {
+        let host = swarm
+            .gateway
+            .trim_start_matches("http://")
+            .split([':', '/'])
+            .next()
+            .unwrap_or("127.0.0.1");
+        format!("{host}:{port}")
+    })
+}
+
 /// The stack publishes CoAP (UDP 5683, or `FAAS_GATEWAY_COAP`): a
 /// function on the Swarm answers a CoAP POST, in blocks when it is large.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -220,14 +234,7 @@ async fn a_function_on_the_swarm_answers_over_coap() {
     let service = swarm.create_service("coap", &[]);
     let name = service.name.clone();
     swarm.wait_replicas(&name, 1).await;
-    let host = swarm
-        .gateway
-        .trim_start_matches("http://")
-        .split([':', '/'])
-        .next()
-        .unwrap()
-        .to_owned();
-    let coap = std::env::var("FAAS_GATEWAY_COAP").unwrap_or_else(|_| format!("{host}:5683"));
+    let coap = published(&swarm, "FAAS_GATEWAY_COAP", 5683);
     let body: Vec<u8> = (0..4096u32).map(|i| b'a' + (i % 26) as u8).collect();
     let answer = coap::UdpCoAPClient::post(&format!("coap://{coap}/{name}"), body.clone())
         .await
@@ -262,14 +269,7 @@ async fn a_function_on_the_swarm_answers_over_grpc() {
     let service = swarm.create_service("grpc", &[]);
     let name = service.name.clone();
     swarm.wait_replicas(&name, 1).await;
-    let host = swarm
-        .gateway
-        .trim_start_matches("http://")
-        .split([':', '/'])
-        .next()
-        .unwrap()
-        .to_owned();
-    let grpc = std::env::var("FAAS_GATEWAY_GRPC").unwrap_or_else(|_| format!("{host}:9000"));
+    let grpc = published(&swarm, "FAAS_GATEWAY_GRPC", 9000);
     let channel = tonic::transport::Channel::from_shared(format!("http://{grpc}"))
         .unwrap()
         .connect()

@@ -176,3 +176,20 @@ fn launch(
         [other("coap="), other("grpc=")],
     )
 }
+
+/// `gateway_function_invocation_total` for `function` and `code`, from
+/// the gateway's `/metrics` (0 when it has no such line).
+pub async fn invocations(addr: SocketAddr, function: &str, code: u16) -> u64 {
+    let metrics = get(addr, "/metrics").await.text();
+    let labels = [
+        format!("function_name=\"{function}\""),
+        format!("code=\"{code}\""),
+    ];
+    metrics
+        .lines()
+        .filter(|l| l.starts_with("gateway_function_invocation_total{"))
+        .filter(|l| labels.iter().all(|label| l.contains(label.as_str())))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .map(|v| v as u64)
+        .sum()
+}
