@@ -81,15 +81,33 @@ addr() {
 
 TSV=$OUT/runs.tsv
 : >"$TSV"
-# load PROTO CLIENTS REP: one protoload run; rate (column 3), p50 (4) and
-# p99 (5) into the TSV as PROTO-cCLIENTS.
+GW_PID=${PIDS[0]}
+# ticks PID: a process's CPU time so far, user + system, in clock ticks.
+ticks() {
+    local stat
+    stat=$(<"/proc/$1/stat")
+    stat=${stat##*) }
+    read -r -a f <<<"$stat"
+    echo $((f[11] + f[12]))
+}
+HZ=$(getconf CLK_TCK)
+# load PROTO CLIENTS REP: one protoload run; rate (column 3), p50 (4),
+# p99 (5), the gateway's CPU µs per call (6) and the load generator's (7)
+# into the TSV as PROTO-cCLIENTS. CPU includes the 1 s warm-up, so per call
+# it is divided by the calls of warm-up and run (the run's rate times 1 s
+# more).
 load() {
-    local file=$OUT/raw/$1-c$2.$3.txt proto clients calls rate p50 p90 p99 errors
+    local file=$OUT/raw/$1-c$2.$3.txt proto clients calls rate p50 p90 p99 errors cpu before after made
+    before=$(ticks "$GW_PID")
     "$BIN/protoload" "$1" "$(addr "$1")" trivial "$2" "$DURATION" 1 >"$file" 2>"$file.err" ||
         die "protoload $1 failed: $file.err"
-    read -r proto clients calls _ rate p50 p90 p99 errors <"$file"
+    after=$(ticks "$GW_PID")
+    read -r proto clients calls _ rate p50 p90 p99 errors cpu <"$file"
     [[ $errors == 0 ]] || die "protoload $1 saw $errors errors: $file.err"
-    printf '%s-c%s\t%s\t%s\t%s\t%s\n' "$1" "$2" "$3" "$rate" "$p50" "$p99" >>"$TSV"
+    made=$(benchstat calc '%.0f' "$calls + $rate")
+    printf '%s-c%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$1" "$2" "$3" "$rate" "$p50" "$p99" \
+        "$(benchstat calc '%.1f' "($after - $before) / $HZ * 1000000 / $made")" \
+        "$(benchstat calc '%.1f' "$cpu * 1000000 / $made")" >>"$TSV"
     log "$(printf '%-9s %2s clients rep %s: %8s/s p50 %5s µs p90 %5s µs p99 %5s µs (%s calls)' "$proto" "$clients" "$3" "$rate" "$p50" "$p90" "$p99" "$calls")"
 }
 
@@ -110,6 +128,7 @@ EOF
 
 ROWS=
 VERDICTS=
+CPU_ROWS=
 for clients in 1 32; do
     HTTP_RATE=$(benchstat median "$TSV" "http-c$clients" 3)
     HTTP_P50=$(benchstat median "$TSV" "http-c$clients" 4)
@@ -117,6 +136,9 @@ for clients in 1 32; do
         rate=$(benchstat median "$TSV" "$proto-c$clients" 3)
         p50=$(benchstat median "$TSV" "$proto-c$clients" 4)
         p99=$(benchstat median "$TSV" "$proto-c$clients" 5)
+        gw_cpu=$(benchstat median "$TSV" "$proto-c$clients" 6)
+        client_cpu=$(benchstat median "$TSV" "$proto-c$clients" 7)
+        CPU_ROWS+="| $proto | $clients | $(benchstat calc '%.0f' "$gw_cpu") | $(benchstat calc '%.0f' "$client_cpu") |"$'\n'
         if [[ $proto == http ]]; then
             ROWS+="| HTTP/1.1 | $clients | $(benchstat calc '%.0f' "$rate") | $(benchstat calc '%.0f' "$p50") | $(benchstat calc '%.0f' "$p99") | | |"$'\n'
             continue
@@ -153,6 +175,13 @@ ${ROWS}
 | target | measured | verdict |
 |---|---|---|
 ${VERDICTS}
+Where the time goes: CPU per call (user + system, from \`/proc\`, the
+warm-up's calls included), of the gateway and of the load generator.
+Every call also costs the function (the same for every protocol).
+
+| protocol | clients | gateway µs/call | load generator µs/call |
+|---|---:|---:|---:|
+${CPU_ROWS}
 Commands: \`bench/out/protocols/commands.log\`.
 EOF
 } >"$OUT/section.md"

@@ -2,7 +2,10 @@
 //! clients, each on its own connection (or UDP socket), one call at a
 //! time, for a fixed time; prints one line:
 //!
-//! `PROTO CLIENTS CALLS SECONDS RATE P50_US P90_US P99_US ERRORS`
+//! `PROTO CLIENTS CALLS SECONDS RATE P50_US P90_US P99_US ERRORS CPU_S`
+//!
+//! (CPU_S: the load generator's own CPU time, user + system, warm-up
+//! included.)
 //!
 //! ```text
 //! protoload PROTO ADDR FUNCTION CLIENTS SECONDS [WARMUP_SECONDS]
@@ -234,6 +237,18 @@ fn ok_is_fatal(proto: Proto) -> bool {
     proto == Proto::Http
 }
 
+/// This process's CPU time so far (user + system, from /proc; clock
+/// ticks of 10 ms).
+fn own_cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // Fields after the command name (which may hold spaces): utime is the
+    // 12th, stime the 13th.
+    let rest = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| fields.get(i).and_then(|f| f.parse::<f64>().ok()).unwrap_or(0.0);
+    (ticks(11) + ticks(12)) / 100.0
+}
+
 fn percentile(sorted: &[u32], p: f64) -> u32 {
     if sorted.is_empty() {
         return 0;
@@ -280,12 +295,13 @@ fn main() -> ExitCode {
         Ok((mut all, errors, clients, seconds)) => {
             all.sort_unstable();
             println!(
-                "{name} {clients} {} {seconds} {:.1} {} {} {} {errors}",
+                "{name} {clients} {} {seconds} {:.1} {} {} {} {errors} {:.2}",
                 all.len(),
                 all.len() as f64 / seconds,
                 percentile(&all, 50.0),
                 percentile(&all, 90.0),
                 percentile(&all, 99.0),
+                own_cpu_seconds(),
             );
             ExitCode::SUCCESS
         }
