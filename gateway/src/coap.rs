@@ -41,6 +41,10 @@ const MAX_RETRANSMIT: u32 = 4;
 /// How long a block-wise transfer may pause between blocks (coap-lite's
 /// cache expiry).
 const TRANSFER_IDLE: Duration = Duration::from_secs(120);
+/// A payload that always fits one message of coap-lite's block size
+/// (1152 bytes with the header and options): larger answers may go in
+/// blocks.
+const ONE_BLOCK: usize = 1024;
 /// Largest datagram read (a CoAP message over UDP is one datagram).
 const MAX_DATAGRAM: usize = 65_535;
 
@@ -131,14 +135,19 @@ struct Transfers {
 impl Transfers {
     /// Counts a transfer as open; false when `cap` are open already.
     fn open(&mut self, key: (SocketAddr, String)) -> bool {
+        if !self.has_room(&key) {
+            return false;
+        }
+        self.open.insert(key, Instant::now());
+        true
+    }
+
+    /// Whether `key` is open or one more may open (idle ones forgotten).
+    fn has_room(&mut self, key: &(SocketAddr, String)) -> bool {
         let now = Instant::now();
         self.open
             .retain(|_, at| now.duration_since(*at) < TRANSFER_IDLE);
-        if !self.open.contains_key(&key) && self.open.len() >= self.cap {
-            return false;
-        }
-        self.open.insert(key, now);
-        true
+        self.open.contains_key(key) || self.open.len() < self.cap
     }
 
     fn close(&mut self, key: &(SocketAddr, String)) {
@@ -274,7 +283,14 @@ impl Endpoint {
             self.send_bytes(&bytes, peer);
             return;
         }
-        match shared.blocks.intercept_request(&mut request) {
+        // Only a request in a block-wise transfer goes to the block handler
+        // (it keeps a state for every request it sees).
+        let handled = if in_blocks(&request.message) {
+            shared.blocks.intercept_request(&mut request)
+        } else {
+            Ok(false)
+        };
+        match handled {
             Ok(false) => {}
             handled => {
                 if let Err(e) = &handled {
@@ -445,19 +461,43 @@ impl Endpoint {
         transfer: (SocketAddr, String),
     ) -> Option<Arc<Vec<u8>>> {
         let mut shared = self.lock_shared();
-        match shared.blocks.intercept_response(request) {
-            Ok(true) => {
-                // The rest is fetched block by block: counted as open
-                // (beyond the cap it is still served; the call is done).
-                shared.transfers.open(transfer);
-            }
-            Ok(false) => {}
-            Err(e) => set_reply(
+        let large = request
+            .response
+            .as_ref()
+            .is_some_and(|r| r.message.payload.len() > ONE_BLOCK);
+        if large && !shared.transfers.has_room(&transfer) {
+            // The answer would be kept for the client to fetch in blocks:
+            // not beyond coap_max_transfers.
+            set_reply(
                 request,
-                ResponseType::InternalServerError,
-                e.message.into_bytes(),
+                ResponseType::ServiceUnavailable,
+                format!(
+                    "{} block-wise transfers are open (coap_max_transfers): try again shortly",
+                    self.limits.max_transfers
+                )
+                .into_bytes(),
                 None,
-            ),
+            );
+            if let Some(response) = request.response.as_mut() {
+                response
+                    .message
+                    .add_option_as(CoapOption::MaxAge, OptionValueU32(1));
+            }
+        } else if large || request.message.get_option(CoapOption::Block2).is_some() {
+            match shared.blocks.intercept_response(request) {
+                Ok(true) => {
+                    // The rest is fetched block by block: open until its
+                    // last block is served (or it idles out).
+                    shared.transfers.open(transfer);
+                }
+                Ok(false) => {}
+                Err(e) => set_reply(
+                    request,
+                    ResponseType::InternalServerError,
+                    e.message.into_bytes(),
+                    None,
+                ),
+            }
         }
         if !acked {
             let bytes = self.finish(request);
@@ -643,6 +683,12 @@ fn set_reply(
                 .add_option_as(CoapOption::ContentFormat, OptionValueU32(u32::from(format)));
         }
     }
+}
+
+/// Whether a request is part of a block-wise transfer.
+fn in_blocks(message: &Packet) -> bool {
+    message.get_option(CoapOption::Block1).is_some()
+        || message.get_option(CoapOption::Block2).is_some()
 }
 
 /// Whether the response being sent says more blocks follow.

@@ -268,6 +268,102 @@ async fn payloads_beyond_coap_max_body_are_refused_before_they_are_kept() {
     assert_eq!(code(&answer), ResponseType::RequestEntityTooLarge);
 }
 
+/// An answer fetched in blocks is kept until its last block is served;
+/// beyond `coap_max_transfers` such answers are refused, not kept.
+#[tokio::test]
+async fn answers_kept_for_block_wise_fetching_are_bounded() {
+    let (_gw, coap) = start(&["--coap-max-transfers", "1"]);
+    let big = vec![b'y'; 4000];
+    let first = socket(coap).await;
+    send(
+        &first,
+        &datagram(
+            MessageType::Confirmable,
+            10,
+            RequestType::Post,
+            &["echo"],
+            &big,
+        ),
+    )
+    .await;
+    let (_, opened) = receive(&first).await;
+    assert_eq!(code(&opened), ResponseType::Content);
+    let block = opened
+        .get_first_option_as::<BlockValue>(CoapOption::Block2)
+        .unwrap()
+        .unwrap();
+    assert!(block.more && block.num == 0, "{block:?}");
+
+    let second = socket(coap).await;
+    let request = datagram(
+        MessageType::Confirmable,
+        11,
+        RequestType::Post,
+        &["echo"],
+        &big,
+    );
+    send(&second, &request).await;
+    let (_, refused) = receive(&second).await;
+    assert_eq!(code(&refused), ResponseType::ServiceUnavailable);
+    assert!(
+        text(&refused).contains("coap_max_transfers"),
+        "{}",
+        text(&refused)
+    );
+    // A small answer still goes through.
+    send(
+        &second,
+        &datagram(
+            MessageType::Confirmable,
+            12,
+            RequestType::Post,
+            &["echo"],
+            b"small",
+        ),
+    )
+    .await;
+    assert_eq!(text(&receive(&second).await.1), "small");
+
+    // The first client fetches the rest; then there is room again.
+    let mut id = 20;
+    let mut num = 1;
+    loop {
+        let mut next = datagram(
+            MessageType::Confirmable,
+            id,
+            RequestType::Post,
+            &["echo"],
+            b"",
+        );
+        next.add_option_as(
+            CoapOption::Block2,
+            BlockValue::new(num, false, block.size()).unwrap(),
+        );
+        send(&first, &next).await;
+        let (_, answer) = receive(&first).await;
+        let got = answer
+            .get_first_option_as::<BlockValue>(CoapOption::Block2)
+            .unwrap()
+            .unwrap();
+        if !got.more {
+            break;
+        }
+        id += 1;
+        num += 1;
+        assert!(num < 10, "more blocks than 4000 bytes make");
+    }
+    let request = datagram(
+        MessageType::Confirmable,
+        30,
+        RequestType::Post,
+        &["echo"],
+        &big,
+    );
+    send(&second, &request).await;
+    let (_, answer) = receive(&second).await;
+    assert_eq!(code(&answer), ResponseType::Content, "{}", text(&answer));
+}
+
 #[tokio::test]
 async fn the_gateways_errors_arrive_as_coap_codes() {
     let (_gw, coap) = start(&["--upstream-timeout", "300ms"]);
