@@ -376,28 +376,43 @@ async fn logs(State(state): State<Arc<AppState>>, Query(params): Query<LogsParam
             Err(e) => return text(e.status(), e),
         },
     };
-    let mut out = String::new();
-    for name in names {
-        let query = LogQuery {
-            name: name.clone(),
-            tail: Some(state.config.log_lines),
-            since: None,
-            follow: false,
-        };
-        let mut entries = match state.provider.logs(query).await {
-            Ok(entries) => entries,
+    // One function's log is asked for first (so an unknown name is a 404),
+    // the rest as the answer streams: nothing is gathered in memory.
+    let tail = state.config.log_lines;
+    let query = move |name: String| LogQuery {
+        name,
+        tail: Some(tail),
+        since: None,
+        follow: false,
+    };
+    let mut names = names.into_iter();
+    let first = match names.next() {
+        Some(name) => match state.provider.logs(query(name)).await {
+            Ok(entries) => Some(entries),
             Err(e) => return text(e.status(), e),
-        };
-        while let Some(entry) = entries.next().await {
-            out.push_str(&format!(
+        },
+        None => None,
+    };
+    let provider = state.provider.clone();
+    let rest = futures_util::stream::iter(names)
+        .then(move |name| {
+            let provider = provider.clone();
+            async move { provider.logs(query(name)).await.ok() }
+        })
+        .filter_map(std::future::ready);
+    let lines = futures_util::stream::iter(first)
+        .chain(rest)
+        .flatten()
+        .map(|entry| {
+            Ok::<_, std::convert::Infallible>(Bytes::from(format!(
                 "{} {}: {}\n",
                 entry.name,
                 entry.instance,
                 entry.text.trim_end()
-            ));
-        }
-    }
-    let mut response = Response::new(Body::from(out));
+            )))
+        });
+    let out = Body::from_stream(lines);
+    let mut response = Response::new(out);
     response.headers_mut().insert(
         CONTENT_TYPE,
         HeaderValue::from_static("text/plain; charset=utf-8"),
