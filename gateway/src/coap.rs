@@ -3,8 +3,11 @@
 //! its output, through the same [`Front`] as an HTTP call: credentials,
 //! routing, balancing, metrics, the async queue and scaling are one.
 //!
-//! `coap-lite` encodes and decodes messages and does block-wise transfer
-//! (RFC 7959); this module keeps the exchanges: a retransmitted request
+//! `coap-lite` encodes and decodes messages; this module keeps the
+//! exchanges and the block-wise transfers (RFC 7959, [`Blocks`]: a body
+//! arriving in blocks is assembled in order, each block checked; an answer
+//! too large for one message is kept for its blocks to be fetched): a
+//! retransmitted request
 //! (same peer and message id) is answered again from memory, never run
 //! twice; a confirmable call that runs longer than `coap_ack_delay` is
 //! acknowledged empty and answered separately, confirmably, until the
@@ -19,11 +22,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use axum::body::Body;
-use coap_lite::block_handler::BlockValue;
 use coap_lite::option_value::OptionValueU32;
 use coap_lite::{
-    BlockHandler, BlockHandlerConfig, CoapOption, CoapRequest, MessageClass, MessageType, Packet,
-    RequestType, ResponseType,
+    CoapOption, CoapRequest, MessageClass, MessageType, Packet, RequestType, ResponseType,
 };
 use faas_common::shutdown::Shutdown;
 use http::StatusCode;
@@ -41,10 +42,6 @@ const MAX_RETRANSMIT: u32 = 4;
 /// How long a block-wise transfer may pause between blocks (coap-lite's
 /// cache expiry).
 const TRANSFER_IDLE: Duration = Duration::from_secs(120);
-/// A payload that always fits one message of coap-lite's block size
-/// (1152 bytes with the header and options): larger answers may go in
-/// blocks.
-const ONE_BLOCK: usize = 1024;
 /// Largest datagram read (a CoAP message over UDP is one datagram).
 const MAX_DATAGRAM: usize = 65_535;
 
@@ -68,6 +65,8 @@ pub struct Limits {
     pub exchanges: u32,
     pub max_transfers: u32,
     pub ack_delay: Duration,
+    /// How long a stop waits for the calls under way.
+    pub drain: Duration,
 }
 
 impl Limits {
@@ -78,6 +77,7 @@ impl Limits {
             exchanges: config.coap_exchanges,
             max_transfers: config.coap_max_transfers,
             ack_delay: config.coap_ack_delay,
+            drain: config.upstream_timeout,
         }
     }
 }
@@ -126,39 +126,119 @@ impl Exchanges {
     }
 }
 
-/// Block-wise transfers open, by peer and path, with their last activity.
-struct Transfers {
-    open: HashMap<(SocketAddr, String), Instant>,
+/// A transfer's key: the peer and the request (method and URI), as RFC
+/// 7959 matches blocks to their transfer.
+type TransferKey = (SocketAddr, String);
+
+/// A Block1 or Block2 option's value: NUM, M and SZX (RFC 7959 2.2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Block {
+    num: u32,
+    more: bool,
+    szx: u8,
+}
+
+impl Block {
+    /// The largest block size we use, 1024 bytes (SZX 6).
+    const MAX_SZX: u8 = 6;
+
+    /// A 0–3 byte option value; SZX 7 (BERT, for TCP only) is refused.
+    fn parse(value: &[u8]) -> Result<Block, String> {
+        if value.len() > 3 {
+            return Err(format!(
+                "a block option of {} bytes (at most 3)",
+                value.len()
+            ));
+        }
+        let n = value.iter().fold(0u32, |n, b| (n << 8) | u32::from(*b));
+        let szx = (n & 7) as u8;
+        if szx == 7 {
+            return Err("block size exponent 7 (BERT) is for CoAP over TCP".to_owned());
+        }
+        Ok(Block {
+            num: n >> 4,
+            more: n & 8 != 0,
+            szx,
+        })
+    }
+
+    fn encode(self) -> Vec<u8> {
+        let n = (self.num << 4) | (u32::from(self.more) << 3) | u32::from(self.szx);
+        let bytes = n.to_be_bytes();
+        let skip = bytes.iter().take_while(|b| **b == 0).count();
+        bytes[skip..].to_vec()
+    }
+
+    fn size(self) -> usize {
+        16 << self.szx
+    }
+}
+
+/// The first `option` of `packet` as a block, if it has one.
+fn block_option(packet: &Packet, option: CoapOption) -> Result<Option<Block>, String> {
+    packet
+        .get_option(option)
+        .and_then(|values| values.front())
+        .map(|value| Block::parse(value))
+        .transpose()
+}
+
+/// A request body arriving in blocks.
+struct Assembly {
+    body: Vec<u8>,
+    next: u32,
+    szx: u8,
+    last: Instant,
+}
+
+/// An answer kept for its blocks to be fetched.
+struct Kept {
+    code: ResponseType,
+    format: Option<u16>,
+    payload: Vec<u8>,
+    etag: [u8; 4],
+    last: Instant,
+}
+
+/// The block-wise transfers open, both ways, at most `cap` together, each
+/// dropped after `TRANSFER_IDLE` without a block.
+struct Blocks {
+    incoming: HashMap<TransferKey, Assembly>,
+    outgoing: HashMap<TransferKey, Kept>,
     cap: usize,
 }
 
-impl Transfers {
-    /// Counts a transfer as open; false when `cap` are open already.
-    fn open(&mut self, key: (SocketAddr, String)) -> bool {
-        if !self.has_room(&key) {
-            return false;
-        }
-        self.open.insert(key, Instant::now());
-        true
-    }
-
-    /// Whether `key` is open or one more may open (idle ones forgotten).
-    fn has_room(&mut self, key: &(SocketAddr, String)) -> bool {
+impl Blocks {
+    fn forget_idle(&mut self) {
         let now = Instant::now();
-        self.open
-            .retain(|_, at| now.duration_since(*at) < TRANSFER_IDLE);
-        self.open.contains_key(key) || self.open.len() < self.cap
+        self.incoming
+            .retain(|_, a| now.duration_since(a.last) < TRANSFER_IDLE);
+        self.outgoing
+            .retain(|_, k| now.duration_since(k.last) < TRANSFER_IDLE);
     }
 
-    fn close(&mut self, key: &(SocketAddr, String)) {
-        self.open.remove(key);
+    /// Whether a transfer for `key` may open (one for the same key is
+    /// replaced, so it always may).
+    fn has_room(&mut self, key: &TransferKey) -> bool {
+        self.forget_idle();
+        self.incoming.contains_key(key)
+            || self.outgoing.contains_key(key)
+            || self.incoming.len() + self.outgoing.len() < self.cap
     }
+}
+
+/// How a request's Block1 option was taken.
+enum Arrived {
+    /// Not in blocks, or its last block: call with this body (and, for a
+    /// body that came in blocks, answer with this Block1 option).
+    Whole(Vec<u8>, Option<Block>),
+    /// A block before the last: answer this (2.31 Continue, or a refusal).
+    Answer(ResponseType, String, Option<Block>),
 }
 
 struct Shared {
     exchanges: Exchanges,
-    blocks: BlockHandler<SocketAddr>,
-    transfers: Transfers,
+    blocks: Blocks,
 }
 
 /// A bound CoAP endpoint.
@@ -175,18 +255,14 @@ pub struct Endpoint {
 
 impl Endpoint {
     pub fn new(socket: UdpSocket, front: Front, limits: Limits) -> Arc<Endpoint> {
-        let blocks = BlockHandler::new(BlockHandlerConfig {
-            cache_expiry_duration: TRANSFER_IDLE,
-            ..BlockHandlerConfig::default()
-        });
         Arc::new(Endpoint {
             socket: Arc::new(socket),
             front,
             shared: Mutex::new(Shared {
                 exchanges: Exchanges::new(limits.exchanges as usize),
-                blocks,
-                transfers: Transfers {
-                    open: HashMap::new(),
+                blocks: Blocks {
+                    incoming: HashMap::new(),
+                    outgoing: HashMap::new(),
                     cap: limits.max_transfers as usize,
                 },
             }),
@@ -215,8 +291,19 @@ impl Endpoint {
                     }
                 },
             };
-            self.datagram(&buf[..n], peer);
+            // No datagram may end the endpoint: a panic in the codec is
+            // that datagram's problem only.
+            let handled = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                self.datagram(&buf[..n], peer)
+            }));
+            if handled.is_err() {
+                tracing::warn!(%peer, "coap: a datagram could not be handled (dropped)");
+            }
         }
+        // Calls under way finish (within upstream_timeout) before the
+        // provider stops their functions.
+        let all = self.limits.max_inflight;
+        let _ = tokio::time::timeout(self.limits.drain, self.inflight.acquire_many(all)).await;
     }
 
     fn datagram(self: &Arc<Self>, bytes: &[u8], peer: SocketAddr) {
@@ -275,40 +362,64 @@ impl Endpoint {
             }
             None => {}
         }
-        let transfer = (peer, request.get_path());
-        if let Some(refusal) = self.refuse_block1(&mut request, &mut shared, &transfer) {
-            let bytes = self.answer(&mut request, refusal.0, refusal.1.into_bytes(), None);
-            shared.exchanges.set(key, Exchange::Done(bytes.clone()));
-            drop(shared);
-            self.send_bytes(&bytes, peer);
+        if let Some((code, reason)) = unsupported_option(&request.message) {
+            self.reply_now(&mut shared, &mut request, key, code, reason);
             return;
         }
-        // Only a request in a block-wise transfer goes to the block handler
-        // (it keeps a state for every request it sees).
-        let handled = if in_blocks(&request.message) {
-            shared.blocks.intercept_request(&mut request)
-        } else {
-            Ok(false)
-        };
-        match handled {
-            Ok(false) => {}
-            handled => {
-                if let Err(e) = &handled {
-                    let code = e.code.unwrap_or(ResponseType::BadRequest);
-                    set_reply(&mut request, code, e.message.clone().into_bytes(), None);
-                }
-                if !block2_more(&request)
-                    && request.message.get_option(CoapOption::Block2).is_some()
-                {
-                    shared.transfers.close(&transfer);
-                }
-                let bytes = self.finish(&mut request);
-                shared.exchanges.set(key, Exchange::Done(bytes.clone()));
-                drop(shared);
-                self.send_bytes(&bytes, peer);
+        let transfer: TransferKey = (
+            peer,
+            format!(
+                "{} {}",
+                u8::from(request.message.header.code),
+                http_target(&request.message).unwrap_or_default()
+            ),
+        );
+        let block2 = match block_option(&request.message, CoapOption::Block2) {
+            Ok(block2) => block2,
+            Err(reason) => {
+                self.reply_now(
+                    &mut shared,
+                    &mut request,
+                    key,
+                    ResponseType::BadOption,
+                    reason,
+                );
                 return;
             }
+        };
+        // A later block of a kept answer: served from memory, no call.
+        if let Some(block2) = block2.filter(|b| b.num > 0) {
+            self.serve_block(&mut shared, &mut request, key, &transfer, block2);
+            return;
         }
+        let block1 = match self.arrive(&mut request, &mut shared.blocks, &transfer) {
+            Arrived::Whole(body, block1) => {
+                request.message.payload = body;
+                block1
+            }
+            Arrived::Answer(code, reason, block1) => {
+                if let Some(response) = request.response.as_mut() {
+                    if let Some(block1) = block1 {
+                        response
+                            .message
+                            .add_option(CoapOption::Block1, block1.encode());
+                    }
+                    if code == ResponseType::RequestEntityTooLarge {
+                        let max = self.limits.max_body.min(u64::from(u32::MAX)) as u32;
+                        response
+                            .message
+                            .add_option_as(CoapOption::Size1, OptionValueU32(max));
+                    }
+                }
+                self.reply_now(&mut shared, &mut request, key, code, reason);
+                return;
+            }
+        };
+        let plan = Plan {
+            block1,
+            szx: block2.map_or(Block::MAX_SZX, |b| b.szx.min(Block::MAX_SZX)),
+            transfer,
+        };
         let Ok(permit) = self.inflight.clone().try_acquire_owned() else {
             let message = format!(
                 "{} CoAP calls are running (coap_max_inflight): try again shortly",
@@ -331,76 +442,200 @@ impl Endpoint {
         drop(shared);
         let endpoint = self.clone();
         tokio::spawn(async move {
-            endpoint.call(request, key, confirmable, transfer).await;
-            drop(permit);
+            endpoint.call(request, key, confirmable, plan, permit).await;
         });
     }
 
-    /// A Block1 transfer past `coap_max_body`, or one more than
-    /// `coap_max_transfers`: the refusal to send (before anything is kept).
-    fn refuse_block1(
+    /// Answers at once (and remembers the answer for a retransmission).
+    fn reply_now(
+        &self,
+        shared: &mut Shared,
+        request: &mut CoapRequest<SocketAddr>,
+        key: Key,
+        code: ResponseType,
+        reason: String,
+    ) {
+        set_reply(request, code, reason.into_bytes(), None);
+        let bytes = self.finish(request);
+        shared.exchanges.set(key, Exchange::Done(bytes.clone()));
+        self.send_bytes(&bytes, key.0);
+    }
+
+    /// Block `block.num` of a kept answer, or 4.08 when none is kept.
+    fn serve_block(
+        &self,
+        shared: &mut Shared,
+        request: &mut CoapRequest<SocketAddr>,
+        key: Key,
+        transfer: &TransferKey,
+        block: Block,
+    ) {
+        shared.blocks.forget_idle();
+        let Some(kept) = shared.blocks.outgoing.get_mut(transfer) else {
+            self.reply_now(
+                shared,
+                request,
+                key,
+                ResponseType::RequestEntityIncomplete,
+                format!(
+                    "no answer is kept for block {} (it idled out after {}s or was never made): ask again from block 0",
+                    block.num,
+                    TRANSFER_IDLE.as_secs()
+                ),
+            );
+            return;
+        };
+        let szx = block.szx.min(Block::MAX_SZX);
+        let size = 16usize << szx;
+        let start = (block.num as usize).saturating_mul(size);
+        if start >= kept.payload.len() {
+            let reason = format!(
+                "block {} of {size} bytes is past the answer's {} bytes",
+                block.num,
+                kept.payload.len()
+            );
+            self.reply_now(shared, request, key, ResponseType::BadOption, reason);
+            return;
+        }
+        let end = (start + size).min(kept.payload.len());
+        let more = end < kept.payload.len();
+        kept.last = Instant::now();
+        let (code, format, etag) = (kept.code, kept.format, kept.etag);
+        set_reply(request, code, kept.payload[start..end].to_vec(), format);
+        if !more {
+            shared.blocks.outgoing.remove(transfer);
+        }
+        if let Some(response) = request.response.as_mut() {
+            let reply = Block {
+                num: block.num,
+                more,
+                szx,
+            };
+            response
+                .message
+                .add_option(CoapOption::Block2, reply.encode());
+            response.message.add_option(CoapOption::ETag, etag.to_vec());
+        }
+        let bytes = self.finish(request);
+        shared.exchanges.set(key, Exchange::Done(bytes.clone()));
+        self.send_bytes(&bytes, key.0);
+    }
+
+    /// Takes a request's body: whole, or block by block (RFC 7959 2.5),
+    /// each block in order and of its stated size, the total within
+    /// `coap_max_body`, at most `coap_max_transfers` bodies arriving at
+    /// once. Nothing is kept beyond those bounds.
+    fn arrive(
         &self,
         request: &mut CoapRequest<SocketAddr>,
-        shared: &mut Shared,
-        transfer: &(SocketAddr, String),
-    ) -> Option<(ResponseType, String)> {
+        blocks: &mut Blocks,
+        transfer: &TransferKey,
+    ) -> Arrived {
         let max = self.limits.max_body;
-        let announced = request
-            .message
+        let message = &mut request.message;
+        let payload = std::mem::take(&mut message.payload);
+        let announced = message
             .get_first_option_as::<OptionValueU32>(CoapOption::Size1)
             .and_then(Result::ok)
             .map_or(0, |size| u64::from(size.0));
-        let block1 = request
-            .message
-            .get_first_option_as::<BlockValue>(CoapOption::Block1)
-            .and_then(Result::ok);
-        let end = match &block1 {
-            Some(block) => {
-                usize::from(block.num) as u64 * block.size() as u64
-                    + request.message.payload.len() as u64
-            }
-            None => request.message.payload.len() as u64,
-        };
-        if end.max(announced) > max {
-            shared.transfers.close(transfer);
-            request.response.as_mut()?.message.add_option_as(
-                CoapOption::Size1,
-                OptionValueU32(max.min(u64::from(u32::MAX)) as u32),
-            );
-            return Some((
+        let too_large = || {
+            Arrived::Answer(
                 ResponseType::RequestEntityTooLarge,
                 format!("the payload is larger than coap_max_body ({max} bytes)"),
-            ));
-        }
-        match block1 {
-            Some(block) if block.more => {
-                if !shared.transfers.open(transfer.clone()) {
-                    return Some((
-                        ResponseType::ServiceUnavailable,
-                        format!(
-                            "{} block-wise transfers are open (coap_max_transfers): try again shortly",
-                            self.limits.max_transfers
-                        ),
-                    ));
+                None,
+            )
+        };
+        let block = match block_option(message, CoapOption::Block1) {
+            Ok(Some(block)) => block,
+            Ok(None) => {
+                if payload.len() as u64 > max || announced > max {
+                    return too_large();
                 }
-                None
+                return Arrived::Whole(payload, None);
             }
-            Some(_) => {
-                shared.transfers.close(transfer);
-                None
-            }
-            None => None,
+            Err(reason) => return Arrived::Answer(ResponseType::BadOption, reason, None),
+        };
+        if announced > max {
+            blocks.incoming.remove(transfer);
+            return too_large();
         }
+        let size = block.size();
+        if (block.more && payload.len() != size) || payload.len() > size {
+            blocks.incoming.remove(transfer);
+            return Arrived::Answer(
+                ResponseType::BadRequest,
+                format!(
+                    "block {} carries {} bytes where its size says {size}",
+                    block.num,
+                    payload.len()
+                ),
+                None,
+            );
+        }
+        if block.num == 0 {
+            if !blocks.has_room(transfer) {
+                return Arrived::Answer(
+                    ResponseType::ServiceUnavailable,
+                    format!(
+                        "{} block-wise transfers are open (coap_max_transfers): try again shortly",
+                        self.limits.max_transfers
+                    ),
+                    None,
+                );
+            }
+            blocks.incoming.insert(
+                transfer.clone(),
+                Assembly {
+                    body: Vec::new(),
+                    next: 0,
+                    szx: block.szx,
+                    last: Instant::now(),
+                },
+            );
+        }
+        let in_order = blocks
+            .incoming
+            .get(transfer)
+            .is_some_and(|a| a.next == block.num && a.szx == block.szx);
+        let Some(assembly) = blocks.incoming.get_mut(transfer).filter(|_| in_order) else {
+            blocks.incoming.remove(transfer);
+            return Arrived::Answer(
+                ResponseType::RequestEntityIncomplete,
+                format!(
+                    "block {} came without the blocks before it: send the body again from block 0",
+                    block.num
+                ),
+                None,
+            );
+        };
+        if (assembly.body.len() + payload.len()) as u64 > max {
+            blocks.incoming.remove(transfer);
+            return too_large();
+        }
+        assembly.body.extend_from_slice(&payload);
+        assembly.next += 1;
+        assembly.last = Instant::now();
+        if block.more {
+            return Arrived::Answer(ResponseType::Continue, String::new(), Some(block));
+        }
+        let body = blocks
+            .incoming
+            .remove(transfer)
+            .map(|a| a.body)
+            .unwrap_or_default();
+        Arrived::Whole(body, Some(block))
     }
 
     /// Runs the call through the front and answers it: piggybacked on the
-    /// ACK, or separately when the ACK went out first.
+    /// ACK, or separately when the ACK went out first. The call's slot is
+    /// given back when its answer is ready, not after the retransmissions.
     async fn call(
         self: Arc<Self>,
         mut request: CoapRequest<SocketAddr>,
         key: Key,
         confirmable: bool,
-        transfer: (SocketAddr, String),
+        plan: Plan,
+        permit: tokio::sync::OwnedSemaphorePermit,
     ) {
         let peer = key.0;
         let mut acked = false;
@@ -420,8 +655,9 @@ impl Endpoint {
                 }
             }
         };
-        set_reply(&mut request, code, payload, format);
-        if let Some(bytes) = self.settle(&mut request, key, acked, transfer) {
+        let settled = self.settle(&mut request, key, acked, plan, (code, payload, format));
+        drop(permit);
+        if let Some(bytes) = settled {
             self.send_bytes(&bytes, peer);
             return;
         }
@@ -435,10 +671,23 @@ impl Endpoint {
         let Ok(bytes) = response.message.to_bytes() else {
             return;
         };
+        // Retransmitted until acknowledged, for at most coap_max_inflight
+        // answers at once (more are sent once).
         let (done, acknowledged) = oneshot::channel();
-        self.lock_unacked().insert((peer, id), done);
+        {
+            let mut unacked = self.lock_unacked();
+            if unacked.len() >= self.limits.max_inflight as usize {
+                drop(unacked);
+                self.send_bytes(&bytes, peer);
+                return;
+            }
+            unacked.insert((peer, id), done);
+        }
         tokio::pin!(acknowledged);
-        let mut wait = ACK_TIMEOUT;
+        // ACK_TIMEOUT times a random factor from 1 to 1.5 (RFC 7252 4.8).
+        let mut jitter = [0u8; 1];
+        let _ = getrandom::fill(&mut jitter);
+        let mut wait = ACK_TIMEOUT + ACK_TIMEOUT.mul_f64(f64::from(jitter[0]) / 510.0);
         for _ in 0..=MAX_RETRANSMIT {
             self.send_bytes(&bytes, peer);
             if tokio::time::timeout(wait, &mut acknowledged).await.is_ok() {
@@ -450,61 +699,98 @@ impl Endpoint {
         tracing::debug!(%peer, id, "coap: a separate response was never acknowledged");
     }
 
-    /// Splits the answer into blocks when it does not fit one datagram and
-    /// remembers the exchange. The bytes to piggyback on the ACK, or `None`
-    /// when the ACK went out already (the answer goes separately).
+    /// Sets the answer, in blocks when it does not fit one (the rest kept
+    /// for fetching, within `coap_max_transfers`), and remembers the
+    /// exchange. The bytes to piggyback on the ACK, or `None` when the ACK
+    /// went out already (the answer goes separately).
     fn settle(
         &self,
         request: &mut CoapRequest<SocketAddr>,
         key: Key,
         acked: bool,
-        transfer: (SocketAddr, String),
+        plan: Plan,
+        (code, mut payload, format): (ResponseType, Vec<u8>, Option<u16>),
     ) -> Option<Arc<Vec<u8>>> {
         let mut shared = self.lock_shared();
-        let large = request
-            .response
-            .as_ref()
-            .is_some_and(|r| r.message.payload.len() > ONE_BLOCK);
-        if large && !shared.transfers.has_room(&transfer) {
-            // The answer would be kept for the client to fetch in blocks:
-            // not beyond coap_max_transfers.
-            set_reply(
-                request,
-                ResponseType::ServiceUnavailable,
-                format!(
+        let size = 16usize << plan.szx;
+        let mut first_block = None;
+        if payload.len() > size {
+            if shared.blocks.has_room(&plan.transfer) {
+                let mut etag = [0u8; 4];
+                let _ = getrandom::fill(&mut etag);
+                let total = payload.len();
+                let whole = std::mem::take(&mut payload);
+                payload = whole[..size].to_vec();
+                shared.blocks.outgoing.insert(
+                    plan.transfer.clone(),
+                    Kept {
+                        code,
+                        format,
+                        payload: whole,
+                        etag,
+                        last: Instant::now(),
+                    },
+                );
+                first_block = Some((etag, total));
+            } else {
+                let reason = format!(
                     "{} block-wise transfers are open (coap_max_transfers): try again shortly",
                     self.limits.max_transfers
-                )
-                .into_bytes(),
-                None,
-            );
-            if let Some(response) = request.response.as_mut() {
-                response
-                    .message
-                    .add_option_as(CoapOption::MaxAge, OptionValueU32(1));
-            }
-        } else if large || request.message.get_option(CoapOption::Block2).is_some() {
-            match shared.blocks.intercept_response(request) {
-                Ok(true) => {
-                    // The rest is fetched block by block: open until its
-                    // last block is served (or it idles out).
-                    shared.transfers.open(transfer);
-                }
-                Ok(false) => {}
-                Err(e) => set_reply(
+                );
+                set_reply(
                     request,
-                    ResponseType::InternalServerError,
-                    e.message.into_bytes(),
+                    ResponseType::ServiceUnavailable,
+                    reason.into_bytes(),
                     None,
-                ),
+                );
+                if let Some(response) = request.response.as_mut() {
+                    response
+                        .message
+                        .add_option_as(CoapOption::MaxAge, OptionValueU32(1));
+                }
+                return self.settled(&mut shared, request, key, acked);
             }
         }
+        set_reply(request, code, payload, format);
+        if let Some(response) = request.response.as_mut() {
+            if let Some(block1) = plan.block1 {
+                response
+                    .message
+                    .add_option(CoapOption::Block1, block1.encode());
+            }
+            if let Some((etag, total)) = first_block {
+                let block = Block {
+                    num: 0,
+                    more: true,
+                    szx: plan.szx,
+                };
+                response
+                    .message
+                    .add_option(CoapOption::Block2, block.encode());
+                response.message.add_option(CoapOption::ETag, etag.to_vec());
+                response.message.add_option_as(
+                    CoapOption::Size2,
+                    OptionValueU32(u32::try_from(total).unwrap_or(u32::MAX)),
+                );
+            }
+        }
+        self.settled(&mut shared, request, key, acked)
+    }
+
+    /// The exchange remembered: the answer itself, or (when it goes
+    /// separately) the empty ACK a repeat of the request gets again.
+    fn settled(
+        &self,
+        shared: &mut Shared,
+        request: &mut CoapRequest<SocketAddr>,
+        key: Key,
+        acked: bool,
+    ) -> Option<Arc<Vec<u8>>> {
         if !acked {
             let bytes = self.finish(request);
             shared.exchanges.set(key, Exchange::Done(bytes.clone()));
             return Some(bytes);
         }
-        // Separate: a repeat of the request gets the empty ACK again.
         let ack = empty(MessageType::Acknowledgement, key.1)
             .to_bytes()
             .unwrap_or_default();
@@ -685,23 +971,34 @@ fn set_reply(
     }
 }
 
-/// Whether a request is part of a block-wise transfer.
-fn in_blocks(message: &Packet) -> bool {
-    message.get_option(CoapOption::Block1).is_some()
-        || message.get_option(CoapOption::Block2).is_some()
+/// What a call's answer needs from its request: the Block1 option to
+/// acknowledge (a body that came in blocks), the block size the client
+/// asked for (SZX), and the transfer an answer in blocks belongs to.
+struct Plan {
+    block1: Option<Block>,
+    szx: u8,
+    transfer: TransferKey,
 }
 
-/// Whether the response being sent says more blocks follow.
-fn block2_more(request: &CoapRequest<SocketAddr>) -> bool {
-    request
-        .response
-        .as_ref()
-        .and_then(|r| {
-            r.message
-                .get_first_option_as::<BlockValue>(CoapOption::Block2)
+/// A critical option (odd number, RFC 7252 5.4.1) this endpoint does not
+/// act on: 4.02, or 5.05 for the proxy options.
+fn unsupported_option(message: &Packet) -> Option<(ResponseType, String)> {
+    // Uri-Host, Uri-Port, Uri-Path, Uri-Query, Accept, Block2, Block1.
+    const UNDERSTOOD: [u16; 7] = [3, 7, 11, 15, 17, 23, 27];
+    message
+        .options()
+        .map(|(number, _)| *number)
+        .find(|n| n % 2 == 1 && !UNDERSTOOD.contains(n))
+        .map(|n| match n {
+            35 | 39 => (
+                ResponseType::ProxyingNotSupported,
+                "this endpoint is not a proxy (Proxy-Uri, Proxy-Scheme)".to_owned(),
+            ),
+            _ => (
+                ResponseType::BadOption,
+                format!("critical option {n} is not supported here"),
+            ),
         })
-        .and_then(Result::ok)
-        .is_some_and(|b| b.more)
 }
 
 /// The gateway path a CoAP request calls: `/{name}[/rest]` and

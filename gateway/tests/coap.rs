@@ -254,10 +254,29 @@ async fn payloads_beyond_coap_max_body_are_refused_before_they_are_kept() {
         .unwrap()
         .unwrap();
     assert_eq!(size1.0, 4096);
-    // A block that would end past it.
+    // Blocks in order up to the limit, then one past it.
+    for num in 0..4u16 {
+        let mut block = datagram(
+            MessageType::Confirmable,
+            10 + num,
+            RequestType::Post,
+            &["echo"],
+            &[b'x'; 1024],
+        );
+        block.add_option_as(
+            CoapOption::Block1,
+            BlockValue::new(num.into(), true, 1024).unwrap(),
+        );
+        send(&socket, &block).await;
+        assert_eq!(
+            code(&receive(&socket).await.1),
+            ResponseType::Continue,
+            "block {num}"
+        );
+    }
     let mut block = datagram(
         MessageType::Confirmable,
-        2,
+        20,
         RequestType::Post,
         &["echo"],
         &[b'x'; 1024],
@@ -266,6 +285,120 @@ async fn payloads_beyond_coap_max_body_are_refused_before_they_are_kept() {
     send(&socket, &block).await;
     let (_, answer) = receive(&socket).await;
     assert_eq!(code(&answer), ResponseType::RequestEntityTooLarge);
+}
+
+/// A body in blocks is taken in order, each block of its stated size: a
+/// block out of order, or larger than its size says, is refused and
+/// nothing of it kept; critical options the endpoint does not act on are
+/// refused; a later block of an answer nobody kept is 4.08.
+#[tokio::test]
+async fn blocks_out_of_order_or_oversized_and_unknown_critical_options_are_refused() {
+    let (_gw, coap) = start(&[]);
+    let socket = socket(coap).await;
+    let ask = |id: u16, option: CoapOption, block: BlockValue, body: &[u8]| {
+        let mut packet = datagram(
+            MessageType::Confirmable,
+            id,
+            RequestType::Post,
+            &["echo"],
+            body,
+        );
+        packet.add_option_as(option, block);
+        packet
+    };
+    // Block 3 with nothing before it.
+    send(
+        &socket,
+        &ask(
+            1,
+            CoapOption::Block1,
+            BlockValue::new(3, true, 64).unwrap(),
+            &[b'a'; 64],
+        ),
+    )
+    .await;
+    let (_, answer) = receive(&socket).await;
+    assert_eq!(
+        code(&answer),
+        ResponseType::RequestEntityIncomplete,
+        "{}",
+        text(&answer)
+    );
+    // Block 0 of 16 bytes carrying 8000: refused, not appended.
+    send(
+        &socket,
+        &ask(
+            2,
+            CoapOption::Block1,
+            BlockValue::new(0, true, 16).unwrap(),
+            &[b'b'; 8000],
+        ),
+    )
+    .await;
+    let (_, answer) = receive(&socket).await;
+    assert_eq!(code(&answer), ResponseType::BadRequest);
+    assert!(
+        text(&answer).contains("carries 8000 bytes"),
+        "{}",
+        text(&answer)
+    );
+    // A proper two-block body still works.
+    send(
+        &socket,
+        &ask(
+            3,
+            CoapOption::Block1,
+            BlockValue::new(0, true, 16).unwrap(),
+            &[b'c'; 16],
+        ),
+    )
+    .await;
+    assert_eq!(code(&receive(&socket).await.1), ResponseType::Continue);
+    send(
+        &socket,
+        &ask(
+            4,
+            CoapOption::Block1,
+            BlockValue::new(1, false, 16).unwrap(),
+            b"end",
+        ),
+    )
+    .await;
+    let (_, answer) = receive(&socket).await;
+    assert_eq!(text(&answer), format!("{}end", "c".repeat(16)));
+    // Block 2 of an answer nobody kept.
+    send(
+        &socket,
+        &ask(
+            5,
+            CoapOption::Block2,
+            BlockValue::new(2, false, 64).unwrap(),
+            b"",
+        ),
+    )
+    .await;
+    assert_eq!(
+        code(&receive(&socket).await.1),
+        ResponseType::RequestEntityIncomplete
+    );
+    // If-Match (critical, not acted on) and Proxy-Uri.
+    let mut conditional = datagram(
+        MessageType::Confirmable,
+        6,
+        RequestType::Put,
+        &["echo"],
+        b"x",
+    );
+    conditional.add_option(CoapOption::IfMatch, b"tag".to_vec());
+    send(&socket, &conditional).await;
+    assert_eq!(code(&receive(&socket).await.1), ResponseType::BadOption);
+    let mut proxied = datagram(MessageType::Confirmable, 7, RequestType::Get, &[], b"");
+    proxied.add_option(CoapOption::ProxyUri, b"coap://elsewhere/x".to_vec());
+    send(&socket, &proxied).await;
+    assert_eq!(
+        code(&receive(&socket).await.1),
+        ResponseType::ProxyingNotSupported
+    );
 }
 
 /// An answer fetched in blocks is kept until its last block is served;
