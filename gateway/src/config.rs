@@ -295,7 +295,7 @@ pub struct Config {
     pub grpc_max_body: u64,
 
     /// gRPC calls in flight on one connection (HTTP/2 streams); more wait.
-    #[arg(long, env = "grpc_max_streams", default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..))]
+    #[arg(long, env = "grpc_max_streams", default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..))]
     pub grpc_max_streams: u32,
 
     /// tinyFaaS's HTTP shapes: its management routes (/upload, /uploadURL,

@@ -103,8 +103,13 @@ pub async fn serve(listener: TcpListener, front: Front, limits: Limits, mut shut
     let graceful = GracefulShutdown::new();
     let slots = Arc::new(Semaphore::new(limits.max_connections));
     loop {
-        let Ok(slot) = slots.clone().acquire_owned().await else {
-            break;
+        // Waiting for a free slot, too, gives way to a stop.
+        let slot = tokio::select! {
+            _ = shutdown.wait() => break,
+            slot = slots.clone().acquire_owned() => match slot {
+                Ok(slot) => slot,
+                Err(_) => break,
+            },
         };
         let (stream, peer) = tokio::select! {
             _ = shutdown.wait() => break,
@@ -167,6 +172,8 @@ struct Call {
     body: Vec<u8>,
     peer: SocketAddr,
     deadline: Option<Duration>,
+    /// When the call must be answered by (the deadline, a little early).
+    until: Option<tokio::time::Instant>,
 }
 
 impl Call {
@@ -191,6 +198,7 @@ impl Call {
                 .get::<Peer>()
                 .map_or(SocketAddr::from(([0, 0, 0, 0], 0)), |p| p.0),
             deadline,
+            until: deadline.map(|d| tokio::time::Instant::now() + early(d)),
         }
     }
 }
@@ -202,7 +210,13 @@ fn call_headers(mut metadata: HeaderMap) -> HeaderMap {
         .keys()
         .filter(|k| {
             let k = k.as_str();
-            k == "content-type" || k == "te" || k.starts_with("grpc-") || k.ends_with("-bin")
+            // content-length counts the gRPC framing, not the body.
+            k == "content-type"
+                || k == "content-length"
+                || k == "host"
+                || k == "te"
+                || k.starts_with("grpc-")
+                || k.ends_with("-bin")
         })
         .cloned()
         .collect();
@@ -234,26 +248,30 @@ impl Endpoint {
     /// Runs `call` through the front within its deadline; the gateway's
     /// own refusals come back as gRPC statuses.
     async fn run(&self, call: Call) -> Result<http::Response<Body>, Status> {
+        // The message is in memory (tonic read it, up to grpc_max_body):
+        // counted against max_buffered while the call is made.
+        let limits = self
+            .front
+            .state
+            .body_limits(self.max_body as u64, "grpc_max_body");
+        let held = match crate::body::read(Body::from(call.body), limits).await {
+            Ok(held) => held,
+            Err(answer) => return Err(refusal(answer).await),
+        };
         let mut builder = http::Request::builder().method(call.method).uri(&call.uri);
         if let Some(headers) = builder.headers_mut() {
             *headers = call.metadata;
         }
-        let request = builder.body(Body::from(call.body)).map_err(|e| {
+        let request = builder.body(Body::from(held.bytes.clone())).map_err(|e| {
             Status::invalid_argument(format!("cannot make a call of {}: {e}", call.uri))
         })?;
-        let answer = self.front.call(call.peer, request);
-        let response = match call.deadline {
-            // A little early (a tenth, at most 50 ms), so the answer saying
-            // why reaches the client before its own timer gives up.
-            Some(deadline) => tokio::time::timeout(early(deadline), answer)
-                .await
-                .map_err(|_| {
-                    Status::deadline_exceeded(format!(
-                        "no answer within the call's deadline ({deadline:?}); the call was stopped"
-                    ))
-                })?,
-            None => answer.await,
-        };
+        let response = within(
+            call.until,
+            call.deadline,
+            self.front.call(call.peer, request),
+        )
+        .await?;
+        drop(held);
         if response.extensions().get::<GatewayAnswer>().is_some() {
             return Err(refusal(response).await);
         }
@@ -264,11 +282,12 @@ impl Endpoint {
     async fn whole(
         &self,
         response: http::Response<Body>,
+        (until, deadline): (Option<tokio::time::Instant>, Option<Duration>),
     ) -> Result<(StatusCode, String, Bytes), Status> {
         let status = response.status();
         let call_id = call_id(response.headers());
         let limited = http_body_util::Limited::new(response.into_body(), self.max_body);
-        match limited.collect().await {
+        match within(until, deadline, limited.collect()).await? {
             Ok(body) => Ok((status, call_id, body.to_bytes())),
             Err(e) if e.is::<http_body_util::LengthLimitError>() => {
                 Err(Status::resource_exhausted(format!(
@@ -280,6 +299,24 @@ impl Endpoint {
                 "the function's answer broke off: {e}"
             ))),
         }
+    }
+}
+
+/// `work` within the call's deadline (DEADLINE_EXCEEDED past it; the
+/// work, and the function's call with it, dropped).
+async fn within<T>(
+    until: Option<tokio::time::Instant>,
+    deadline: Option<Duration>,
+    work: impl std::future::Future<Output = T>,
+) -> Result<T, Status> {
+    match until {
+        Some(until) => tokio::time::timeout_at(until, work).await.map_err(|_| {
+            Status::deadline_exceeded(format!(
+                "no answer within the call's deadline ({:?}); the call was stopped",
+                deadline.unwrap_or_default()
+            ))
+        }),
+        None => Ok(work.await),
     }
 }
 
@@ -366,8 +403,9 @@ impl TinyFaaS for Endpoint {
         let uri = call_uri("function", &data.function_identifier, "", "")?;
         let body = data.data.clone().into_bytes();
         let call = Call::of(&request, http::Method::POST, uri, body);
+        let deadline = (call.until, call.deadline);
         let response = self.run(call).await?;
-        let (status, _, body) = self.whole(response).await?;
+        let (status, _, body) = self.whole(response, deadline).await?;
         if !status.is_success() {
             return Err(Status::new(
                 Code::Unknown,
@@ -424,9 +462,10 @@ impl Functions for Endpoint {
         request: tonic::Request<CallRequest>,
     ) -> Result<tonic::Response<CallReply>, Status> {
         let call = self.call_of(&request, "function")?;
+        let deadline = (call.until, call.deadline);
         let response = self.run(call).await?;
         let metadata = metadata_of(response.headers());
-        let (status, call_id, body) = self.whole(response).await?;
+        let (status, call_id, body) = self.whole(response, deadline).await?;
         let mut reply = tonic::Response::new(CallReply {
             status: u32::from(status.as_u16()),
             body: body.to_vec(),
@@ -443,6 +482,7 @@ impl Functions for Endpoint {
         request: tonic::Request<CallRequest>,
     ) -> Result<tonic::Response<ChunkStream>, Status> {
         let call = self.call_of(&request, "function")?;
+        let (until, deadline) = (call.until, call.deadline);
         let response = self.run(call).await?;
         let metadata = metadata_of(response.headers());
         let head = CallChunk {
@@ -462,6 +502,16 @@ impl Functions for Endpoint {
                     "the function's answer broke off: {e}"
                 ))),
             });
+        // The deadline holds for the whole answer: past it the stream ends
+        // with DEADLINE_EXCEEDED (and the function's call is dropped).
+        let body = futures_util::stream::unfold(Some(Box::pin(body)), move |body| async move {
+            let mut body = body?;
+            match within(until, deadline, body.next()).await {
+                Ok(Some(piece)) => Some((piece, Some(body))),
+                Ok(None) => None,
+                Err(status) => Some((Err(status), None)),
+            }
+        });
         let stream: ChunkStream = Box::pin(futures_util::stream::iter([Ok(head)]).chain(body));
         let mut reply = tonic::Response::new(stream);
         *reply.metadata_mut() = metadata;
@@ -473,8 +523,9 @@ impl Functions for Endpoint {
         request: tonic::Request<CallRequest>,
     ) -> Result<tonic::Response<Queued>, Status> {
         let call = self.call_of(&request, "async-function")?;
+        let deadline = (call.until, call.deadline);
         let response = self.run(call).await?;
-        let (status, _, body) = self.whole(response).await?;
+        let (status, _, body) = self.whole(response, deadline).await?;
         if status != StatusCode::ACCEPTED {
             return Err(Status::new(
                 code_of(status),
@@ -555,6 +606,8 @@ mod tests {
         metadata.insert("grpc-timeout", "1S".parse().unwrap());
         metadata.insert("x-trace", "t1".parse().unwrap());
         metadata.insert("authorization", "Basic eA==".parse().unwrap());
+        metadata.insert("content-length", "105".parse().unwrap());
+        metadata.insert("host", "gw:9000".parse().unwrap());
         let kept = call_headers(metadata);
         assert_eq!(kept.len(), 2);
         assert!(kept.contains_key("x-trace") && kept.contains_key("authorization"));

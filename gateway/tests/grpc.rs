@@ -31,6 +31,10 @@ functions:
     fprocess: sh ticker.sh
     environment:
       mode: stream
+  dribble:
+    fprocess: sh dribble.sh
+    environment:
+      mode: stream
   missing:
     fprocess: ./not-built-yet.sh
 "#;
@@ -38,6 +42,8 @@ functions:
 const FAILS: &str = "cat >/dev/null\necho 'no such thing' >&2\nexit 3\n";
 const SLOW: &str = "sleep 3\necho x >> slow.log\ncat\n";
 const TICKER: &str = "cat >/dev/null\necho one\nsleep 1\necho two\n";
+/// Answers at once, finishes 3 s later.
+const DRIBBLE: &str = "cat >/dev/null\necho first\nsleep 3\necho late\n";
 
 fn start(flags: &[&str]) -> (Gateway, SocketAddr) {
     let gw = Gateway::start(
@@ -46,6 +52,7 @@ fn start(flags: &[&str]) -> (Gateway, SocketAddr) {
             ("fails.sh", FAILS),
             ("slow.sh", SLOW),
             ("ticker.sh", TICKER),
+            ("dribble.sh", DRIBBLE),
         ],
         flags,
     );
@@ -232,6 +239,43 @@ async fn the_gateways_refusals_are_grpc_status_codes_and_deadlines_hold() {
         !gw.dir.path().join("slow.log").exists(),
         "the function ran on past the deadline"
     );
+}
+
+/// The deadline holds for the whole answer, not only its head: a function
+/// that answers at once and finishes late is cut off at the deadline,
+/// whole or streamed.
+#[tokio::test]
+async fn a_deadline_holds_until_the_last_byte() {
+    let (_gw, grpc) = start(&[]);
+    let mut client = FunctionsClient::new(channel(grpc).await);
+    let mut request = tonic::Request::new(call("dribble", b""));
+    request.set_timeout(Duration::from_millis(800));
+    let asked = Instant::now();
+    let late = client.call(request).await.unwrap_err();
+    assert_eq!(late.code(), Code::DeadlineExceeded, "{late:?}");
+    assert!(
+        asked.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        asked.elapsed()
+    );
+
+    let mut request = tonic::Request::new(call("dribble", b""));
+    request.set_timeout(Duration::from_millis(800));
+    let mut stream = client.call_stream(request).await.unwrap().into_inner();
+    let mut text = Vec::new();
+    let ended = loop {
+        match stream.message().await {
+            Ok(Some(chunk)) => {
+                if let Some(call_chunk::Part::Data(data)) = chunk.part {
+                    text.extend(data);
+                }
+            }
+            Ok(None) => panic!("the stream ended without the deadline"),
+            Err(status) => break status,
+        }
+    };
+    assert_eq!(ended.code(), Code::DeadlineExceeded, "{ended:?}");
+    assert_eq!(String::from_utf8_lossy(&text), "first\n");
 }
 
 #[tokio::test]
