@@ -366,12 +366,14 @@ impl Endpoint {
             self.reply_now(&mut shared, &mut request, key, code, reason);
             return;
         }
+        // The gateway path it calls, made once: also the transfer's key.
+        let target = http_target(&request.message);
         let transfer: TransferKey = (
             peer,
             format!(
                 "{} {}",
                 u8::from(request.message.header.code),
-                http_target(&request.message).unwrap_or_default()
+                target.as_deref().unwrap_or_default()
             ),
         );
         let block2 = match block_option(&request.message, CoapOption::Block2) {
@@ -416,6 +418,7 @@ impl Endpoint {
             }
         };
         let plan = Plan {
+            target,
             block1,
             szx: block2.map_or(Block::MAX_SZX, |b| b.szx.min(Block::MAX_SZX)),
             transfer,
@@ -640,7 +643,8 @@ impl Endpoint {
         let peer = key.0;
         let mut acked = false;
         let (code, payload, format) = {
-            let reply = self.invoke(&request);
+            let body = std::mem::take(&mut request.message.payload);
+            let reply = self.invoke(&request, &plan.target, body);
             tokio::pin!(reply);
             loop {
                 tokio::select! {
@@ -803,6 +807,8 @@ impl Endpoint {
     async fn invoke(
         &self,
         request: &CoapRequest<SocketAddr>,
+        target: &Result<String, String>,
+        body: Vec<u8>,
     ) -> (ResponseType, Vec<u8>, Option<u16>) {
         let message = &request.message;
         let method = match message.header.code {
@@ -818,9 +824,9 @@ impl Endpoint {
                 );
             }
         };
-        let target = match http_target(message) {
-            Ok(target) => target,
-            Err(reason) => return (ResponseType::NotFound, reason.into_bytes(), None),
+        let target = match target {
+            Ok(target) => target.as_str(),
+            Err(reason) => return (ResponseType::NotFound, reason.clone().into_bytes(), None),
         };
         let mut builder = http::Request::builder().method(method).uri(target);
         if let Some(format) = uint_option(message, CoapOption::ContentFormat)
@@ -833,7 +839,7 @@ impl Endpoint {
         {
             builder = builder.header(http::header::ACCEPT, media);
         }
-        let http_request = match builder.body(Body::from(message.payload.clone())) {
+        let http_request = match builder.body(Body::from(body)) {
             Ok(r) => r,
             Err(e) => {
                 return (
@@ -975,6 +981,8 @@ fn set_reply(
 /// acknowledge (a body that came in blocks), the block size the client
 /// asked for (SZX), and the transfer an answer in blocks belongs to.
 struct Plan {
+    /// The gateway path to call, or why there is none.
+    target: Result<String, String>,
     block1: Option<Block>,
     szx: u8,
     transfer: TransferKey,
