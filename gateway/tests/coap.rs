@@ -96,6 +96,12 @@ async fn send(socket: &UdpSocket, packet: &Packet) {
         .unwrap();
 }
 
+/// Sends `packet` and returns the answer.
+async fn exchange(socket: &UdpSocket, packet: &Packet) -> Packet {
+    send(socket, packet).await;
+    receive(socket).await.1
+}
+
 /// The next datagram, raw and parsed (at most 10 s).
 async fn receive(socket: &UdpSocket) -> (Vec<u8>, Packet) {
     let mut buf = vec![0u8; 65_535];
@@ -295,29 +301,22 @@ async fn payloads_beyond_coap_max_body_are_refused_before_they_are_kept() {
 async fn blocks_out_of_order_or_oversized_and_unknown_critical_options_are_refused() {
     let (_gw, coap) = start(&[]);
     let socket = socket(coap).await;
-    let ask = |id: u16, option: CoapOption, block: BlockValue, body: &[u8]| {
-        let mut packet = datagram(
-            MessageType::Confirmable,
-            id,
-            RequestType::Post,
-            &["echo"],
-            body,
-        );
-        packet.add_option_as(option, block);
-        packet
-    };
+    // A POST to echo with one block option.
+    let ask =
+        |id: u16, option: CoapOption, (num, more, size): (usize, bool, usize), body: &[u8]| {
+            let mut packet = datagram(
+                MessageType::Confirmable,
+                id,
+                RequestType::Post,
+                &["echo"],
+                body,
+            );
+            packet.add_option_as(option, BlockValue::new(num, more, size).unwrap());
+            packet
+        };
+    let block1 = CoapOption::Block1;
     // Block 3 with nothing before it.
-    send(
-        &socket,
-        &ask(
-            1,
-            CoapOption::Block1,
-            BlockValue::new(3, true, 64).unwrap(),
-            &[b'a'; 64],
-        ),
-    )
-    .await;
-    let (_, answer) = receive(&socket).await;
+    let answer = exchange(&socket, &ask(1, block1, (3, true, 64), &[b'a'; 64])).await;
     assert_eq!(
         code(&answer),
         ResponseType::RequestEntityIncomplete,
@@ -325,17 +324,7 @@ async fn blocks_out_of_order_or_oversized_and_unknown_critical_options_are_refus
         text(&answer)
     );
     // Block 0 of 16 bytes carrying 8000: refused, not appended.
-    send(
-        &socket,
-        &ask(
-            2,
-            CoapOption::Block1,
-            BlockValue::new(0, true, 16).unwrap(),
-            &[b'b'; 8000],
-        ),
-    )
-    .await;
-    let (_, answer) = receive(&socket).await;
+    let answer = exchange(&socket, &ask(2, block1, (0, true, 16), &[b'b'; 8000])).await;
     assert_eq!(code(&answer), ResponseType::BadRequest);
     assert!(
         text(&answer).contains("carries 8000 bytes"),
@@ -343,44 +332,13 @@ async fn blocks_out_of_order_or_oversized_and_unknown_critical_options_are_refus
         text(&answer)
     );
     // A proper two-block body still works.
-    send(
-        &socket,
-        &ask(
-            3,
-            CoapOption::Block1,
-            BlockValue::new(0, true, 16).unwrap(),
-            &[b'c'; 16],
-        ),
-    )
-    .await;
-    assert_eq!(code(&receive(&socket).await.1), ResponseType::Continue);
-    send(
-        &socket,
-        &ask(
-            4,
-            CoapOption::Block1,
-            BlockValue::new(1, false, 16).unwrap(),
-            b"end",
-        ),
-    )
-    .await;
-    let (_, answer) = receive(&socket).await;
+    let answer = exchange(&socket, &ask(3, block1, (0, true, 16), &[b'c'; 16])).await;
+    assert_eq!(code(&answer), ResponseType::Continue);
+    let answer = exchange(&socket, &ask(4, block1, (1, false, 16), b"end")).await;
     assert_eq!(text(&answer), format!("{}end", "c".repeat(16)));
     // Block 2 of an answer nobody kept.
-    send(
-        &socket,
-        &ask(
-            5,
-            CoapOption::Block2,
-            BlockValue::new(2, false, 64).unwrap(),
-            b"",
-        ),
-    )
-    .await;
-    assert_eq!(
-        code(&receive(&socket).await.1),
-        ResponseType::RequestEntityIncomplete
-    );
+    let answer = exchange(&socket, &ask(5, CoapOption::Block2, (2, false, 64), b"")).await;
+    assert_eq!(code(&answer), ResponseType::RequestEntityIncomplete);
     // If-Match (critical, not acted on) and Proxy-Uri.
     let mut conditional = datagram(
         MessageType::Confirmable,
@@ -390,13 +348,14 @@ async fn blocks_out_of_order_or_oversized_and_unknown_critical_options_are_refus
         b"x",
     );
     conditional.add_option(CoapOption::IfMatch, b"tag".to_vec());
-    send(&socket, &conditional).await;
-    assert_eq!(code(&receive(&socket).await.1), ResponseType::BadOption);
+    assert_eq!(
+        code(&exchange(&socket, &conditional).await),
+        ResponseType::BadOption
+    );
     let mut proxied = datagram(MessageType::Confirmable, 7, RequestType::Get, &[], b"");
     proxied.add_option(CoapOption::ProxyUri, b"coap://elsewhere/x".to_vec());
-    send(&socket, &proxied).await;
     assert_eq!(
-        code(&receive(&socket).await.1),
+        code(&exchange(&socket, &proxied).await),
         ResponseType::ProxyingNotSupported
     );
 }
@@ -615,18 +574,7 @@ async fn with_auth_invoke_coap_calls_are_refused_as_http_calls_are() {
 /// use it): `./build.sh test` installs it into `target/python-client`, or
 /// `FAAS_AIOCOAP_CLIENT` names it.
 fn aiocoap_client() -> std::path::PathBuf {
-    let path = std::env::var_os("FAAS_AIOCOAP_CLIENT")
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(|| {
-            std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-                .join("../target/python-client/bin/aiocoap-client")
-        });
-    assert!(
-        path.exists(),
-        "no aiocoap-client at {}: run ./build.sh test (it pip-installs aiocoap into target/python-client) or set FAAS_AIOCOAP_CLIENT",
-        path.display()
-    );
-    path
+    python_tool("FAAS_AIOCOAP_CLIENT", "aiocoap-client", "aiocoap")
 }
 
 fn aiocoap(args: &[&str]) -> (bool, String) {

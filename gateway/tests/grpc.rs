@@ -323,18 +323,7 @@ async fn with_auth_invoke_a_call_needs_the_credentials_in_its_metadata() {
 /// A Python interpreter with `grpcio` and `grpcio-tools`: `./build.sh test`
 /// installs them into `target/python-client`, or `FAAS_PYTHON` names one.
 fn python() -> std::path::PathBuf {
-    let path = std::env::var_os("FAAS_PYTHON")
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(|| {
-            std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-                .join("../target/python-client/bin/python")
-        });
-    assert!(
-        path.exists(),
-        "no Python at {}: run ./build.sh test (it pip-installs grpcio into target/python-client) or set FAAS_PYTHON",
-        path.display()
-    );
-    path
+    python_tool("FAAS_PYTHON", "python", "grpcio and grpcio-tools")
 }
 
 #[tokio::test]

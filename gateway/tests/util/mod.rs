@@ -193,3 +193,22 @@ pub async fn invocations(addr: SocketAddr, function: &str, code: u16) -> u64 {
         .map(|v| v as u64)
         .sum()
 }
+
+/// A program from the Python venv `./build.sh test` fills
+/// (`target/python-client`), or the one `variable` names; `what` says
+/// which package to install when it is missing.
+pub fn python_tool(variable: &str, program: &str, what: &str) -> std::path::PathBuf {
+    let path = std::env::var_os(variable)
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| {
+            Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("../target/python-client/bin")
+                .join(program)
+        });
+    assert!(
+        path.exists(),
+        "no {program} at {}: run ./build.sh test (it pip-installs {what} into target/python-client) or set {variable}",
+        path.display()
+    );
+    path
+}
