@@ -308,7 +308,7 @@ pub struct Config {
     /// With --tinyfaas: the port of tinyFaaS's call listener (/{name});
     /// `off` or -1: none; 0: any free port.
     #[arg(long, env = "tinyfaas_port", default_value = "8000", value_parser = port_or_off,
-          allow_negative_numbers = true)]
+          allow_negative_numbers = true, requires = "tinyfaas")]
     pub tinyfaas_port: MaybePort,
 
     /// Exit 0 if the local gateway's /healthz answers 200, else 1 (for
@@ -429,6 +429,11 @@ mod tests {
             let c = Config::try_parse_from(["gateway", "--coap-port", off]).unwrap();
             assert_eq!(c.coap_port, MaybePort(None), "{off}");
         }
+        let err = Config::try_parse_from(["gateway", "--tinyfaas-port", "8001"]).unwrap_err();
+        assert!(err.to_string().contains("--tinyfaas"), "{err}");
+        let c =
+            Config::try_parse_from(["gateway", "--tinyfaas", "--tinyfaas-port", "8001"]).unwrap();
+        assert_eq!(c.tinyfaas_port, MaybePort(Some(8001)));
         let err = Config::try_parse_from(["gateway", "--coap-port", "70000"]).unwrap_err();
         assert!(err.to_string().contains("--coap-port"), "{err}");
         let c =

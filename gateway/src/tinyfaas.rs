@@ -111,7 +111,13 @@ async fn deployed(state: &AppState, answer: Response, host: &str) -> Response {
     if let Some(port) = ports.grpc {
         lines.push_str(&format!("grpc://{host}:{port}/{name}\n"));
     }
-    let mut response = Response::new(Body::from(lines));
+    plain(StatusCode::OK, Body::from(lines))
+}
+
+/// A plain-text answer of several lines (tinyFaaS's shapes).
+fn plain(status: StatusCode, body: Body) -> Response {
+    let mut response = Response::new(body);
+    *response.status_mut() = status;
     response.headers_mut().insert(
         CONTENT_TYPE,
         HeaderValue::from_static("text/plain; charset=utf-8"),
@@ -325,12 +331,7 @@ async fn list(State(state): State<Arc<AppState>>) -> Response {
             if !lines.is_empty() {
                 lines.push('\n');
             }
-            let mut response = Response::new(Body::from(lines));
-            response.headers_mut().insert(
-                CONTENT_TYPE,
-                HeaderValue::from_static("text/plain; charset=utf-8"),
-            );
-            response
+            plain(StatusCode::OK, Body::from(lines))
         }
         Err(e) => text(e.status(), e),
     }
@@ -411,13 +412,7 @@ async fn logs(State(state): State<Arc<AppState>>, Query(params): Query<LogsParam
                 entry.text.trim_end()
             )))
         });
-    let out = Body::from_stream(lines);
-    let mut response = Response::new(out);
-    response.headers_mut().insert(
-        CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; charset=utf-8"),
-    );
-    response
+    plain(StatusCode::OK, Body::from_stream(lines))
 }
 
 /// `POST /wipe`: removes every function the gateway may remove; says, a
@@ -442,15 +437,12 @@ async fn wipe(State(state): State<Arc<AppState>>) -> Response {
             }
         }
     }
-    let mut response = Response::new(Body::from(lines));
-    if kept {
-        *response.status_mut() = StatusCode::CONFLICT;
-    }
-    response.headers_mut().insert(
-        CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; charset=utf-8"),
-    );
-    response
+    let status = if kept {
+        StatusCode::CONFLICT
+    } else {
+        StatusCode::OK
+    };
+    plain(status, Body::from(lines))
 }
 
 #[cfg(test)]
