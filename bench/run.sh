@@ -20,6 +20,9 @@
 #                  own cost per call and its rate (bench/experiment.sh)
 #   9. protocols   CoAP and gRPC calls beside HTTP's, 1 and 32 clients
 #                  (bench/protocols.sh)
+#  10. instructions what one proxied call costs fwatchdog, the gateway and
+#                  nginx, counted: instructions (callgrind) and system calls
+#                  (strace) per call (bench/instructions.sh)
 #
 # Everything runs on 127.0.0.1 (and, for the Swarm part, Docker's own
 # addresses), bounded in time (about 8 minutes). Raw outputs go to
@@ -314,6 +317,8 @@ check_response "http://127.0.0.1:$P_MD/" "$MD_BODY" "$MD_HTML"
 check_response "http://127.0.0.1:$P_HTTP/" "$MD_BODY" "$MD_HTML"
 start_nginx nginx "$P_NGINX" "$P_MD"
 check_response "http://127.0.0.1:$P_NGINX/" "$MD_BODY" "$MD_HTML"
+NGINX_WORKER=$(children "$NGINX_PID")
+[[ $NGINX_WORKER =~ ^[0-9]+$ ]] || die "expected one nginx worker, found: ${NGINX_WORKER//$'\n'/ }"
 
 # 1. fork mode vs rawspawn ------------------------------------------------------
 # Repetitions interleave the reference and the system under test, so a slow
@@ -345,6 +350,51 @@ if ((PIN)); then
     done
 fi
 
+# CPU time per request: for sections 2 and 4.
+CLK_TCK=$(getconf CLK_TCK)
+CPU_TSV=$OUT/cpu.tsv # label rep process-group cpu_us_per_request
+printf 'label\trep\tprocess\tcpu_us_per_request\n' >"$CPU_TSV"
+# The first group named in each run is its proxy: its figure again, alone,
+# for the paired comparisons (label rep cpu_us_per_request).
+PROXY_CPU_TSV=$OUT/proxy-cpu.tsv
+printf 'label\trep\tcpu_us_per_request\n' >"$PROXY_CPU_TSV"
+
+# cpu_ticks PID...: utime + stime of the processes (all their threads), in clock ticks.
+cpu_ticks() {
+    local p t=0 v
+    for p in "$@"; do
+        v=$(sed 's/^.*) //' "/proc/$p/stat" 2>/dev/null | awk '{ print $12 + $13 }') || v=0
+        t=$((t + ${v:-0}))
+    done
+    echo "$t"
+}
+
+# wrk_run_cpu LABEL REP CONNS URL SCRIPT NAME=PID[,PID...]...: wrk_run, and
+# the CPU time each named group of processes used during it, per request.
+wrk_run_cpu() {
+    local label=$1 rep=$2 conns=$3 url=$4 script=$5
+    shift 5
+    local w i reqs pids=() before=() after=()
+    for w in "$@"; do
+        IFS=, read -ra pids <<<"${w#*=}"
+        before+=("$(cpu_ticks "${pids[@]}")")
+    done
+    wrk_run "$label" "$rep" "$conns" "$url" "$script"
+    i=0
+    for w in "$@"; do
+        IFS=, read -ra pids <<<"${w#*=}"
+        after+=("$(cpu_ticks "${pids[@]}")")
+    done
+    reqs=$(awk '/ requests in / { print $1; exit }' "$OUT/raw/$label.$rep.txt")
+    local per
+    for w in "$@"; do
+        per=$(calc '%.1f' "(${after[i]} - ${before[i]}) * 1e6 / $CLK_TCK / ${reqs:-0}")
+        printf '%s\t%s\t%s\t%s\n' "$label" "$rep" "${w%%=*}" "$per" >>"$CPU_TSV"
+        ((i == 0)) && printf '%s\t%s\t%s\n' "$label" "$rep" "$per" >>"$PROXY_CPU_TSV"
+        i=$((i + 1))
+    done
+}
+
 # 2. http mode vs direct and nginx ------------------------------------------------
 log "2. http mode vs direct and nginx (${REPEAT} x ${DURATION}s each)"
 DIRECT_URL=http://127.0.0.1:$P_MD/
@@ -356,8 +406,8 @@ for c in 1 32; do
     wrk_warmup "$c" "$NGINX_URL" "$MD_LUA"
     for ((r = 1; r <= REPEAT; r++)); do
         wrk_run "direct-c$c" "$r" "$c" "$DIRECT_URL" "$MD_LUA"
-        wrk_run "fwatchdog-c$c" "$r" "$c" "$HTTP_URL" "$MD_LUA"
-        wrk_run "nginx-c$c" "$r" "$c" "$NGINX_URL" "$MD_LUA"
+        wrk_run_cpu "fwatchdog-c$c" "$r" "$c" "$HTTP_URL" "$MD_LUA" "fwatchdog=$HTTP_PID"
+        wrk_run_cpu "nginx-c$c" "$r" "$c" "$NGINX_URL" "$MD_LUA" "nginx=$NGINX_WORKER"
     done
 done
 
@@ -432,44 +482,6 @@ PIPE_TIME=$(calc '%.3f' "$(date +%s.%N) - $PIPE_T0")
 # markdown. That replica is the upstream of every path here: called
 # directly, through the gateway, and through nginx.
 log "4. gateway vs direct and nginx (${REPEAT} x ${DURATION}s each), and the Swarm stack"
-
-CLK_TCK=$(getconf CLK_TCK)
-CPU_TSV=$OUT/cpu.tsv # label rep process-group cpu_us_per_request
-printf 'label\trep\tprocess\tcpu_us_per_request\n' >"$CPU_TSV"
-
-# cpu_ticks PID...: utime + stime of the processes (all their threads), in clock ticks.
-cpu_ticks() {
-    local p t=0 v
-    for p in "$@"; do
-        v=$(sed 's/^.*) //' "/proc/$p/stat" 2>/dev/null | awk '{ print $12 + $13 }') || v=0
-        t=$((t + ${v:-0}))
-    done
-    echo "$t"
-}
-
-# wrk_run_cpu LABEL REP CONNS URL SCRIPT NAME=PID[,PID...]...: wrk_run, and
-# the CPU time each named group of processes used during it, per request.
-wrk_run_cpu() {
-    local label=$1 rep=$2 conns=$3 url=$4 script=$5
-    shift 5
-    local w i reqs pids=() before=() after=()
-    for w in "$@"; do
-        IFS=, read -ra pids <<<"${w#*=}"
-        before+=("$(cpu_ticks "${pids[@]}")")
-    done
-    wrk_run "$label" "$rep" "$conns" "$url" "$script"
-    i=0
-    for w in "$@"; do
-        IFS=, read -ra pids <<<"${w#*=}"
-        after+=("$(cpu_ticks "${pids[@]}")")
-    done
-    reqs=$(awk '/ requests in / { print $1; exit }' "$OUT/raw/$label.$rep.txt")
-    for w in "$@"; do
-        printf '%s\t%s\t%s\t%s\n' "$label" "$rep" "${w%%=*}" \
-            "$(calc '%.1f' "(${after[i]} - ${before[i]}) * 1e6 / $CLK_TCK / ${reqs:-0}")" >>"$CPU_TSV"
-        i=$((i + 1))
-    done
-}
 
 # wait_post URL BODY SECONDS PID: until a POST of BODY to URL answers 2xx.
 wait_post() {
@@ -677,6 +689,18 @@ V_R1=$(verdict "$R1_RATIO <= 1.25" "by $(calc '%.0f' "$R1_WD - 1.25 * $R1_RAW") 
 V_R8=$(verdict "$R8_RATIO >= 0.8" "by $(calc '%.0f' "0.8 * $R8_RAW - $R8_WD")/s under 0.8× = $(calc '%.0f' "0.8 * $R8_RAW")/s")
 V_WADD=$(verdict "$W_ADD <= 40" "by $(calc '%.1f' "$W_ADD - 40") µs")
 V_T32=$(verdict "$T_RATIO >= 1.0" "by $(calc '%.0f' "100 * (1 - $T_RATIO)")%")
+# Issue 16's targets against nginx: added p50 at 1 connection, p99 and
+# CPU per call (the proxy's own process) at 32.
+W_VS_N1=$(calc '%.1f' "$(paired fwatchdog-c1 nginx-c1 3 diff)")
+W_P99=$(med fwatchdog-c32 5)
+N_P99=$(med nginx-c32 5)
+W_P99_RATIO=$(calc '%.2f' "$(paired fwatchdog-c32 nginx-c32 5 ratio)")
+W_CPU=$(benchstat median "$PROXY_CPU_TSV" fwatchdog-c32 3)
+N_CPU=$(benchstat median "$PROXY_CPU_TSV" nginx-c32 3)
+W_CPU_RATIO=$(calc '%.2f' "$(benchstat paired "$PROXY_CPU_TSV" fwatchdog-c32 nginx-c32 3 ratio)")
+V_WVSN=$(verdict "$W_VS_N1 <= 0" "by $W_VS_N1 µs")
+V_WP99=$(verdict "$W_P99_RATIO <= 1.0" "by $(calc '%.0f' "100 * ($W_P99_RATIO - 1)")%")
+V_WCPU=$(verdict "$W_CPU_RATIO <= 1.0" "by $(calc '%.0f' "100 * ($W_CPU_RATIO - 1)")%")
 V_RSS0=$(verdict "$FOOT_RSS_START <= 4096" "by $(calc '%.2f' "($FOOT_RSS_START - 4096) / 1024") MiB")
 V_RSS1=$(verdict "$FOOT_RSS_IDLE <= 4096" "by $(calc '%.2f' "($FOOT_RSS_IDLE - 4096) / 1024") MiB")
 V_RSS2=$(verdict "$FORK_RSS_LOADED <= 4096" "by $(calc '%.2f' "($FORK_RSS_LOADED - 4096) / 1024") MiB")
@@ -712,6 +736,12 @@ G_P99_DIFF=$(calc '%.0f' "$(paired gateway-c32 nginx-gw-c32 5 diff)")
 V_GADD=$(verdict "$G_ADD <= 50" "by $(calc '%.1f' "$G_ADD - 50") µs")
 V_GT=$(verdict "$G_T_RATIO >= 1.0" "by $(calc '%.0f' "100 * (1 - $G_T_RATIO)")%")
 V_GP99=$(verdict "$G_P99_RATIO <= 1.0" "by $G_P99_DIFF µs, +$(calc '%.0f' "100 * ($G_P99_RATIO - 1)")%")
+G_VS_N1=$(calc '%.1f' "$(paired gateway-c1 nginx-gw-c1 3 diff)")
+G_CPU=$(benchstat median "$PROXY_CPU_TSV" gateway-c32 3)
+GN_CPU=$(benchstat median "$PROXY_CPU_TSV" nginx-gw-c32 3)
+G_CPU_RATIO=$(calc '%.2f' "$(benchstat paired "$PROXY_CPU_TSV" gateway-c32 nginx-gw-c32 3 ratio)")
+V_GVSN=$(verdict "$G_VS_N1 <= 0" "by $G_VS_N1 µs")
+V_GCPU=$(verdict "$G_CPU_RATIO <= 1.0" "by $(calc '%.0f' "100 * ($G_CPU_RATIO - 1)")%")
 # cpu LABEL PROCESS: "median µs (min–max)" of the CPU per request, or "–".
 cpu() { benchstat summary "$CPU_TSV" "$1" "$2" 4; }
 if ((SWARM)); then
@@ -749,6 +779,9 @@ Where fwatchdog and the gateway spend their time, and what could close the gaps:
 | fork mode throughput at 8 connections ≥ 0.8 × rawspawn | ${R8_RATIO}× | $V_R8 |
 | http mode adds ≤ 40 µs p50 at 1 connection (nginx adds +${N_ADD} µs) | +${W_ADD} µs | $V_WADD |
 | http mode throughput at 32 connections ≥ nginx | ${T_RATIO}× | $V_T32 |
+| http mode added p50 at 1 connection ≤ nginx's | $(calc '%+.1f' "$W_VS_N1") µs vs nginx | $V_WVSN |
+| http mode p99 at 32 connections ≤ nginx | ${W_P99_RATIO}× ($(us "$W_P99") vs $(us "$N_P99") µs) | $V_WP99 |
+| http mode CPU per call at 32 connections ≤ nginx's worker | ${W_CPU_RATIO}× ($W_CPU vs $N_CPU µs) | $V_WCPU |
 | idle RSS ≤ 4 MiB (after 1000 requests) | $(calc '%.2f' "$FOOT_RSS_IDLE / 1024") MiB | $V_RSS1 |
 | static binary ≤ 3 MiB | $(calc '%.2f' "$BIN_SIZE / $MIB") MiB | $V_BIN |
 | stream mode, 1 GiB body: memory growth a few MiB (≤ 4 MiB) | $(calc '%.2f' "$STREAM_GROWTH / 1024") MiB | $V_STREAM |
@@ -763,6 +796,8 @@ EOF
 | gateway adds ≤ 50 µs p50 at 1 connection over direct (nginx adds +${GN_ADD} µs) | +${G_ADD} µs | $V_GADD |
 | gateway throughput at 32 connections ≥ nginx | ${G_T_RATIO}× | $V_GT |
 | gateway p99 at 32 connections ≤ nginx | ${G_P99_RATIO}× ($(us "$G_P99_G") vs $(us "$G_P99_N") µs) | $V_GP99 |
+| gateway added p50 at 1 connection ≤ nginx's | $(calc '%+.1f' "$G_VS_N1") µs vs nginx | $V_GVSN |
+| gateway CPU per call at 32 connections ≤ nginx's worker | ${G_CPU_RATIO}× ($G_CPU vs $GN_CPU µs) | $V_GCPU |
 EOF
     if ((SWARM)); then
         cat <<EOF
@@ -879,7 +914,10 @@ $P_MD) is called directly, through fwatchdog \`mode=http\`, and through nginx.
 | measurement | fwatchdog (added: paired median) | reference | ratio / difference (paired median) | target | result |
 |---|---|---|---|---|---|
 | added p50 latency, 1 connection | +$W_ADD µs ($(us "$W1") µs vs direct $(us "$D1") µs) | nginx: +$N_ADD µs ($(us "$N1") µs) | $(calc '%+.1f' "$W_ADD - $N_ADD") µs vs nginx | ≤ 40 µs | $V_WADD |
+| added p50 latency, 1 connection, vs nginx's | $(calc '%+.1f' "$W_VS_N1") µs (paired p50 difference) | nginx | | ≤ nginx's | $V_WVSN |
 | throughput, 32 connections (\`wrk -t1 -c32\`) | $(k "$W32")/s ($(spread fwatchdog-c32 6)) | nginx: $(k "$N32")/s ($(spread nginx-c32 6)) | ${T_RATIO}× nginx | ≥ 1.0× nginx | $V_T32 |
+| p99 latency, 32 connections | $(us "$W_P99") µs ($(spread fwatchdog-c32 5)) | nginx: $(us "$N_P99") µs ($(spread nginx-c32 5)) | ${W_P99_RATIO}× nginx | ≤ 1.0× nginx | $V_WP99 |
+| CPU per call, 32 connections (the proxy's process: fwatchdog's threads; nginx's worker) | $W_CPU µs ($(benchstat spread "$PROXY_CPU_TSV" fwatchdog-c32 3)) | nginx: $N_CPU µs ($(benchstat spread "$PROXY_CPU_TSV" nginx-c32 3)) | ${W_CPU_RATIO}× nginx | ≤ 1.0× nginx | $V_WCPU |
 
 All runs (medians):
 
@@ -942,6 +980,8 @@ section 2's direct call to markdown alone.
 | added p50 latency, 1 connection | +$G_ADD µs ($(us "$G_G1") µs vs direct $(us "$G_R1") µs) | nginx: +$GN_ADD µs ($(us "$G_N1") µs) | $(calc '%+.1f' "$G_ADD - $GN_ADD") µs vs nginx | ≤ 50 µs over direct | $V_GADD |
 | throughput, 32 connections (\`wrk -t1 -c32\`) | $(k "$G_G32")/s ($(spread gateway-c32 6)) | nginx: $(k "$G_N32")/s ($(spread nginx-gw-c32 6)) | ${G_T_RATIO}× nginx | ≥ 1.0× nginx | $V_GT |
 | p99 latency, 32 connections | $(us "$G_P99_G") µs ($(spread gateway-c32 5)) | nginx: $(us "$G_P99_N") µs ($(spread nginx-gw-c32 5)) | ${G_P99_RATIO}× nginx ($(calc '%+.0f' "$G_P99_DIFF") µs) | ≤ 1.0× nginx | $V_GP99 |
+| added p50 latency, 1 connection, vs nginx's | $(calc '%+.1f' "$G_VS_N1") µs (paired p50 difference) | nginx | | ≤ nginx's | $V_GVSN |
+| CPU per call, 32 connections (the gateway; nginx's worker) | $G_CPU µs ($(benchstat spread "$PROXY_CPU_TSV" gateway-c32 3)) | nginx: $GN_CPU µs ($(benchstat spread "$PROXY_CPU_TSV" nginx-gw-c32 3)) | ${G_CPU_RATIO}× nginx | ≤ 1.0× nginx | $V_GCPU |
 
 CPU time per request during the 32-connection runs (utime + stime of all the
 process's threads from \`/proc/PID/stat\`, before and after each run, divided
@@ -1067,5 +1107,7 @@ BENCH_RESULTS=$RESULTS BENCH_OUT=$OUT BENCH_DURATION=$DURATION "$BENCH/source.sh
 BENCH_RESULTS=$RESULTS BENCH_OUT=$OUT BENCH_DURATION=$DURATION "$BENCH/experiment.sh"
 # 9. CoAP and gRPC beside HTTP: its own script, its own section.
 BENCH_RESULTS=$RESULTS BENCH_OUT=$OUT BENCH_DURATION=$DURATION "$BENCH/protocols.sh"
+# 10. instructions and system calls per call: its own script, its own section.
+BENCH_RESULTS=$RESULTS BENCH_OUT=$OUT "$BENCH/instructions.sh"
 
 log "done in ${ELAPSED}s: $RESULTS"

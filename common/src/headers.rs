@@ -7,6 +7,11 @@ use http::header::{self, HeaderMap, HeaderName};
 /// (RFC 9110 §7.6.1), including every header any `Connection` field names
 /// (a message may carry several `Connection` fields).
 pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    // Most messages carry none: one pass over the names settles that,
+    // where removing each name would hash it.
+    if !headers.keys().any(is_hop_by_hop) {
+        return;
+    }
     let named: Vec<HeaderName> = headers
         .get_all(header::CONNECTION)
         .iter()
@@ -30,6 +35,22 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
     }
     headers.remove("keep-alive");
     headers.remove("proxy-connection");
+}
+
+/// The names that are always hop-by-hop (`Connection` may name more).
+fn is_hop_by_hop(name: &HeaderName) -> bool {
+    [
+        header::CONNECTION,
+        header::TE,
+        header::TRAILER,
+        header::TRANSFER_ENCODING,
+        header::UPGRADE,
+        header::PROXY_AUTHENTICATE,
+        header::PROXY_AUTHORIZATION,
+    ]
+    .contains(name)
+        || name.as_str() == "keep-alive"
+        || name.as_str() == "proxy-connection"
 }
 
 #[cfg(test)]
@@ -71,5 +92,26 @@ mod tests {
         strip_hop_by_hop(&mut headers);
         assert!(!headers.contains_key(header::CONNECTION));
         assert!(headers.contains_key("x-a"));
+    }
+
+    #[test]
+    fn each_hop_by_hop_header_is_dropped_even_alone() {
+        for name in [
+            "te",
+            "trailer",
+            "transfer-encoding",
+            "upgrade",
+            "proxy-authenticate",
+            "proxy-authorization",
+            "keep-alive",
+            "proxy-connection",
+        ] {
+            let mut headers = HeaderMap::new();
+            headers.insert(name, HeaderValue::from_static("1"));
+            headers.insert("x-kept", HeaderValue::from_static("1"));
+            strip_hop_by_hop(&mut headers);
+            let left: Vec<&str> = headers.keys().map(|k| k.as_str()).collect();
+            assert_eq!(left, ["x-kept"], "{name}");
+        }
     }
 }

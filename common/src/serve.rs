@@ -2,10 +2,21 @@
 //! TCP_NODELAY, a header read timeout, an optional write timeout, at most
 //! `max_connections` open at once (more wait in the kernel's backlog until
 //! one closes), and a graceful stop that lets in-flight requests finish.
+//!
+//! With `threads` above one, connections are served on that many threads
+//! of their own, each a single-threaded Tokio runtime, like nginx's
+//! workers: the accepting task hands each new connection to the thread
+//! with the fewest open ones, and everything that connection's requests
+//! do (parsing, the handler, the upstream client's pooled connections)
+//! then happens on that one thread. No request is passed between threads,
+//! so none wakes a sleeping thread: on a small machine that hand-off costs
+//! more than the proxying itself.
 
+use std::cell::Cell;
 use std::error::Error as StdError;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use http::{Request, Response};
@@ -14,8 +25,8 @@ use hyper::server::conn::http1;
 use hyper::service::Service;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
-use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 
 use crate::shutdown::Shutdown;
 use crate::write_timeout::WriteTimeout;
@@ -24,7 +35,7 @@ use crate::write_timeout::WriteTimeout;
 /// instead of spinning.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
 
-/// Per-connection limits.
+/// Per-connection limits, and the threads that serve.
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
     /// How long a client may take to send a request's headers.
@@ -33,6 +44,53 @@ pub struct Limits {
     pub write: Option<Duration>,
     /// Connections open at once; `None`: as many as the kernel gives.
     pub max_connections: Option<usize>,
+    /// Threads serving connections: 0 or 1 serve them on the caller's
+    /// runtime; more start that many single-threaded runtimes.
+    pub threads: usize,
+}
+
+thread_local! {
+    static SERVING_THREAD: Cell<Option<usize>> = const { Cell::new(None) };
+}
+
+/// Which of the serving threads `serve` starts (`threads` above one) the
+/// current thread is, counting from 0; `None` on any other thread. Work
+/// that must outlive a connection, or belongs to the program rather than
+/// to one request, should be sent to the program's own runtime from a
+/// serving thread; a client should keep a pool per serving thread, so a
+/// pooled connection is driven by the thread that uses it.
+pub fn thread_index() -> Option<usize> {
+    SERVING_THREAD.with(Cell::get)
+}
+
+/// Pools per thread for a client used from `threads` serving threads and
+/// from anywhere else: `make()` called once for each, and
+/// [`PerThread::get`] picking the current thread's.
+#[derive(Debug, Clone)]
+pub struct PerThread<T> {
+    /// `[0]`: not a serving thread; `[i + 1]`: serving thread `i`.
+    items: Arc<[T]>,
+}
+
+impl<T> PerThread<T> {
+    pub fn new(threads: usize, make: impl FnMut() -> T) -> PerThread<T> {
+        PerThread {
+            items: std::iter::repeat_with(make)
+                .take(threads.max(1) + 1)
+                .collect(),
+        }
+    }
+
+    pub fn get(&self) -> &T {
+        let slot = thread_index().map_or(0, |i| i % (self.items.len() - 1) + 1);
+        &self.items[slot]
+    }
+}
+
+/// The default for `threads`: one per CPU this process may use (cgroup
+/// quotas included).
+pub fn default_threads() -> usize {
+    std::thread::available_parallelism().map_or(1, usize::from)
 }
 
 /// Accepts connections until `shutdown`, serving each with the service
@@ -48,12 +106,16 @@ where
     B::Data: Send,
     B::Error: Into<Box<dyn StdError + Send + Sync>>,
 {
-    let mut http = http1::Builder::new();
-    http.timer(TokioTimer::new())
-        .header_read_timeout(limits.header_read)
-        .keep_alive(true);
-    let graceful = GracefulShutdown::new();
+    let http = builder(limits);
     let slots = limits.max_connections.map(|n| Arc::new(Semaphore::new(n)));
+    let mut workers = match Workers::start(limits) {
+        Ok(workers) => workers,
+        Err(e) => {
+            tracing::warn!(error = %e, threads = limits.threads, "cannot start the serving threads; serving on one");
+            None
+        }
+    };
+    let graceful = GracefulShutdown::new();
     let mut full = false;
     loop {
         let slot = match &slots {
@@ -89,18 +151,183 @@ where
                     }
                 };
                 let _ = stream.set_nodelay(true);
-                let io = TokioIo::new(WriteTimeout::new(stream, limits.write));
-                let connection = graceful.watch(http.serve_connection(io, make(peer)));
-                tokio::spawn(async move {
-                    let _slot = slot;
-                    if let Err(e) = connection.await {
-                        tracing::debug!(%peer, error = %e, "connection ended with an error");
+                let service = make(peer);
+                match &mut workers {
+                    Some(workers) => workers.hand(stream, peer, service, slot),
+                    None => {
+                        let io = TokioIo::new(WriteTimeout::new(stream, limits.write));
+                        let connection = graceful.watch(http.serve_connection(io, service));
+                        tokio::spawn(async move {
+                            let _slot = slot;
+                            if let Err(e) = connection.await {
+                                tracing::debug!(%peer, error = %e, "connection ended with an error");
+                            }
+                        });
                     }
-                });
+                }
             }
             () = shutdown.wait() => break,
         }
     }
     drop(listener);
+    match workers {
+        Some(workers) => workers.stop().await,
+        None => graceful.shutdown().await,
+    }
+}
+
+fn builder(limits: Limits) -> http1::Builder {
+    let mut http = http1::Builder::new();
+    http.timer(TokioTimer::new())
+        .header_read_timeout(limits.header_read)
+        .keep_alive(true);
+    http
+}
+
+/// A connection for a serving thread: its socket (still unregistered), its
+/// service, and its slot under `max_connections`.
+struct Handed<S> {
+    stream: std::net::TcpStream,
+    peer: SocketAddr,
+    service: S,
+    slot: Option<OwnedSemaphorePermit>,
+}
+
+/// One serving thread, as the accepting task sees it.
+struct Worker<S> {
+    queue: mpsc::UnboundedSender<Handed<S>>,
+    open: Arc<AtomicUsize>,
+    done: tokio::sync::oneshot::Receiver<()>,
+}
+
+struct Workers<S> {
+    workers: Vec<Worker<S>>,
+}
+
+impl<S, B> Workers<S>
+where
+    S: Service<Request<Incoming>, Response = Response<B>> + Send + 'static,
+    S::Future: Send + 'static,
+    S::Error: Into<Box<dyn StdError + Send + Sync>>,
+    B: Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn StdError + Send + Sync>>,
+{
+    /// `None` when connections are served on the caller's runtime.
+    fn start(limits: Limits) -> std::io::Result<Option<Workers<S>>> {
+        if limits.threads <= 1 {
+            return Ok(None);
+        }
+        let mut workers = Vec::with_capacity(limits.threads);
+        for i in 0..limits.threads {
+            let (queue, handed) = mpsc::unbounded_channel();
+            let (finished, done) = tokio::sync::oneshot::channel();
+            let open = Arc::new(AtomicUsize::new(0));
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            let counted = open.clone();
+            std::thread::Builder::new()
+                .name(format!("serve-{i}"))
+                .spawn(move || {
+                    SERVING_THREAD.with(|s| s.set(Some(i)));
+                    runtime.block_on(serve_handed(handed, counted, limits));
+                    // Tasks the connections left behind end with the runtime.
+                    drop(runtime);
+                    let _ = finished.send(());
+                })?;
+            workers.push(Worker { queue, open, done });
+        }
+        Ok(Some(Workers { workers }))
+    }
+
+    /// To the thread with the fewest open connections.
+    fn hand(
+        &mut self,
+        stream: TcpStream,
+        peer: SocketAddr,
+        service: S,
+        slot: Option<OwnedSemaphorePermit>,
+    ) {
+        let stream = match stream.into_std() {
+            Ok(stream) => stream,
+            Err(e) => {
+                tracing::warn!(%peer, error = %e, "cannot hand a connection to a serving thread");
+                return;
+            }
+        };
+        let worker = self
+            .workers
+            .iter()
+            .min_by_key(|w| w.open.load(Ordering::Relaxed))
+            .expect("at least two threads");
+        worker.open.fetch_add(1, Ordering::Relaxed);
+        let handed = Handed {
+            stream,
+            peer,
+            service,
+            slot,
+        };
+        if worker.queue.send(handed).is_err() {
+            worker.open.fetch_sub(1, Ordering::Relaxed);
+            tracing::warn!(%peer, "a serving thread has stopped: connection dropped");
+        }
+    }
+
+    /// Tells every thread to finish its connections, and waits until they have.
+    async fn stop(self) {
+        let mut done = Vec::with_capacity(self.workers.len());
+        for worker in self.workers {
+            drop(worker.queue);
+            done.push(worker.done);
+        }
+        for finished in done {
+            let _ = finished.await;
+        }
+    }
+}
+
+/// A serving thread: serves what it is handed until the accepting task
+/// stops, then lets its connections finish their in-flight requests.
+async fn serve_handed<S, B>(
+    mut handed: mpsc::UnboundedReceiver<Handed<S>>,
+    open: Arc<AtomicUsize>,
+    limits: Limits,
+) where
+    S: Service<Request<Incoming>, Response = Response<B>> + Send + 'static,
+    S::Future: Send + 'static,
+    S::Error: Into<Box<dyn StdError + Send + Sync>>,
+    B: Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn StdError + Send + Sync>>,
+{
+    let http = builder(limits);
+    let graceful = GracefulShutdown::new();
+    while let Some(Handed {
+        stream,
+        peer,
+        service,
+        slot,
+    }) = handed.recv().await
+    {
+        let stream = match TcpStream::from_std(stream) {
+            Ok(stream) => stream,
+            Err(e) => {
+                open.fetch_sub(1, Ordering::Relaxed);
+                tracing::warn!(%peer, error = %e, "cannot serve a connection on this thread");
+                continue;
+            }
+        };
+        let io = TokioIo::new(WriteTimeout::new(stream, limits.write));
+        let connection = graceful.watch(http.serve_connection(io, service));
+        let open = open.clone();
+        tokio::spawn(async move {
+            let _slot = slot;
+            if let Err(e) = connection.await {
+                tracing::debug!(%peer, error = %e, "connection ended with an error");
+            }
+            open.fetch_sub(1, Ordering::Relaxed);
+        });
+    }
     graceful.shutdown().await;
 }

@@ -234,6 +234,11 @@ pub struct Config {
     #[arg(long, env = "max_bulk_items", default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..))]
     pub max_bulk_items: u64,
 
+    /// Threads serving HTTP connections, each its own event loop; a
+    /// connection stays on the one it was handed to (default: one per CPU).
+    #[arg(long, env = "serve_threads", default_value_t = faas_common::serve::default_threads() as u32, value_parser = clap::value_parser!(u32).range(1..=1024))]
+    pub serve_threads: u32,
+
     /// Open client connections at once; more wait in the kernel's backlog.
     #[arg(long, env = "max_connections", default_value_t = 4096, value_parser = clap::value_parser!(u32).range(1..))]
     pub max_connections: u32,

@@ -15,6 +15,7 @@ use axum::body::Body;
 use bytes::Bytes;
 use faas_common::headers::strip_hop_by_hop;
 use faas_common::message::error_chain;
+use faas_common::serve::PerThread;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::request::Parts;
 use http::{Request, Response, StatusCode, Uri};
@@ -207,7 +208,9 @@ impl Drop for InFlight {
 
 #[derive(Clone)]
 pub struct Forwarder {
-    client: Client<HttpConnector, ForwardBody>,
+    /// A pool per serving thread: a replica's kept-alive connection is
+    /// driven by the thread whose calls use it.
+    clients: PerThread<Client<HttpConnector, ForwardBody>>,
     upstream_timeout: Duration,
     replica_wait: Duration,
     cold_wait: Duration,
@@ -221,16 +224,28 @@ impl Forwarder {
         replica_wait: Duration,
         cold_wait: Duration,
     ) -> Forwarder {
+        Forwarder::on_threads(upstream_timeout, replica_wait, cold_wait, 1)
+    }
+
+    /// The same, for calls made on `threads` serving threads.
+    pub fn on_threads(
+        upstream_timeout: Duration,
+        replica_wait: Duration,
+        cold_wait: Duration,
+        threads: usize,
+    ) -> Forwarder {
         let mut connector = HttpConnector::new();
         connector.set_nodelay(true);
         connector.set_connect_timeout(Some(Duration::from_secs(5).min(upstream_timeout)));
-        let client = Client::builder(TokioExecutor::new())
-            .timer(TokioTimer::new())
-            .pool_timer(TokioTimer::new())
-            .pool_idle_timeout(Duration::from_secs(90))
-            .build(connector);
+        let clients = PerThread::new(threads, || {
+            Client::builder(TokioExecutor::new())
+                .timer(TokioTimer::new())
+                .pool_timer(TokioTimer::new())
+                .pool_idle_timeout(Duration::from_secs(90))
+                .build(connector.clone())
+        });
         Forwarder {
-            client,
+            clients,
             upstream_timeout,
             replica_wait,
             cold_wait,
@@ -278,9 +293,7 @@ impl Forwarder {
         metrics.observe(response.status(), elapsed);
         let headers = response.headers_mut();
         headers.insert(X_CALL_ID, call_id);
-        if let Ok(seconds) = HeaderValue::from_str(&format!("{:.6}", elapsed.as_secs_f64())) {
-            headers.insert(X_GATEWAY_DURATION_SECONDS, seconds);
-        }
+        headers.insert(X_GATEWAY_DURATION_SECONDS, seconds_header(elapsed));
         response
     }
 
@@ -347,7 +360,8 @@ impl Forwarder {
                 headers.take().unwrap_or_default()
             };
             let sent =
-                tokio::time::timeout(self.upstream_timeout, self.client.request(request)).await;
+                tokio::time::timeout(self.upstream_timeout, self.clients.get().request(request))
+                    .await;
             let e = match sent {
                 Ok(Ok(upstream)) => {
                     let (mut parts, incoming) = upstream.into_parts();
@@ -552,8 +566,9 @@ fn prepare_headers(headers: &mut HeaderMap, peer: SocketAddr) -> HeaderValue {
     let call_id = match headers.get(&X_CALL_ID) {
         Some(id) if !id.is_empty() => id.clone(),
         _ => {
-            let id = HeaderValue::from_str(&uuid::Uuid::new_v4().to_string())
-                .expect("a uuid is a valid header");
+            let mut text = [0u8; uuid::fmt::Hyphenated::LENGTH];
+            uuid::Uuid::new_v4().hyphenated().encode_lower(&mut text);
+            let id = HeaderValue::from_bytes(&text).expect("a uuid is a valid header");
             headers.insert(X_CALL_ID, id.clone());
             id
         }
@@ -563,18 +578,69 @@ fn prepare_headers(headers: &mut HeaderMap, peer: SocketAddr) -> HeaderValue {
         .map(|d| d.as_nanos())
         .unwrap_or(0);
     headers.insert(X_START_TIME, HeaderValue::from(nanos as u64));
-    let client_ip = peer.ip().to_string();
+    let client_ip = client_ip_header(peer.ip());
     let forwarded_for = match headers.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
-        Some(earlier) if !earlier.trim().is_empty() => format!("{earlier}, {client_ip}"),
-        _ => client_ip,
+        Some(earlier) if !earlier.trim().is_empty() => {
+            HeaderValue::from_str(&format!("{earlier}, {}", peer.ip())).ok()
+        }
+        _ => Some(client_ip),
     };
-    if let Ok(value) = HeaderValue::from_str(&forwarded_for) {
+    if let Some(value) = forwarded_for {
         headers.insert(X_FORWARDED_FOR, value);
     }
     if let Some(host) = headers.get(header::HOST).cloned() {
         headers.insert(X_FORWARDED_HOST, host);
     }
     call_id
+}
+
+/// The caller's address as a header value. Calls come from few addresses
+/// (a load balancer, a client on a keep-alive connection): each thread
+/// keeps the last one it wrote, so most calls copy it instead of formatting it.
+fn client_ip_header(ip: std::net::IpAddr) -> HeaderValue {
+    thread_local! {
+        static LAST: std::cell::RefCell<Option<(std::net::IpAddr, HeaderValue)>> =
+            const { std::cell::RefCell::new(None) };
+    }
+    LAST.with_borrow_mut(|last| match last {
+        Some((kept, value)) if *kept == ip => value.clone(),
+        _ => {
+            let value =
+                HeaderValue::from_str(&ip.to_string()).expect("an address is a valid header");
+            *last = Some((ip, value.clone()));
+            value
+        }
+    })
+}
+
+/// `elapsed` in seconds with six decimals (`0.000123`), without going
+/// through floating point formatting.
+fn seconds_header(elapsed: Duration) -> HeaderValue {
+    let micros = elapsed.as_micros();
+    let (whole, fraction) = (micros / 1_000_000, (micros % 1_000_000) as u32);
+    let mut text = [0u8; 48];
+    let mut at = text.len();
+    let mut digit = |d: u8| {
+        at -= 1;
+        text[at] = b'0' + d;
+    };
+    let mut rest = fraction;
+    for _ in 0..6 {
+        digit((rest % 10) as u8);
+        rest /= 10;
+    }
+    at -= 1;
+    text[at] = b'.';
+    let mut rest = whole;
+    loop {
+        at -= 1;
+        text[at] = b'0' + (rest % 10) as u8;
+        rest /= 10;
+        if rest == 0 {
+            break;
+        }
+    }
+    HeaderValue::from_bytes(&text[at..]).expect("digits are a valid header")
 }
 
 #[cfg(test)]
@@ -681,5 +747,29 @@ mod tests {
             prepare_headers(&mut headers, "127.0.0.1:1".parse().unwrap()),
             "abc-123"
         );
+    }
+
+    #[test]
+    fn durations_are_seconds_with_six_decimals() {
+        for (elapsed, text) in [
+            (Duration::ZERO, "0.000000"),
+            (Duration::from_nanos(999), "0.000000"),
+            (Duration::from_micros(123), "0.000123"),
+            (Duration::from_millis(1500), "1.500000"),
+            (Duration::from_secs(86_400 * 365), "31536000.000000"),
+            (Duration::MAX, "18446744073709551615.999999"),
+        ] {
+            assert_eq!(seconds_header(elapsed), text);
+        }
+    }
+
+    #[test]
+    fn the_callers_address_is_written_for_each_address() {
+        let a: std::net::IpAddr = "192.0.2.7".parse().unwrap();
+        let b: std::net::IpAddr = "2001:db8::1".parse().unwrap();
+        assert_eq!(client_ip_header(a), "192.0.2.7");
+        assert_eq!(client_ip_header(a), "192.0.2.7");
+        assert_eq!(client_ip_header(b), "2001:db8::1");
+        assert_eq!(client_ip_header(a), "192.0.2.7");
     }
 }

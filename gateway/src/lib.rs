@@ -161,10 +161,11 @@ pub async fn run(
         .start(table.clone())
         .await
         .map_err(|e| RunError::Provider(provider.name(), e))?;
-    let forwarder = Forwarder::new(
+    let forwarder = Forwarder::on_threads(
         config.upstream_timeout,
         config.replica_wait,
         config.scale_from_zero_wait,
+        config.serve_threads as usize,
     );
     let scaler = Arc::new(scaling::Autoscaler::new(
         &config,

@@ -30,6 +30,10 @@ use crate::{invoke, routing};
 pub struct Front {
     pub state: Arc<AppState>,
     router: Router,
+    /// The gateway's own runtime: requests for the router (the API, and
+    /// calls it routes) run there, not on a serving thread, so what they
+    /// start outlives their connection.
+    main: tokio::runtime::Handle,
     /// tinyFaaS's call listener: `/{name}…` means `/function/{name}…`.
     calls_at_root: bool,
 }
@@ -40,6 +44,7 @@ impl Front {
         Front {
             state,
             router,
+            main: tokio::runtime::Handle::current(),
             calls_at_root: false,
         }
     }
@@ -75,7 +80,7 @@ impl Front {
                 }
             }
         }
-        handle(self.state.clone(), self.router.clone(), peer, request)
+        handle(self, peer, request)
             .await
             .unwrap_or_else(|never| match never {})
     }
@@ -89,6 +94,7 @@ pub async fn serve(listener: TcpListener, front: Front, shutdown: Shutdown) {
         header_read: front.state.config.read_timeout,
         write: None,
         max_connections: Some(front.state.config.max_connections as usize),
+        threads: front.state.config.serve_threads as usize,
     };
     let make = move |peer| {
         let front = front.clone();
@@ -150,11 +156,11 @@ fn without_namespace<B>(state: &AppState, request: &mut hyper::Request<B>) {
 }
 
 /// One request: the gateway's credentials are checked (calls, with
-/// `auth_invoke`) and never passed on, then it goes to the forwarder or
-/// the router.
+/// `auth_invoke`) and never passed on, then it goes to the forwarder (on
+/// the thread serving its connection) or the router (on the gateway's own
+/// runtime).
 async fn handle<B>(
-    state: Arc<AppState>,
-    router: Router,
+    front: &Front,
     peer: SocketAddr,
     mut request: hyper::Request<B>,
 ) -> Result<Response, Infallible>
@@ -162,6 +168,7 @@ where
     B: Into<Stream> + http_body::Body<Data = Bytes> + Send + 'static,
     B::Error: Into<axum::BoxError>,
 {
+    let state = &front.state;
     // tinyFaaS's management routes (with --tinyfaas) are the API's, not
     // calls: their credentials stay for the router to check.
     let management =
@@ -185,16 +192,23 @@ where
         // sends them everywhere): still not the function's business.
         request.headers_mut().remove(http::header::AUTHORIZATION);
     }
-    without_namespace(&state, &mut request);
+    without_namespace(state, &mut request);
     as_async_when_asked(&mut request);
     if let Some(routed) = invoke::route_by_head(&request).filter(|_| !management) {
-        return Ok(invoke::call_by_head(state, peer, request, routed).await);
+        return Ok(invoke::call_by_head(state.clone(), peer, request, routed).await);
     }
     request
         .extensions_mut()
         .insert(ConnectInfo::<SocketAddr>(peer));
-    Ok(router
-        .oneshot(request)
-        .await
-        .unwrap_or_else(|never| match never {}))
+    let routed = front.router.clone().oneshot(request);
+    if faas_common::serve::thread_index().is_none() {
+        return Ok(routed.await.unwrap_or_else(|never| match never {}));
+    }
+    Ok(match front.main.spawn(routed).await {
+        Ok(answer) => answer.unwrap_or_else(|never| match never {}),
+        Err(e) => crate::reply::text(
+            http::StatusCode::SERVICE_UNAVAILABLE,
+            format_args!("the gateway is stopping: {e}"),
+        ),
+    })
 }

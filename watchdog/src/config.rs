@@ -24,6 +24,7 @@ pub const READ_TIMEOUT: &str = "read_timeout";
 pub const WRITE_TIMEOUT: &str = "write_timeout";
 pub const EXEC_TIMEOUT: &str = "exec_timeout";
 pub const MAX_INFLIGHT: &str = "max_inflight";
+pub const SERVE_THREADS: &str = "serve_threads";
 pub const MAX_BODY_BYTES: &str = "max_body_bytes";
 pub const MAX_OUTPUT_BYTES: &str = "max_output_bytes";
 pub const COMBINE_OUTPUT: &str = "combine_output";
@@ -36,6 +37,9 @@ pub const REAPER: &str = "reaper";
 /// What `X-Served-By` says: Docker sets it to the container's name, the
 /// process provider to the replica's id.
 pub const HOSTNAME: &str = "HOSTNAME";
+
+/// More serving threads than this is a typo, not a machine.
+pub const MAX_SERVE_THREADS: usize = 1024;
 
 pub const DEFAULT_UPSTREAM_URL: &str = "http://127.0.0.1:8082";
 pub const DEFAULT_BIND_ADDRESS: &str = "0.0.0.0";
@@ -91,6 +95,9 @@ pub struct Config {
     pub exec_timeout: Option<Duration>,
     /// 0: unlimited.
     pub max_inflight: usize,
+    /// Threads serving connections, each its own event loop (1: all on
+    /// the main runtime).
+    pub serve_threads: usize,
     /// 0: unlimited.
     pub max_body_bytes: u64,
     pub max_output_bytes: u64,
@@ -191,6 +198,17 @@ impl Config {
             v.parse::<usize>()
                 .map_err(|_| "expected a whole number (0 means unlimited)".into())
         })?;
+        let serve_threads = parse_with(
+            get(SERVE_THREADS),
+            SERVE_THREADS,
+            faas_common::serve::default_threads(),
+            |v| match v.parse::<usize>() {
+                Ok(n) if (1..=MAX_SERVE_THREADS).contains(&n) => Ok(n),
+                _ => Err(format!(
+                    "expected a whole number from 1 to {MAX_SERVE_THREADS} (default: one per CPU)"
+                )),
+            },
+        )?;
         let max_body_bytes = parse_with(get(MAX_BODY_BYTES), MAX_BODY_BYTES, 0, parse_bytes)?;
         let max_output_bytes = parse_with(
             get(MAX_OUTPUT_BYTES),
@@ -246,6 +264,7 @@ impl Config {
             write_timeout,
             exec_timeout: (!exec_timeout.is_zero()).then_some(exec_timeout),
             max_inflight,
+            serve_threads,
             max_body_bytes,
             max_output_bytes,
             combine_output,
@@ -352,6 +371,7 @@ mod tests {
         assert_eq!(c.write_timeout, Duration::from_secs(10));
         assert_eq!(c.exec_timeout, Some(Duration::from_secs(10)));
         assert_eq!(c.max_inflight, 0);
+        assert_eq!(c.serve_threads, faas_common::serve::default_threads());
         assert!(!c.combine_output && c.cgi_headers && !c.write_debug && !c.suppress_lock);
         assert_eq!(c.content_type, None);
         assert_eq!(c.healthcheck_interval, c.write_timeout);
@@ -390,6 +410,9 @@ mod tests {
             ("upstream_url", "ftp://x:1"),
             ("bind_address", "localhost"),
             ("reaper", "sometimes"),
+            ("serve_threads", "0"),
+            ("serve_threads", "two"),
+            ("serve_threads", "100000"),
         ] {
             let err = config(&[("fprocess", "cat"), (var, value)]).unwrap_err();
             let msg = err.to_string();

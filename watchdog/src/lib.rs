@@ -54,12 +54,14 @@ pub async fn run(
         header_read: config.read_timeout,
         write: Some(config.write_timeout),
         max_connections: None,
+        threads: config.serve_threads,
     };
 
     tracing::info!(
         addr = %listener.local_addr()?,
         metrics_addr = %metrics.as_ref().map(|m| m.local_addr()).transpose()?.map(|a| a.to_string()).unwrap_or_else(|| "off".into()),
         mode = config.mode.as_str(),
+        serve_threads = config.serve_threads,
         fprocess = %config.fprocess.join(" "),
         memory_limit = %crate::limits::memory_limit()
             .map(|(bytes, kind)| format!("{bytes} bytes ({})", kind.as_str()))
@@ -92,6 +94,11 @@ pub async fn run(
         let make = move |_peer| {
             let state = state.clone();
             service_fn(move |request| server::metrics(state.clone(), request))
+        };
+        // Scrapes are few: served on the main runtime.
+        let limits = Limits {
+            threads: 1,
+            ..limits
         };
         tokio::spawn(serve(listener, limits, make, metrics_stop))
     });

@@ -100,12 +100,58 @@ pub struct ProcSample {
     pub peak_rss_bytes: u64,
 }
 
-impl ProcSample {
-    pub fn read(pid: i32) -> Option<ProcSample> {
-        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-        parse_proc(&stat, &status, clock_ticks())
+/// `/proc/<pid>/stat` and `/proc/<pid>/status` of one process, kept open:
+/// the kernel renders each afresh when it is read from offset 0, so a
+/// sample is one `pread` per file instead of an open, reads and a close.
+#[derive(Debug)]
+pub struct ProcFiles {
+    pid: i32,
+    stat: std::fs::File,
+    status: std::fs::File,
+}
+
+/// Room for either file: `stat` is one line; `status` names `VmHWM` in its
+/// first 1 KiB.
+const PROC_READ: usize = 4096;
+
+impl ProcFiles {
+    pub fn open(pid: i32) -> Option<ProcFiles> {
+        Some(ProcFiles {
+            pid,
+            stat: std::fs::File::open(format!("/proc/{pid}/stat")).ok()?,
+            status: std::fs::File::open(format!("/proc/{pid}/status")).ok()?,
+        })
     }
+
+    pub fn pid(&self) -> i32 {
+        self.pid
+    }
+
+    /// CPU time so far (user, system), in seconds; `None` once the
+    /// process is gone.
+    pub fn cpu(&self) -> Option<(f64, f64)> {
+        let mut buf = [0u8; PROC_READ];
+        let stat = read_at_start(&self.stat, &mut buf)?;
+        parse_cpu(stat, clock_ticks())
+    }
+
+    /// CPU time and peak memory.
+    pub fn sample(&self) -> Option<ProcSample> {
+        let (user_seconds, system_seconds) = self.cpu()?;
+        let mut buf = [0u8; PROC_READ];
+        let status = read_at_start(&self.status, &mut buf)?;
+        Some(ProcSample {
+            user_seconds,
+            system_seconds,
+            peak_rss_bytes: parse_peak_rss(status),
+        })
+    }
+}
+
+fn read_at_start<'b>(file: &std::fs::File, buf: &'b mut [u8]) -> Option<&'b str> {
+    use std::os::unix::fs::FileExt;
+    let n = file.read_at(buf, 0).ok().filter(|&n| n > 0)?;
+    std::str::from_utf8(&buf[..n]).ok()
 }
 
 fn clock_ticks() -> f64 {
@@ -114,27 +160,31 @@ fn clock_ticks() -> f64 {
     if ticks > 0 { ticks as f64 } else { 100.0 }
 }
 
-/// `/proc/<pid>/stat` and `/proc/<pid>/status` as a sample.
-fn parse_proc(stat: &str, status: &str, ticks_per_second: f64) -> Option<ProcSample> {
+/// User and system CPU seconds (the process's and its reaped children's)
+/// from `/proc/<pid>/stat`.
+fn parse_cpu(stat: &str, ticks_per_second: f64) -> Option<(f64, f64)> {
     // The command name (field 2) may hold spaces and parentheses: the
-    // fields after it start after its last ')'.
+    // fields after it start after its last ')', with field 3 (state).
     let rest = &stat[stat.rfind(')')? + 1..];
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    // rest[0] is field 3 (state): utime is field 14, stime 15, cutime 16, cstime 17.
-    let field = |n: usize| -> Option<f64> { fields.get(n - 3)?.parse::<f64>().ok() };
-    let user = field(14)? + field(16)?;
-    let system = field(15)? + field(17)?;
-    let peak_kib: u64 = status
+    // utime is field 14, stime 15, cutime 16, cstime 17.
+    let mut fields = rest.split_whitespace().skip(14 - 3);
+    let mut next = || fields.next()?.parse::<f64>().ok();
+    let (utime, stime, cutime, cstime) = (next()?, next()?, next()?, next()?);
+    Some((
+        (utime + cutime) / ticks_per_second,
+        (stime + cstime) / ticks_per_second,
+    ))
+}
+
+/// `VmHWM` from `/proc/<pid>/status`, in bytes (0 when absent).
+fn parse_peak_rss(status: &str) -> u64 {
+    let kib: u64 = status
         .lines()
         .find_map(|l| l.strip_prefix("VmHWM:"))
         .and_then(|v| v.split_whitespace().next())
         .and_then(|v| v.parse().ok())
         .unwrap_or(0);
-    Some(ProcSample {
-        user_seconds: user / ticks_per_second,
-        system_seconds: system / ticks_per_second,
-        peak_rss_bytes: peak_kib * 1024,
-    })
+    kib * 1024
 }
 
 #[cfg(test)]
@@ -180,16 +230,35 @@ mod tests {
         let stat = "4242 (my (odd) runner) S 1 4242 4242 0 -1 4194560 500 0 0 0 \
                     150 30 7 3 20 0 4 0 100 1000000 2000 18446744073709551615";
         let status = "Name:\trunner\nVmPeak:\t  30000 kB\nVmHWM:\t   12345 kB\nVmRSS:\t 10000 kB\n";
-        let sample = parse_proc(stat, status, 100.0).unwrap();
-        assert_eq!(sample.user_seconds, 1.57);
-        assert_eq!(sample.system_seconds, 0.33);
-        assert_eq!(sample.peak_rss_bytes, 12345 * 1024);
-        assert_eq!(parse_proc("garbage", status, 100.0), None);
+        assert_eq!(parse_cpu(stat, 100.0), Some((1.57, 0.33)));
+        assert_eq!(parse_peak_rss(status), 12345 * 1024);
+        assert_eq!(parse_cpu("garbage", 100.0), None);
+        assert_eq!(parse_cpu("1 (x) S 1 2 3", 100.0), None);
+        assert_eq!(parse_peak_rss("Name:\tx\n"), 0);
     }
 
     #[test]
-    fn this_process_can_be_sampled() {
-        let sample = ProcSample::read(std::process::id() as i32).expect("/proc is readable");
-        assert!(sample.peak_rss_bytes > 0);
+    fn kept_open_files_give_fresh_figures_each_time() {
+        let files = ProcFiles::open(std::process::id() as i32).expect("/proc is readable");
+        let first = files.sample().expect("a sample");
+        assert!(first.peak_rss_bytes > 0);
+        // Burn CPU until the kept-open stat file shows it: a stale read
+        // would never change.
+        let started = std::time::Instant::now();
+        let mut spun = 0u64;
+        loop {
+            for i in 0..100_000u64 {
+                spun = std::hint::black_box(spun.wrapping_add(i));
+            }
+            let (user, system) = files.cpu().expect("cpu");
+            if user + system >= first.user_seconds + first.system_seconds + 0.05 {
+                break;
+            }
+            assert!(
+                started.elapsed() < std::time::Duration::from_secs(20),
+                "the CPU figure never moved: {first:?}"
+            );
+        }
+        assert!(ProcFiles::open(-1).is_none());
     }
 }

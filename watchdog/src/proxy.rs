@@ -19,7 +19,7 @@ use crate::body::{BodyError, RequestBody, find_body_error};
 use crate::cgi;
 use crate::config::Config;
 use crate::health::Health;
-use crate::limits::ProcSample;
+use crate::limits::ProcFiles;
 use crate::process::{Reaper, Stdio3};
 use crate::response::{
     ResponseBody, X_CPU_SYSTEM_SECONDS, X_CPU_USER_SECONDS, X_MAX_RSS_BYTES, body_failure, seconds,
@@ -65,16 +65,19 @@ pub async fn invoke(state: &Arc<State>, parts: Parts, body: RequestBody) -> Resp
     let request = Request::from_parts(parts, body);
     // /proc is read around the call only for a runner not known to report
     // its own figures (ours do: after their first answer, no call pays for
-    // the two reads).
-    let pid = state
+    // the reads): its CPU time before, CPU time and peak memory after.
+    let files = state
         .upstream_reports_figures
         .load(std::sync::atomic::Ordering::Relaxed)
         .not()
-        .then(|| state.health.upstream_pid())
+        .then(|| state.upstream_proc_files())
         .flatten();
-    let before = pid.and_then(ProcSample::read);
+    let before = files.as_ref().and_then(|f| f.cpu());
+    if files.is_some() && before.is_none() {
+        state.forget_proc_files();
+    }
 
-    let sent = client.inner.request(request);
+    let sent = client.pool().request(request);
     let answered = match state.config.exec_timeout {
         Some(limit) => match tokio::time::timeout(limit, sent).await {
             Ok(answered) => answered,
@@ -99,7 +102,7 @@ pub async fn invoke(state: &Arc<State>, parts: Parts, body: RequestBody) -> Resp
                     .upstream_reports_figures
                     .store(true, std::sync::atomic::Ordering::Relaxed);
             } else {
-                measured_around(&mut parts.headers, pid, before);
+                measured_around(&mut parts.headers, files.as_deref(), before);
             }
             if let Some(content_type) = &state.config.content_type {
                 parts
@@ -140,18 +143,19 @@ pub async fn invoke(state: &Arc<State>, parts: Parts, body: RequestBody) -> Resp
 /// upstream the watchdog fills them from `/proc` samples of the runner
 /// taken around the call until its response head: CPU in clock ticks (so
 /// 10 ms steps), and including any calls that overlapped this one.
-fn measured_around(headers: &mut http::HeaderMap, pid: Option<i32>, before: Option<ProcSample>) {
-    let (Some(before), Some(after)) = (before, pid.and_then(ProcSample::read)) else {
+fn measured_around(
+    headers: &mut http::HeaderMap,
+    files: Option<&ProcFiles>,
+    before: Option<(f64, f64)>,
+) {
+    let (Some((user, system)), Some(after)) = (before, files.and_then(ProcFiles::sample)) else {
         return;
     };
     let delta = |a: f64, b: f64| Duration::from_secs_f64((a - b).max(0.0));
-    headers.insert(
-        X_CPU_USER_SECONDS,
-        seconds(delta(after.user_seconds, before.user_seconds)),
-    );
+    headers.insert(X_CPU_USER_SECONDS, seconds(delta(after.user_seconds, user)));
     headers.insert(
         X_CPU_SYSTEM_SECONDS,
-        seconds(delta(after.system_seconds, before.system_seconds)),
+        seconds(delta(after.system_seconds, system)),
     );
     headers.insert(X_MAX_RSS_BYTES, HeaderValue::from(after.peak_rss_bytes));
 }

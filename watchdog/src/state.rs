@@ -2,13 +2,14 @@
 //! metrics, the `http`-mode client, and the count of requests in flight
 //! that `max_inflight` admits against.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 
 use http::HeaderValue;
 
 use crate::config::Config;
 use crate::health::Health;
+use crate::limits::ProcFiles;
 use crate::metrics::Metrics;
 use crate::process::Reaper;
 use crate::upstream;
@@ -26,6 +27,8 @@ pub struct State {
     /// `http` mode: the runner has answered with its own per-call figures,
     /// so the watchdog no longer samples `/proc` around calls.
     pub upstream_reports_figures: AtomicBool,
+    /// `http` mode: the runner's `/proc` files, kept open while it runs.
+    upstream_proc: Mutex<Option<Arc<ProcFiles>>>,
     cold: AtomicBool,
     inflight: AtomicUsize,
 }
@@ -45,9 +48,30 @@ impl State {
                 .unwrap_or(HeaderValue::from_static("unknown")),
             memory_limit: crate::limits::memory_limit().map(|(bytes, _)| HeaderValue::from(bytes)),
             upstream_reports_figures: AtomicBool::new(false),
+            upstream_proc: Mutex::new(None),
             cold: AtomicBool::new(true),
             inflight: AtomicUsize::new(0),
         }
+    }
+
+    /// The `http`-mode runner's `/proc` files, opened once per runner
+    /// process (again after a restart); `None` while none runs.
+    pub fn upstream_proc_files(&self) -> Option<Arc<ProcFiles>> {
+        let pid = self.health.upstream_pid()?;
+        let mut kept = self.upstream_proc.lock().unwrap_or_else(|e| e.into_inner());
+        match kept.as_ref() {
+            Some(files) if files.pid() == pid => Some(files.clone()),
+            _ => {
+                *kept = ProcFiles::open(pid).map(Arc::new);
+                kept.clone()
+            }
+        }
+    }
+
+    /// Drops the kept files when they no longer read (the runner ended,
+    /// even if a new one got the same pid).
+    pub fn forget_proc_files(&self) {
+        *self.upstream_proc.lock().unwrap_or_else(|e| e.into_inner()) = None;
     }
 
     /// True for the first request this instance serves, false after.
