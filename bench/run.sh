@@ -33,7 +33,8 @@
 # BENCH_WARMUP (seconds, default 2), BENCH_REPEAT (default 3),
 # BENCH_PORT_BASE (default 39100), BENCH_PIN (1: also run section 1 with
 # taskset, default 1 when there are at least 2 CPUs), BENCH_RESULTS (output
-# file, default bench/RESULTS.md), BENCH_OUT (raw outputs, default bench/out).
+# file, default bench/RESULTS.md), BENCH_OUT (raw outputs, default bench/out),
+# BENCH_SKIP (sections from 5 on not to run, e.g. "7 8").
 set -euo pipefail
 
 SCRIPT=bench/run.sh
@@ -1097,17 +1098,21 @@ and the section says so.
 EOF
 } >"$RESULTS"
 
+# Sections 5 to 10 are scripts of their own, each rewriting its section of
+# $RESULTS; BENCH_SKIP (section numbers, e.g. "7 8") leaves a section as
+# the last run that made it wrote it.
+wanted() { [[ " ${BENCH_SKIP:-} " != *" $1 "* ]]; }
 # 5. async calls: their own script, which adds its section to $RESULTS.
-BENCH_RESULTS=$RESULTS BENCH_OUT=$OUT BENCH_DURATION=$DURATION "$BENCH/async.sh"
+wanted 5 && BENCH_RESULTS=$RESULTS BENCH_OUT=$OUT BENCH_DURATION=$DURATION "$BENCH/async.sh"
 # 6. autoscaling: scale-up time and cold starts (Swarm rows when the stack is up).
-BENCH_RESULTS=$RESULTS BENCH_OUT=$OUT "$BENCH/scaling.sh"
+wanted 6 && BENCH_RESULTS=$RESULTS BENCH_OUT=$OUT "$BENCH/scaling.sh"
 # 7. functions from source: source to first call, the python runner, from zero.
-BENCH_RESULTS=$RESULTS BENCH_OUT=$OUT BENCH_DURATION=$DURATION "$BENCH/source.sh"
+wanted 7 && BENCH_RESULTS=$RESULTS BENCH_OUT=$OUT BENCH_DURATION=$DURATION "$BENCH/source.sh"
 # 8. the experiment runner against wrk: its own script, its own section.
-BENCH_RESULTS=$RESULTS BENCH_OUT=$OUT BENCH_DURATION=$DURATION "$BENCH/experiment.sh"
+wanted 8 && BENCH_RESULTS=$RESULTS BENCH_OUT=$OUT BENCH_DURATION=$DURATION "$BENCH/experiment.sh"
 # 9. CoAP and gRPC beside HTTP: its own script, its own section.
-BENCH_RESULTS=$RESULTS BENCH_OUT=$OUT BENCH_DURATION=$DURATION "$BENCH/protocols.sh"
+wanted 9 && BENCH_RESULTS=$RESULTS BENCH_OUT=$OUT BENCH_DURATION=$DURATION "$BENCH/protocols.sh"
 # 10. instructions and system calls per call: its own script, its own section.
-BENCH_RESULTS=$RESULTS BENCH_OUT=$OUT "$BENCH/instructions.sh"
+wanted 10 && BENCH_RESULTS=$RESULTS BENCH_OUT=$OUT "$BENCH/instructions.sh"
 
 log "done in ${ELAPSED}s: $RESULTS"

@@ -96,7 +96,7 @@ pub struct Config {
     /// 0: unlimited.
     pub max_inflight: usize,
     /// Threads serving connections, each its own event loop (1: all on
-    /// the main runtime).
+    /// the main runtime). Default: one per CPU in `http` mode, else 1.
     pub serve_threads: usize,
     /// 0: unlimited.
     pub max_body_bytes: u64,
@@ -198,17 +198,22 @@ impl Config {
             v.parse::<usize>()
                 .map_err(|_| "expected a whole number (0 means unlimited)".into())
         })?;
-        let serve_threads = parse_with(
-            get(SERVE_THREADS),
-            SERVE_THREADS,
-            faas_common::serve::default_threads(),
-            |v| match v.parse::<usize>() {
+        // http mode is a proxy: a thread per CPU, like nginx's workers.
+        // fork and stream modes spend each call in a child process; one
+        // multi-threaded runtime keeps spreading their spawns and pipes
+        // over the CPUs, whichever connection they came on.
+        let default_threads = match mode {
+            Mode::Http => faas_common::serve::default_threads(),
+            Mode::Fork | Mode::Stream => 1,
+        };
+        let serve_threads = parse_with(get(SERVE_THREADS), SERVE_THREADS, default_threads, |v| {
+            match v.parse::<usize>() {
                 Ok(n) if (1..=MAX_SERVE_THREADS).contains(&n) => Ok(n),
                 _ => Err(format!(
-                    "expected a whole number from 1 to {MAX_SERVE_THREADS} (default: one per CPU)"
+                    "expected a whole number from 1 to {MAX_SERVE_THREADS} (default: one per CPU in http mode, else 1)"
                 )),
-            },
-        )?;
+            }
+        })?;
         let max_body_bytes = parse_with(get(MAX_BODY_BYTES), MAX_BODY_BYTES, 0, parse_bytes)?;
         let max_output_bytes = parse_with(
             get(MAX_OUTPUT_BYTES),
@@ -371,7 +376,9 @@ mod tests {
         assert_eq!(c.write_timeout, Duration::from_secs(10));
         assert_eq!(c.exec_timeout, Some(Duration::from_secs(10)));
         assert_eq!(c.max_inflight, 0);
-        assert_eq!(c.serve_threads, faas_common::serve::default_threads());
+        assert_eq!(c.serve_threads, 1);
+        let http = config(&[("fprocess", "srv"), ("mode", "http")]).unwrap();
+        assert_eq!(http.serve_threads, faas_common::serve::default_threads());
         assert!(!c.combine_output && c.cgi_headers && !c.write_debug && !c.suppress_lock);
         assert_eq!(c.content_type, None);
         assert_eq!(c.healthcheck_interval, c.write_timeout);

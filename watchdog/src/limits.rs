@@ -108,7 +108,15 @@ pub struct ProcFiles {
     pid: i32,
     stat: std::fs::File,
     status: std::fs::File,
+    /// The last peak read from `status` and when: the kernel renders that
+    /// whole file (about 1.4 KB, several µs) to give one line, and a
+    /// life's peak moves rarely, so it is read again at most every
+    /// [`PEAK_REFRESH`].
+    peak: std::sync::Mutex<Option<(std::time::Instant, u64)>>,
 }
+
+/// How stale the runner's peak memory in a call's figures may be.
+pub const PEAK_REFRESH: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Room for either file: `stat` is one line; `status` names `VmHWM` in its
 /// first 1 KiB.
@@ -120,6 +128,7 @@ impl ProcFiles {
             pid,
             stat: std::fs::File::open(format!("/proc/{pid}/stat")).ok()?,
             status: std::fs::File::open(format!("/proc/{pid}/status")).ok()?,
+            peak: std::sync::Mutex::new(None),
         })
     }
 
@@ -135,16 +144,27 @@ impl ProcFiles {
         parse_cpu(stat, clock_ticks())
     }
 
-    /// CPU time and peak memory.
+    /// CPU time and peak memory (the peak as read within [`PEAK_REFRESH`]).
     pub fn sample(&self) -> Option<ProcSample> {
         let (user_seconds, system_seconds) = self.cpu()?;
-        let mut buf = [0u8; PROC_READ];
-        let status = read_at_start(&self.status, &mut buf)?;
         Some(ProcSample {
             user_seconds,
             system_seconds,
-            peak_rss_bytes: parse_peak_rss(status),
+            peak_rss_bytes: self.peak_rss(std::time::Instant::now())?,
         })
+    }
+
+    fn peak_rss(&self, now: std::time::Instant) -> Option<u64> {
+        let mut kept = self.peak.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((read, bytes)) = *kept
+            && now.saturating_duration_since(read) < PEAK_REFRESH
+        {
+            return Some(bytes);
+        }
+        let mut buf = [0u8; PROC_READ];
+        let bytes = parse_peak_rss(read_at_start(&self.status, &mut buf)?);
+        *kept = Some((now, bytes));
+        Some(bytes)
     }
 }
 
@@ -260,5 +280,19 @@ mod tests {
             );
         }
         assert!(ProcFiles::open(-1).is_none());
+    }
+
+    #[test]
+    fn the_peak_is_read_again_only_once_it_is_stale() {
+        let files = ProcFiles::open(std::process::id() as i32).expect("/proc is readable");
+        let start = std::time::Instant::now();
+        let first = files.peak_rss(start).expect("a peak");
+        assert!(first > 0);
+        // Grow this process's peak by 64 MiB, touched page by page.
+        let grown: Vec<u8> = vec![1; 64 << 20];
+        std::hint::black_box(&grown);
+        assert_eq!(files.peak_rss(start + PEAK_REFRESH / 2), Some(first));
+        let later = files.peak_rss(start + PEAK_REFRESH).expect("a peak");
+        assert!(later >= first + (32 << 20), "{later} after {first}");
     }
 }
