@@ -223,19 +223,33 @@ where
             let (queue, handed) = mpsc::unbounded_channel();
             let (finished, done) = tokio::sync::oneshot::channel();
             let open = Arc::new(AtomicUsize::new(0));
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()?;
             let counted = open.clone();
+            // The runtime is made on its own thread: one dropped here, in
+            // an async context, would panic.
+            let (started, ready) = std::sync::mpsc::sync_channel(1);
             std::thread::Builder::new()
                 .name(format!("serve-{i}"))
                 .spawn(move || {
+                    let runtime = match tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build()
+                    {
+                        Ok(runtime) => runtime,
+                        Err(e) => {
+                            let _ = started.send(Err(e));
+                            return;
+                        }
+                    };
+                    let _ = started.send(Ok(()));
                     SERVING_THREAD.with(|s| s.set(Some(i)));
                     runtime.block_on(serve_handed(handed, counted, limits));
                     // Tasks the connections left behind end with the runtime.
                     drop(runtime);
                     let _ = finished.send(());
                 })?;
+            ready.recv().map_err(|_| {
+                std::io::Error::other("a serving thread ended before its runtime started")
+            })??;
             workers.push(Worker { queue, open, done });
         }
         Ok(Some(Workers { workers }))
@@ -256,22 +270,33 @@ where
                 return;
             }
         };
-        let worker = self
-            .workers
-            .iter()
-            .min_by_key(|w| w.open.load(Ordering::Relaxed))
-            .expect("at least two threads");
-        worker.open.fetch_add(1, Ordering::Relaxed);
-        let handed = Handed {
+        let mut handed = Handed {
             stream,
             peer,
             service,
             slot,
         };
-        if worker.queue.send(handed).is_err() {
-            worker.open.fetch_sub(1, Ordering::Relaxed);
-            tracing::warn!(%peer, "a serving thread has stopped: connection dropped");
+        // A thread that has stopped (it cannot, short of a panic in the
+        // runtime) gives the connection back and leaves the list.
+        while let Some((at, worker)) = self
+            .workers
+            .iter()
+            .enumerate()
+            .min_by_key(|(_, w)| w.open.load(Ordering::Relaxed))
+        {
+            worker.open.fetch_add(1, Ordering::Relaxed);
+            match worker.queue.send(handed) {
+                Ok(()) => return,
+                Err(mpsc::error::SendError(back)) => {
+                    tracing::error!(
+                        "a serving thread has stopped; its connections go to the others"
+                    );
+                    handed = back;
+                    self.workers.remove(at);
+                }
+            }
         }
+        tracing::error!(%peer, "no serving thread is left: connection dropped");
     }
 
     /// Tells every thread to finish its connections, and waits until they have.
@@ -330,4 +355,106 @@ async fn serve_handed<S, B>(
         });
     }
     graceful.shutdown().await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// One request on an open connection; the answer's body.
+    async fn get(conn: &mut TcpStream, path: &str) -> String {
+        let request = format!("GET {path} HTTP/1.1\r\nHost: test\r\n\r\n");
+        conn.write_all(request.as_bytes()).await.unwrap();
+        let mut got = Vec::new();
+        let mut buf = [0u8; 1024];
+        loop {
+            let n = conn.read(&mut buf).await.unwrap();
+            assert!(
+                n > 0,
+                "the connection closed: {:?}",
+                String::from_utf8_lossy(&got)
+            );
+            got.extend_from_slice(&buf[..n]);
+            let text = String::from_utf8_lossy(&got).into_owned();
+            if let Some((head, body)) = text.split_once("\r\n\r\n") {
+                let length: usize = head
+                    .lines()
+                    .find_map(|l| l.strip_prefix("content-length: "))
+                    .and_then(|v| v.trim().parse().ok())
+                    .expect("a content-length");
+                if body.len() >= length {
+                    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+                    return body[..length].to_owned();
+                }
+            }
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn connections_are_spread_over_the_threads_and_a_stop_lets_calls_finish() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let limits = Limits {
+            header_read: Duration::from_secs(5),
+            write: None,
+            max_connections: Some(8),
+            threads: 2,
+        };
+        let make = |_peer| {
+            hyper::service::service_fn(|request: Request<Incoming>| async move {
+                if request.uri().path() == "/slow" {
+                    tokio::time::sleep(Duration::from_millis(300)).await;
+                }
+                let thread = thread_index().map_or("none".to_owned(), |i| i.to_string());
+                Ok::<_, std::convert::Infallible>(Response::new(thread))
+            })
+        };
+        let (stop, stopped) = crate::shutdown::channel();
+        let serving = tokio::spawn(serve(listener, limits, make, stopped));
+
+        // The second connection goes to the thread without one; each keeps
+        // its thread for every request it carries.
+        let mut a = TcpStream::connect(addr).await.unwrap();
+        let first = get(&mut a, "/").await;
+        let mut b = TcpStream::connect(addr).await.unwrap();
+        let second = get(&mut b, "/").await;
+        let mut threads = [first.clone(), second.clone()];
+        threads.sort();
+        assert_eq!(threads, ["0", "1"]);
+        assert_eq!(get(&mut a, "/").await, first);
+        assert_eq!(get(&mut b, "/").await, second);
+
+        // A stop while a call runs: the call is answered, then serve returns.
+        let slow = tokio::spawn(async move { get(&mut a, "/slow").await });
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        stop.fire();
+        assert_eq!(slow.await.unwrap(), first);
+        tokio::time::timeout(Duration::from_secs(10), serving)
+            .await
+            .expect("serve returns once its connections are done")
+            .unwrap();
+    }
+
+    #[test]
+    fn per_thread_items_are_one_per_serving_thread_plus_one() {
+        let mut made = 0;
+        let items = PerThread::new(2, || {
+            made += 1;
+            made
+        });
+        assert_eq!(made, 3);
+        // Not a serving thread: the first.
+        assert_eq!(*items.get(), 1);
+        let on = |i| {
+            let items = items.clone();
+            std::thread::spawn(move || {
+                SERVING_THREAD.with(|s| s.set(Some(i)));
+                *items.get()
+            })
+            .join()
+            .unwrap()
+        };
+        assert_eq!((on(0), on(1), on(2)), (2, 3, 2));
+    }
 }

@@ -94,7 +94,13 @@ pub async fn serve(listener: TcpListener, front: Front, shutdown: Shutdown) {
         header_read: front.state.config.read_timeout,
         write: None,
         max_connections: Some(front.state.config.max_connections as usize),
-        threads: front.state.config.serve_threads as usize,
+        // tinyFaaS's call listener (opt-in) is served on the main runtime:
+        // its own threads would share the main listener's per-thread pools.
+        threads: if front.calls_at_root {
+            1
+        } else {
+            front.state.config.serve_threads as usize
+        },
     };
     let make = move |peer| {
         let front = front.clone();
@@ -204,11 +210,29 @@ where
     if faas_common::serve::thread_index().is_none() {
         return Ok(routed.await.unwrap_or_else(|never| match never {}));
     }
-    Ok(match front.main.spawn(routed).await {
+    // Aborted if the caller goes away, as it would be on this thread.
+    let mut task = AbortOnDrop(front.main.spawn(routed));
+    Ok(match (&mut task.0).await {
         Ok(answer) => answer.unwrap_or_else(|never| match never {}),
-        Err(e) => crate::reply::text(
+        Err(e) if e.is_panic() => {
+            tracing::error!(error = %e, "a request handler panicked");
+            crate::reply::text(
+                http::StatusCode::INTERNAL_SERVER_ERROR,
+                "the gateway failed to handle this request",
+            )
+        }
+        Err(_) => crate::reply::text(
             http::StatusCode::SERVICE_UNAVAILABLE,
-            format_args!("the gateway is stopping: {e}"),
+            "the gateway is stopping",
         ),
     })
+}
+
+/// A task on the main runtime that ends with the request waiting for it.
+struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }

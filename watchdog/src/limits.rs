@@ -118,9 +118,9 @@ pub struct ProcFiles {
 /// How stale the runner's peak memory in a call's figures may be.
 pub const PEAK_REFRESH: std::time::Duration = std::time::Duration::from_secs(1);
 
-/// Room for either file: `stat` is one line; `status` names `VmHWM` in its
-/// first 1 KiB.
-const PROC_READ: usize = 4096;
+/// Room for either file: `stat` is one line; `status` is about 1.4 KB,
+/// more with many supplementary groups listed before `VmHWM`.
+const PROC_READ: usize = 16 * 1024;
 
 impl ProcFiles {
     pub fn open(pid: i32) -> Option<ProcFiles> {
@@ -141,7 +141,7 @@ impl ProcFiles {
     pub fn cpu(&self) -> Option<(f64, f64)> {
         let mut buf = [0u8; PROC_READ];
         let stat = read_at_start(&self.stat, &mut buf)?;
-        parse_cpu(stat, clock_ticks())
+        parse_cpu(&stat, clock_ticks())
     }
 
     /// CPU time and peak memory (the peak as read within [`PEAK_REFRESH`]).
@@ -162,16 +162,18 @@ impl ProcFiles {
             return Some(bytes);
         }
         let mut buf = [0u8; PROC_READ];
-        let bytes = parse_peak_rss(read_at_start(&self.status, &mut buf)?);
+        let bytes = parse_peak_rss(&read_at_start(&self.status, &mut buf)?);
         *kept = Some((now, bytes));
         Some(bytes)
     }
 }
 
-fn read_at_start<'b>(file: &std::fs::File, buf: &'b mut [u8]) -> Option<&'b str> {
+/// The file as text (a command name need not be UTF-8: it is replaced,
+/// and the numbers after it are still read).
+fn read_at_start<'b>(file: &std::fs::File, buf: &'b mut [u8]) -> Option<std::borrow::Cow<'b, str>> {
     use std::os::unix::fs::FileExt;
     let n = file.read_at(buf, 0).ok().filter(|&n| n > 0)?;
-    std::str::from_utf8(&buf[..n]).ok()
+    Some(String::from_utf8_lossy(&buf[..n]))
 }
 
 fn clock_ticks() -> f64 {
@@ -291,8 +293,14 @@ mod tests {
         // Grow this process's peak by 64 MiB, touched page by page.
         let grown: Vec<u8> = vec![1; 64 << 20];
         std::hint::black_box(&grown);
+        let fresh = ProcFiles::open(std::process::id() as i32)
+            .and_then(|f| f.peak_rss(start))
+            .expect("a peak");
         assert_eq!(files.peak_rss(start + PEAK_REFRESH / 2), Some(first));
         let later = files.peak_rss(start + PEAK_REFRESH).expect("a peak");
-        assert!(later >= first + (32 << 20), "{later} after {first}");
+        assert!(
+            later >= fresh,
+            "{later} read again, {fresh} read fresh before"
+        );
     }
 }
