@@ -401,13 +401,20 @@ mod tests {
             max_connections: Some(8),
             threads: 2,
         };
-        let make = |_peer| {
-            hyper::service::service_fn(|request: Request<Incoming>| async move {
-                if request.uri().path() == "/slow" {
-                    tokio::time::sleep(Duration::from_millis(300)).await;
+        let slow_started = Arc::new(tokio::sync::Notify::new());
+        let started = slow_started.clone();
+        let make = move |_peer| {
+            let started = started.clone();
+            hyper::service::service_fn(move |request: Request<Incoming>| {
+                let started = started.clone();
+                async move {
+                    if request.uri().path() == "/slow" {
+                        started.notify_one();
+                        tokio::time::sleep(Duration::from_millis(300)).await;
+                    }
+                    let thread = thread_index().map_or("none".to_owned(), |i| i.to_string());
+                    Ok::<_, std::convert::Infallible>(Response::new(thread))
                 }
-                let thread = thread_index().map_or("none".to_owned(), |i| i.to_string());
-                Ok::<_, std::convert::Infallible>(Response::new(thread))
             })
         };
         let (stop, stopped) = crate::shutdown::channel();
@@ -427,7 +434,7 @@ mod tests {
 
         // A stop while a call runs: the call is answered, then serve returns.
         let slow = tokio::spawn(async move { get(&mut a, "/slow").await });
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        slow_started.notified().await;
         stop.fire();
         assert_eq!(slow.await.unwrap(), first);
         tokio::time::timeout(Duration::from_secs(10), serving)
